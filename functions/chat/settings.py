@@ -1,0 +1,37 @@
+"""The chat function's environment, as set by infra/constructs/chat_api.py."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+class ChatSettings(BaseModel):
+    """Environment variables of the chat function; names are the variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    MODEL_IDS: tuple[str, ...]
+    MODEL_ALIASES: dict[str, str] = Field(default_factory=dict)
+    GUARDRAIL_ID: Annotated[str, Field(min_length=1)]
+    GUARDRAIL_VERSION: Annotated[str, Field(min_length=1)]
+    DEFAULT_MAX_TOKENS: Annotated[int, Field(ge=1)] = 4096
+    MAX_TOKENS_CEILING: Annotated[int, Field(ge=1)] = 16_384
+    MAX_REQUEST_BYTES: Annotated[int, Field(ge=1)] = 1_048_576
+    # API Gateway's integration timeout: the answer (or our own 504) must come before it.
+    INTEGRATION_TIMEOUT_MS: Annotated[int, Field(ge=1000)] = 29_000
+    DEADLINE_MARGIN_MS: Annotated[int, Field(ge=0)] = 1500
+    BEDROCK_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=5)] = 3
+    RETURN_REASONING: bool = False
+
+    @field_validator("MODEL_IDS", mode="before")
+    @classmethod
+    def _split_ids(cls, value: Any) -> Any:
+        return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value
+
+    @field_validator("MODEL_ALIASES", mode="before")
+    @classmethod
+    def _parse_aliases(cls, value: Any) -> Any:
+        return json.loads(value) if isinstance(value, str) else value

@@ -1,0 +1,161 @@
+"""The one deployment configuration: built in app.py from CDK context, frozen and validated."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Mapping
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+GPT_OSS_20B = "openai.gpt-oss-20b-1:0"
+GPT_OSS_120B = "openai.gpt-oss-120b-1:0"
+GPT_OSS_MODELS = (GPT_OSS_20B, GPT_OSS_120B)
+
+DEFAULT_ALIASES: Mapping[str, str] = {"gpt-oss-20b": GPT_OSS_20B, "gpt-oss-120b": GPT_OSS_120B}
+
+# API Gateway REST integrations stop at 29 s unless the account has a raised quota.
+API_GATEWAY_DEFAULT_TIMEOUT_SECONDS = 29
+
+_STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_GUARDRAIL_VERSION = re.compile(r"^[1-9][0-9]{0,7}$")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class GuardrailConfig(_Frozen):
+    """Which guardrail every model call carries: ours (created by the stack) or an existing one."""
+
+    existing_id: str | None = None
+    existing_version: str | None = None
+    blocked_input_message: str = "Sorry, this request was blocked by the content policy."
+    blocked_output_message: str = "Sorry, the answer was blocked by the content policy."
+
+    @model_validator(mode="after")
+    def _both_or_neither(self) -> GuardrailConfig:
+        if (self.existing_id is None) != (self.existing_version is None):
+            raise ValueError("guardrailId and guardrailVersion go together")
+        if self.existing_version is not None and not _GUARDRAIL_VERSION.match(self.existing_version):
+            raise ValueError("guardrailVersion must be a published version number, never DRAFT")
+        return self
+
+
+class ChatConfig(_Frozen):
+    """Limits and options of the chat API."""
+
+    default_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
+    max_tokens_ceiling: Annotated[int, Field(ge=1, le=128_000)] = 16_384
+    max_request_bytes: Annotated[int, Field(ge=1024, le=6_000_000)] = 1_048_576
+    integration_timeout_seconds: Annotated[int, Field(ge=5, le=300)] = API_GATEWAY_DEFAULT_TIMEOUT_SECONDS
+    bedrock_max_attempts: Annotated[int, Field(ge=1, le=5)] = 3
+    return_reasoning: bool = False
+    memory_mb: Annotated[int, Field(ge=128, le=10_240)] = 1024
+    endpoint_type: Literal["REGIONAL", "PRIVATE"] = "REGIONAL"
+    vpc_endpoint_ids: tuple[str, ...] = ()
+    api_keys: bool = False
+    throttle_rate_limit: Annotated[float, Field(gt=0)] = 50.0
+    throttle_burst_limit: Annotated[int, Field(gt=0)] = 100
+
+    @model_validator(mode="after")
+    def _consistent(self) -> ChatConfig:
+        if self.default_max_tokens > self.max_tokens_ceiling:
+            raise ValueError("defaultMaxTokens must not exceed maxTokensCeiling")
+        if self.endpoint_type == "PRIVATE" and not self.vpc_endpoint_ids:
+            raise ValueError("a PRIVATE endpoint needs vpcEndpointIds")
+        if self.endpoint_type == "REGIONAL" and self.vpc_endpoint_ids:
+            raise ValueError("vpcEndpointIds only apply to a PRIVATE endpoint")
+        return self
+
+
+class DeploymentConfig(_Frozen):
+    """Everything a stage varies: read once from context in app.py, passed down as typed props."""
+
+    stage: str = "dev"
+    model_ids: tuple[str, ...] = GPT_OSS_MODELS
+    model_aliases: Mapping[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
+    guardrail: GuardrailConfig = GuardrailConfig()
+    chat: ChatConfig = ChatConfig()
+    log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
+    alarm_email: str | None = None
+
+    @field_validator("stage")
+    @classmethod
+    def _stage_shape(cls, value: str) -> str:
+        if not _STAGE.match(value):
+            raise ValueError("stage must be lowercase letters, digits and '-', starting with a letter, ≤ 20 chars")
+        return value
+
+    @field_validator("model_ids")
+    @classmethod
+    def _only_gpt_oss(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        unknown = sorted(set(value) - set(GPT_OSS_MODELS))
+        if unknown or not value:
+            raise ValueError(f"model_ids must be a non-empty subset of {GPT_OSS_MODELS}; got {unknown or 'none'}")
+        return value
+
+    @model_validator(mode="after")
+    def _aliases_point_at_models(self) -> DeploymentConfig:
+        dangling = sorted(alias for alias, target in self.model_aliases.items() if target not in self.model_ids)
+        if dangling:
+            raise ValueError(f"model aliases point at models not deployed: {dangling}")
+        return self
+
+    @classmethod
+    def from_context(cls, context: Mapping[str, Any]) -> DeploymentConfig:
+        """Build the config from CDK context values (strings from `-c key=value` are accepted)."""
+        return cls.model_validate(_normalise(dict(context)))
+
+
+# Flat camelCase context keys (cdk.json or `-c key=value`) → (section, field) of the nested model.
+_CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
+    "stage": (None, "stage"),
+    "modelIds": (None, "model_ids"),
+    "modelAliases": (None, "model_aliases"),
+    "logRetentionDays": (None, "log_retention_days"),
+    "alarmEmail": (None, "alarm_email"),
+    "guardrailId": ("guardrail", "existing_id"),
+    "guardrailVersion": ("guardrail", "existing_version"),
+    "blockedInputMessage": ("guardrail", "blocked_input_message"),
+    "blockedOutputMessage": ("guardrail", "blocked_output_message"),
+    "defaultMaxTokens": ("chat", "default_max_tokens"),
+    "maxTokensCeiling": ("chat", "max_tokens_ceiling"),
+    "maxRequestBytes": ("chat", "max_request_bytes"),
+    "integrationTimeoutSeconds": ("chat", "integration_timeout_seconds"),
+    "bedrockMaxAttempts": ("chat", "bedrock_max_attempts"),
+    "returnReasoning": ("chat", "return_reasoning"),
+    "chatMemoryMb": ("chat", "memory_mb"),
+    "endpointType": ("chat", "endpoint_type"),
+    "vpcEndpointIds": ("chat", "vpc_endpoint_ids"),
+    "apiKeys": ("chat", "api_keys"),
+    "throttleRateLimit": ("chat", "throttle_rate_limit"),
+    "throttleBurstLimit": ("chat", "throttle_burst_limit"),
+}
+CONTEXT_KEYS = tuple(_CONTEXT_FIELDS)
+
+
+def _normalise(context: dict[str, Any]) -> dict[str, Any]:
+    """Nest the flat context keys; an unknown key is an error, so a typo never passes silently."""
+    unknown = sorted(set(context) - set(_CONTEXT_FIELDS))
+    if unknown:
+        raise ValueError(f"unknown context keys: {unknown}; known: {sorted(_CONTEXT_FIELDS)}")
+    result: dict[str, Any] = {}
+    for key, value in context.items():
+        section, field = _CONTEXT_FIELDS[key]
+        target = result.setdefault(section, {}) if section else result
+        target[field] = _parse(value)
+    return result
+
+
+def _parse(value: Any) -> Any:
+    """Context given on the command line arrives as text: read JSON-looking text and comma lists."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text[:1] in "[{" or text in ("true", "false") or re.fullmatch(r"-?\d+(\.\d+)?", text):
+        return json.loads(text)
+    if "," in text:
+        return tuple(part.strip() for part in text.split(",") if part.strip())
+    return value

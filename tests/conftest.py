@@ -1,0 +1,42 @@
+"""Fixtures and environment shared by every test: offline, dummy AWS identity, no real endpoints."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+EVENTS_DIR = Path(__file__).parent / "events"
+
+# Set before any boto3 or Powertools import so nothing can reach a real account.
+os.environ.update(
+    {
+        "AWS_DEFAULT_REGION": "us-east-1",
+        "AWS_REGION": "us-east-1",
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_SECURITY_TOKEN": "testing",
+        "AWS_SESSION_TOKEN": "testing",
+        "POWERTOOLS_TRACE_DISABLED": "true",
+        "POWERTOOLS_METRICS_NAMESPACE": "GptOssBedrock",
+        "POWERTOOLS_SERVICE_NAME": "tests",
+        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
+        "CDK_DISABLE_CLI_TELEMETRY": "true",
+    }
+)
+for _variable in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL") or name == "AWS_PROFILE"]:
+    del os.environ[_variable]
+
+
+@pytest.fixture
+def load_event() -> Callable[[str], Any]:
+    """Load a canonical event or fixture file from tests/events/."""
+
+    def load(name: str) -> Any:
+        return json.loads((EVENTS_DIR / name).read_text())
+
+    return load
