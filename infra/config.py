@@ -70,6 +70,48 @@ class ChatConfig(_Frozen):
         return self
 
 
+class BatchQuotas(_Frozen):
+    """Per-model batch inference quotas: used when Service Quotas cannot be read (verify per Region)."""
+
+    min_records_per_job: Annotated[int, Field(ge=1)] = 100
+    max_records_per_job: Annotated[int, Field(ge=1)] = 50_000
+    max_records_per_file: Annotated[int, Field(ge=1)] = 50_000
+    max_file_bytes: Annotated[int, Field(ge=1)] = 1_000_000_000
+    max_job_bytes: Annotated[int, Field(ge=1)] = 5_000_000_000
+    max_concurrent_jobs: Annotated[int, Field(ge=1, le=40)] = 10
+
+    @model_validator(mode="after")
+    def _consistent(self) -> BatchQuotas:
+        if self.min_records_per_job > min(self.max_records_per_job, self.max_records_per_file):
+            raise ValueError("the minimum records per job exceeds the maximum")
+        return self
+
+
+class BatchConfig(_Frozen):
+    """Options of the batch pipeline."""
+
+    model_id: str = GPT_OSS_120B
+    default_max_completion_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
+    job_timeout_hours: Annotated[int, Field(ge=24, le=168)] = 72
+    poll_interval_seconds: Annotated[int, Field(ge=60, le=3600)] = 300
+    on_demand_concurrency: Annotated[int, Field(ge=1, le=32)] = 4
+    apply_guardrail: bool = False
+    return_reasoning: bool = True
+    read_service_quotas: bool = True
+    quotas: BatchQuotas = BatchQuotas()
+    work_retention_days: Annotated[int, Field(ge=1)] = 7
+    output_retention_days: Annotated[int, Field(ge=1)] = 30
+    # A run still open after this long raises the "run older than expected" alarm.
+    expected_run_hours: Annotated[int, Field(ge=1)] = 30
+
+    @field_validator("model_id")
+    @classmethod
+    def _gpt_oss(cls, value: str) -> str:
+        if value not in GPT_OSS_MODELS:
+            raise ValueError(f"batchModelId must be one of {GPT_OSS_MODELS}")
+        return value
+
+
 class DeploymentConfig(_Frozen):
     """Everything a stage varies: read once from context in app.py, passed down as typed props."""
 
@@ -78,6 +120,7 @@ class DeploymentConfig(_Frozen):
     model_aliases: Mapping[str, str] = Field(default_factory=lambda: dict(DEFAULT_ALIASES))
     guardrail: GuardrailConfig = GuardrailConfig()
     chat: ChatConfig = ChatConfig()
+    batch: BatchConfig = BatchConfig()
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
     alarm_email: str | None = None
 
@@ -132,6 +175,18 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "apiKeys": ("chat", "api_keys"),
     "throttleRateLimit": ("chat", "throttle_rate_limit"),
     "throttleBurstLimit": ("chat", "throttle_burst_limit"),
+    "batchModelId": ("batch", "model_id"),
+    "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),
+    "batchJobTimeoutHours": ("batch", "job_timeout_hours"),
+    "batchPollIntervalSeconds": ("batch", "poll_interval_seconds"),
+    "batchOnDemandConcurrency": ("batch", "on_demand_concurrency"),
+    "batchApplyGuardrail": ("batch", "apply_guardrail"),
+    "batchReturnReasoning": ("batch", "return_reasoning"),
+    "batchReadServiceQuotas": ("batch", "read_service_quotas"),
+    "batchQuotas": ("batch", "quotas"),
+    "batchWorkRetentionDays": ("batch", "work_retention_days"),
+    "batchOutputRetentionDays": ("batch", "output_retention_days"),
+    "batchExpectedRunHours": ("batch", "expected_run_hours"),
 }
 CONTEXT_KEYS = tuple(_CONTEXT_FIELDS)
 

@@ -1,0 +1,30 @@
+"""The batch functions' environment, as set by infra/constructs/batch_pipeline.py."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class BatchSettings(BaseModel):
+    """Environment variables of the batch pipeline's functions; names are the variable names."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    MODEL_ID: str = "openai.gpt-oss-120b-1:0"
+    DEFAULT_MAX_COMPLETION_TOKENS: Annotated[int, Field(ge=1)] = 4096
+    # Per-model batch quotas: the defaults used when Service Quotas cannot be read.
+    MIN_RECORDS_PER_JOB: Annotated[int, Field(ge=1)] = 100
+    MAX_RECORDS_PER_JOB: Annotated[int, Field(ge=1)] = 50_000
+    MAX_RECORDS_PER_FILE: Annotated[int, Field(ge=1)] = 50_000
+    MAX_FILE_BYTES: Annotated[int, Field(ge=1)] = 1_000_000_000
+    MAX_JOB_BYTES: Annotated[int, Field(ge=1)] = 5_000_000_000
+    MAX_CONCURRENT_JOBS: Annotated[int, Field(ge=1)] = 10
+    READ_SERVICE_QUOTAS: bool = False
+    ON_DEMAND_CONCURRENCY: Annotated[int, Field(ge=1)] = 4
+    RETURN_REASONING: bool = True
+    APPLY_GUARDRAIL: bool = False
+    GUARDRAIL_ID: str = ""
+    GUARDRAIL_VERSION: str = ""
+    STATE_MACHINE_ARN: str = ""
