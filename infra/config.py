@@ -19,7 +19,10 @@ DEFAULT_ALIASES: Mapping[str, str] = {"gpt-oss-20b": GPT_OSS_20B, "gpt-oss-120b"
 API_GATEWAY_DEFAULT_TIMEOUT_SECONDS = 29
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
+_GUARDRAIL_ID = re.compile(r"^[a-z0-9]{1,64}$")
 _GUARDRAIL_VERSION = re.compile(r"^[1-9][0-9]{0,7}$")
+_VPC_ENDPOINT_ID = re.compile(r"^vpce-[0-9a-f]{1,17}$")
+_WEB_ACL_ARN = re.compile(r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/[A-Za-z0-9_-]+/[0-9a-f-]+$")
 
 
 class _Frozen(BaseModel):
@@ -34,10 +37,18 @@ class GuardrailConfig(_Frozen):
     blocked_input_message: str = "Sorry, this request was blocked by the content policy."
     blocked_output_message: str = "Sorry, the answer was blocked by the content policy."
 
+    @field_validator("existing_version", mode="before")
+    @classmethod
+    def _version_as_text(cls, value: Any) -> Any:
+        # `-c guardrailVersion=3` (or a JSON number in cdk.json) arrives as a number.
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
     @model_validator(mode="after")
     def _both_or_neither(self) -> GuardrailConfig:
         if (self.existing_id is None) != (self.existing_version is None):
             raise ValueError("guardrailId and guardrailVersion go together")
+        if self.existing_id is not None and not _GUARDRAIL_ID.match(self.existing_id):
+            raise ValueError("guardrailId must be a guardrail id (lowercase letters and digits), not an ARN or name")
         if self.existing_version is not None and not _GUARDRAIL_VERSION.match(self.existing_version):
             raise ValueError("guardrailVersion must be a published version number, never DRAFT")
         return self
@@ -50,7 +61,12 @@ class ChatConfig(_Frozen):
     max_tokens_ceiling: Annotated[int, Field(ge=1, le=128_000)] = 16_384
     max_request_bytes: Annotated[int, Field(ge=1024, le=6_000_000)] = 1_048_576
     integration_timeout_seconds: Annotated[int, Field(ge=5, le=300)] = API_GATEWAY_DEFAULT_TIMEOUT_SECONDS
+    # How long before the integration timeout the function answers with its own 504.
+    deadline_margin_ms: Annotated[int, Field(ge=0, le=10_000)] = 1500
     bedrock_max_attempts: Annotated[int, Field(ge=1, le=5)] = 3
+    # Full-jitter backoff between Bedrock attempts (first wait at most base, doubling up to max).
+    bedrock_backoff_base_ms: Annotated[int, Field(ge=1, le=10_000)] = 250
+    bedrock_backoff_max_ms: Annotated[int, Field(ge=1, le=30_000)] = 4000
     return_reasoning: bool = False
     memory_mb: Annotated[int, Field(ge=128, le=10_240)] = 1024
     endpoint_type: Literal["REGIONAL", "PRIVATE"] = "REGIONAL"
@@ -58,11 +74,26 @@ class ChatConfig(_Frozen):
     api_keys: bool = False
     throttle_rate_limit: Annotated[float, Field(gt=0)] = 50.0
     throttle_burst_limit: Annotated[int, Field(gt=0)] = 100
+    # API Gateway writes execution and access logs through one CloudWatch role per account and Region.
+    # True: this stack creates one and sets it; False: the account is already set up
+    # (`aws apigateway update-account`, path /cloudwatchRoleArn), or the stage cannot log.
+    api_gateway_cloudwatch_role: bool = False
+    # An existing regional AWS WAF web ACL to associate with the stage.
+    web_acl_arn: str | None = None
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatConfig:
         if self.default_max_tokens > self.max_tokens_ceiling:
             raise ValueError("defaultMaxTokens must not exceed maxTokensCeiling")
+        if self.bedrock_backoff_base_ms > self.bedrock_backoff_max_ms:
+            raise ValueError("bedrockBackoffBaseMs must not exceed bedrockBackoffMaxMs")
+        if self.deadline_margin_ms >= self.integration_timeout_seconds * 1000 // 2:
+            raise ValueError("deadlineMarginMs must be less than half the integration timeout")
+        bad_endpoints = [endpoint for endpoint in self.vpc_endpoint_ids if not _VPC_ENDPOINT_ID.match(endpoint)]
+        if bad_endpoints:
+            raise ValueError(f"vpcEndpointIds must look like vpce-0123456789abcdef0; got {bad_endpoints}")
+        if self.web_acl_arn is not None and not _WEB_ACL_ARN.match(self.web_acl_arn):
+            raise ValueError("webAclArn must be the ARN of a regional AWS WAF (v2) web ACL")
         if self.endpoint_type == "PRIVATE" and not self.vpc_endpoint_ids:
             raise ValueError("a PRIVATE endpoint needs vpcEndpointIds")
         if self.endpoint_type == "REGIONAL" and self.vpc_endpoint_ids:
@@ -139,6 +170,16 @@ class DeploymentConfig(_Frozen):
             raise ValueError(f"model_ids must be a non-empty subset of {GPT_OSS_MODELS}; got {unknown or 'none'}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_aliases(cls, data: Any) -> Any:
+        """Without explicit aliases, offer the default aliases of the models that are deployed."""
+        if isinstance(data, dict) and "model_aliases" not in data:
+            deployed = data.get("model_ids", GPT_OSS_MODELS)
+            deployed = (deployed,) if isinstance(deployed, str) else tuple(deployed)
+            data = {**data, "model_aliases": {alias: m for alias, m in DEFAULT_ALIASES.items() if m in deployed}}
+        return data
+
     @model_validator(mode="after")
     def _aliases_point_at_models(self) -> DeploymentConfig:
         dangling = sorted(alias for alias, target in self.model_aliases.items() if target not in self.model_ids)
@@ -167,7 +208,10 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "maxTokensCeiling": ("chat", "max_tokens_ceiling"),
     "maxRequestBytes": ("chat", "max_request_bytes"),
     "integrationTimeoutSeconds": ("chat", "integration_timeout_seconds"),
+    "deadlineMarginMs": ("chat", "deadline_margin_ms"),
     "bedrockMaxAttempts": ("chat", "bedrock_max_attempts"),
+    "bedrockBackoffBaseMs": ("chat", "bedrock_backoff_base_ms"),
+    "bedrockBackoffMaxMs": ("chat", "bedrock_backoff_max_ms"),
     "returnReasoning": ("chat", "return_reasoning"),
     "chatMemoryMb": ("chat", "memory_mb"),
     "endpointType": ("chat", "endpoint_type"),
@@ -175,6 +219,8 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "apiKeys": ("chat", "api_keys"),
     "throttleRateLimit": ("chat", "throttle_rate_limit"),
     "throttleBurstLimit": ("chat", "throttle_burst_limit"),
+    "apiGatewayCloudWatchRole": ("chat", "api_gateway_cloudwatch_role"),
+    "webAclArn": ("chat", "web_acl_arn"),
     "batchModelId": ("batch", "model_id"),
     "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),
     "batchJobTimeoutHours": ("batch", "job_timeout_hours"),
@@ -189,6 +235,8 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "batchExpectedRunHours": ("batch", "expected_run_hours"),
 }
 CONTEXT_KEYS = tuple(_CONTEXT_FIELDS)
+# Keys whose value is a list: one plain value on the command line is a list of one.
+_LIST_KEYS = frozenset({"modelIds", "vpcEndpointIds"})
 
 
 def _normalise(context: dict[str, Any]) -> dict[str, Any]:
@@ -200,17 +248,17 @@ def _normalise(context: dict[str, Any]) -> dict[str, Any]:
     for key, value in context.items():
         section, field = _CONTEXT_FIELDS[key]
         target = result.setdefault(section, {}) if section else result
-        target[field] = _parse(value)
+        target[field] = _parse(value, as_list=key in _LIST_KEYS)
     return result
 
 
-def _parse(value: Any) -> Any:
+def _parse(value: Any, *, as_list: bool = False) -> Any:
     """Context given on the command line arrives as text: read JSON-looking text and comma lists."""
     if not isinstance(value, str):
         return value
     text = value.strip()
     if text[:1] in "[{" or text in ("true", "false") or re.fullmatch(r"-?\d+(\.\d+)?", text):
         return json.loads(text)
-    if "," in text:
+    if "," in text or as_list:
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return value

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -22,18 +23,44 @@ def dependency_layer_dir() -> Path:
     target = BUILD_DIR / f"layer-{digest}"
     if (target / "python").is_dir():
         return target
-    uv = shutil.which("uv")
+    # `uv run` tells its children where uv is; otherwise look on PATH.
+    uv = os.environ.get("UV") or shutil.which("uv")
     if uv is None:
         raise RuntimeError("building the dependency layer needs uv on PATH (pip install uv)")
     staging = BUILD_DIR / f"staging-{digest}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
     requirements = staging / "requirements.txt"
-    _run(uv, "export", "--frozen", "--only-group", "runtime", "--no-hashes", "--no-emit-project",
-         "--quiet", "-o", str(requirements))
+    _run(
+        uv,
+        "export",
+        "--frozen",
+        "--only-group",
+        "runtime",
+        "--no-hashes",
+        "--no-emit-project",
+        "--quiet",
+        "-o",
+        str(requirements),
+    )
     # Wheels only, for the Lambda platform and Python: what is tested locally is what is deployed.
-    _run(uv, "pip", "install", "--quiet", "--no-deps", "--only-binary", ":all:", "--python-platform", LAMBDA_PLATFORM,
-         "--python-version", LAMBDA_PYTHON, "--target", str(staging / "python"), "-r", str(requirements))
+    _run(
+        uv,
+        "pip",
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--only-binary",
+        ":all:",
+        "--python-platform",
+        LAMBDA_PLATFORM,
+        "--python-version",
+        LAMBDA_PYTHON,
+        "--target",
+        str(staging / "python"),
+        "-r",
+        str(requirements),
+    )
     requirements.unlink()
     for cache in (staging / "python").rglob("__pycache__"):
         shutil.rmtree(cache)

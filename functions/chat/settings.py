@@ -24,6 +24,9 @@ class ChatSettings(BaseModel):
     INTEGRATION_TIMEOUT_MS: Annotated[int, Field(ge=1000)] = 29_000
     DEADLINE_MARGIN_MS: Annotated[int, Field(ge=0)] = 1500
     BEDROCK_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=5)] = 3
+    # Full-jitter backoff between Bedrock attempts: the n-th wait is random in [0, min(max, base * 2**(n-1))].
+    BEDROCK_BACKOFF_BASE_MS: Annotated[int, Field(ge=1)] = 250
+    BEDROCK_BACKOFF_MAX_MS: Annotated[int, Field(ge=1)] = 4000
     RETURN_REASONING: bool = False
 
     @field_validator("MODEL_IDS", mode="before")

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
@@ -45,12 +46,31 @@ def python_function(
     timeout: Duration,
     memory_size: int = 512,
 ) -> lambda_.Function:
-    """Create a Python function from `functions/` with the app's runtime, logging, tracing and layer."""
+    """Create a Python function from `functions/` with the app's runtime, logging, tracing and layer.
+
+    The function gets its own role with no AWS managed policy: it may write to its own log group (and
+    X-Ray), nothing else; callers add their grants to `function.role`.
+    """
     log_group = logs.LogGroup(
         scope,
         f"{construct_id}Logs",
         retention=log_retention(config),
         removal_policy=RemovalPolicy.DESTROY,
+    )
+    role = iam.Role(
+        scope,
+        f"{construct_id}Role",
+        assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+        description=f"Execution role of {construct_id}",
+    )
+    # Instead of AWSLambdaBasicExecutionRole (logs:* on every log group): only this function's group.
+    log_group.grant_write(role)
+    Validations.of(role).acknowledge(
+        Acknowledgment(
+            id="AwsSolutions-IAM5[Resource::*]",
+            reason="Active tracing adds xray:PutTraceSegments and xray:PutTelemetryRecords, which support no "
+            "resource but '*'; tests/infra asserts that no other statement of the app uses Resource '*'.",
+        )
     )
     return lambda_.Function(
         scope,
@@ -73,6 +93,7 @@ def python_function(
         log_group=log_group,
         timeout=timeout,
         memory_size=memory_size,
+        role=role,
     )
 
 

@@ -1,0 +1,84 @@
+"""Pure gpt-oss helpers shared by the chat API and the batch pipeline: reasoning, stop reasons, sizes."""
+
+from __future__ import annotations
+
+import re
+from typing import Literal, NamedTuple
+
+from shared.errors import BedrockModelError
+
+# Both gpt-oss models have a 128k-token context window (Bedrock user guide, "OpenAI models").
+CONTEXT_WINDOW_TOKENS = 128_000
+# Both were released on 2025-08-05 (00:00 UTC), the `created` time /v1/models reports.
+RELEASED_AT = 1_754_352_000
+# About four characters per token for English text: only used to reject obviously oversized prompts
+# before a call (Bedrock remains the judge of everything closer to the limit).
+CHARS_PER_TOKEN_ESTIMATE = 4
+
+FinishReason = Literal["stop", "length", "tool_calls", "content_filter"]
+
+_FINISH_REASONS: dict[str, FinishReason] = {
+    "end_turn": "stop",
+    "stop_sequence": "stop",
+    "max_tokens": "length",
+    "model_context_window_exceeded": "length",
+    "tool_use": "tool_calls",
+    "guardrail_intervened": "content_filter",
+    "content_filtered": "content_filter",
+}
+_MALFORMED = frozenset({"malformed_model_output", "malformed_tool_use"})
+
+_LEADING_BLOCK = re.compile(r"\s*<reasoning>(.*?)(?:</reasoning>|\Z)", re.DOTALL)
+
+
+class ReasoningSplit(NamedTuple):
+    """A gpt-oss text split into its reasoning (None when there was none) and its answer."""
+
+    reasoning: str | None
+    answer: str
+
+
+def split_reasoning(text: str) -> ReasoningSplit:
+    """Split leading `<reasoning>...</reasoning>` blocks from the answer that follows them.
+
+    InvokeModel (and batch output) put the model's reasoning first, inside these tags. A missing
+    close tag means the model stopped while still reasoning, so everything after the open tag is
+    reasoning and the answer is empty. Text that does not start with the tag is all answer.
+    """
+    parts: list[str] = []
+    rest = text
+    while (match := _LEADING_BLOCK.match(rest)) is not None:
+        parts.append(match.group(1).strip())
+        rest = rest[match.end() :]
+    if not parts:
+        return ReasoningSplit(None, text)
+    return ReasoningSplit("\n\n".join(part for part in parts if part) or None, rest.lstrip())
+
+
+def finish_reason(stop_reason: str) -> FinishReason:
+    """Map a Converse stopReason to an OpenAI finish_reason.
+
+    Raises:
+        BedrockModelError: the model produced malformed output, or Bedrock sent an unknown stop reason.
+    """
+    if stop_reason in _MALFORMED:
+        raise BedrockModelError("the model produced output that could not be used", code=stop_reason)
+    try:
+        return _FINISH_REASONS[stop_reason]
+    except KeyError:
+        raise BedrockModelError("the model stopped for an unknown reason", code=stop_reason) from None
+
+
+def is_guardrail_stop(stop_reason: str) -> bool:
+    """Whether the stop reason means a guardrail (or content filter) replaced the answer."""
+    return _FINISH_REASONS.get(stop_reason) == "content_filter"
+
+
+def estimate_tokens(characters: int) -> int:
+    """A rough token count for a number of characters of prompt text."""
+    return -(-characters // CHARS_PER_TOKEN_ESTIMATE)
+
+
+def exceeds_context_window(characters: int) -> bool:
+    """Whether a prompt of this many characters is obviously beyond the model's context window."""
+    return estimate_tokens(characters) > CONTEXT_WINDOW_TOKENS

@@ -1,0 +1,110 @@
+"""Guardrail: the Bedrock guardrail every model call carries, pinned to a published version."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+from aws_cdk import ArnFormat, Fn, Names, Stack
+from aws_cdk import aws_bedrock as bedrock
+from constructs import Construct
+
+from infra.config import GuardrailConfig
+
+# (filter type, input strength, output strength). Prompt attacks only exist on the input side, and
+# Bedrock requires their output strength to be NONE. Misconduct is MEDIUM because at HIGH it also
+# blocks ordinary questions about security, law and medicine.
+CONTENT_FILTERS: tuple[tuple[str, str, str], ...] = (
+    ("HATE", "HIGH", "HIGH"),
+    ("INSULTS", "HIGH", "HIGH"),
+    ("SEXUAL", "HIGH", "HIGH"),
+    ("VIOLENCE", "HIGH", "HIGH"),
+    ("MISCONDUCT", "MEDIUM", "MEDIUM"),
+    ("PROMPT_ATTACK", "HIGH", "NONE"),
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardrailSpec:
+    """Every property of the guardrail we create, as plain data: the one source of the resource and its digest."""
+
+    name: str
+    blocked_input_messaging: str
+    blocked_outputs_messaging: str
+    content_filters: tuple[tuple[str, str, str], ...] = CONTENT_FILTERS
+    description: str = "Content policy of the gpt-oss chat API and batch pipeline"
+
+    def digest(self) -> str:
+        """A short, stable digest that changes exactly when a property changes."""
+        return hashlib.sha256(json.dumps(dataclasses.asdict(self), sort_keys=True).encode()).hexdigest()[:16]
+
+
+class Guardrail(Construct):
+    """A Bedrock guardrail and its published version, or an existing guardrail version from config.
+
+    Updates: a published version is immutable, so the version resource's description carries the
+    digest of the guardrail's properties. When they change, CloudFormation first updates the guardrail
+    (its working draft), then replaces the version resource (its description cannot change in place),
+    which publishes a new number from the updated draft; everything that refers to `guardrail_version`
+    (the function's environment, the IAM condition) moves to the new number, and the old version is
+    deleted in the clean-up phase, once the update has succeeded. A rollback deletes the new version
+    and keeps the old one. Unchanged properties publish nothing.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: GuardrailConfig) -> None:
+        super().__init__(scope, construct_id)
+        self.guardrail: bedrock.CfnGuardrail | None = None
+        self.version: bedrock.CfnGuardrailVersion | None = None
+        if config.existing_id is not None and config.existing_version is not None:
+            self.guardrail_id: str = config.existing_id
+            self.guardrail_version: str = config.existing_version
+            self.guardrail_arn: str = Stack.of(self).format_arn(
+                service="bedrock",
+                resource="guardrail",
+                resource_name=config.existing_id,
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+        else:
+            spec = GuardrailSpec(
+                # Guardrail names are unique per account and Region: derive one from the construct path.
+                name=Names.unique_resource_name(self, max_length=50, separator="-"),
+                blocked_input_messaging=config.blocked_input_message,
+                blocked_outputs_messaging=config.blocked_output_message,
+            )
+            self.guardrail = _create_guardrail(self, spec)
+            self.version = bedrock.CfnGuardrailVersion(
+                self,
+                "Version",
+                guardrail_identifier=self.guardrail.attr_guardrail_id,
+                description=version_description(spec),
+            )
+            self.guardrail_id = self.guardrail.attr_guardrail_id
+            self.guardrail_version = self.version.attr_version
+            self.guardrail_arn = self.guardrail.attr_guardrail_arn
+        # The value of the `bedrock:GuardrailIdentifier` condition key: the guardrail ARN plus ":<version>".
+        self.versioned_arn: str = Fn.join(":", [self.guardrail_arn, self.guardrail_version])
+
+
+def version_description(spec: GuardrailSpec) -> str:
+    """The published version's description; it names the configuration the version was published from."""
+    return f"Published by CDK from guardrail configuration {spec.digest()}"
+
+
+def _create_guardrail(scope: Construct, spec: GuardrailSpec) -> bedrock.CfnGuardrail:
+    return bedrock.CfnGuardrail(
+        scope,
+        "Resource",
+        name=spec.name,
+        description=spec.description,
+        blocked_input_messaging=spec.blocked_input_messaging,
+        blocked_outputs_messaging=spec.blocked_outputs_messaging,
+        content_policy_config=bedrock.CfnGuardrail.ContentPolicyConfigProperty(
+            filters_config=[
+                bedrock.CfnGuardrail.ContentFilterConfigProperty(
+                    type=kind, input_strength=given, output_strength=answered
+                )
+                for kind, given, answered in spec.content_filters
+            ]
+        ),
+    )

@@ -1,0 +1,196 @@
+"""Monitoring: one dashboard and one alarm topic per stack; each part of the app adds its alarms and panels."""
+
+from __future__ import annotations
+
+from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import aws_cloudwatch as cloudwatch
+from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_kms as kms
+from aws_cdk import aws_sns as sns
+from aws_cdk import aws_sns_subscriptions as subscriptions
+from constructs import Construct
+
+from infra.config import DeploymentConfig
+from infra.constructs.chat_api import ChatApi
+from infra.constructs.python_function import METRICS_NAMESPACE
+
+PERIOD = Duration.minutes(5)
+# Chat API thresholds, per 5-minute period.
+API_5XX_THRESHOLD = 5
+API_429_THRESHOLD = 10
+# p99 latency above this share of the integration timeout: requests are about to hit the deadline.
+LATENCY_DEADLINE_SHARE = 0.8
+GUARDRAIL_INTERVENTIONS_THRESHOLD = 20
+# The function maps every error to a response, so any unhandled error or throttle is worth a look.
+FUNCTION_ERRORS_THRESHOLD = 1
+FUNCTION_THROTTLES_THRESHOLD = 1
+GUARDRAIL_METRIC_NAME = "GuardrailIntervened"
+
+
+class Monitoring(Construct):
+    """A dashboard and an encrypted, TLS-only SNS topic that every alarm added here notifies.
+
+    Each part of the app has one `add_*` method that creates its alarms and dashboard panels; a part
+    living in another stack creates its own `Monitoring` there and calls its method.
+    """
+
+    def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
+        super().__init__(scope, construct_id)
+        # CloudWatch cannot publish to a topic encrypted with the AWS managed SNS key: it needs a key
+        # whose policy lets the CloudWatch service use it.
+        self.key = kms.Key(
+            self,
+            "AlarmTopicKey",
+            description="Encrypts the alarm topic",
+            enable_key_rotation=True,
+            removal_policy=RemovalPolicy.DESTROY,
+            pending_window=Duration.days(7),
+        )
+        self.key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="CloudWatchAlarmsPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],
+            )
+        )
+        self.topic = sns.Topic(self, "AlarmTopic", display_name="gpt-oss alarms", master_key=self.key, enforce_ssl=True)
+        if config.alarm_email is not None:
+            self.topic.add_subscription(subscriptions.EmailSubscription(config.alarm_email))
+        self.dashboard = cloudwatch.Dashboard(self, "Dashboard", default_interval=Duration.hours(3))
+        self.alarms: list[cloudwatch.Alarm] = []
+
+    def add_alarm(self, alarm: cloudwatch.Alarm) -> cloudwatch.Alarm:
+        """Notify the topic when the alarm fires and when it recovers."""
+        action = cloudwatch_actions.SnsAction(self.topic)
+        alarm.add_alarm_action(action)
+        alarm.add_ok_action(action)
+        self.alarms.append(alarm)
+        return alarm
+
+    def add_panel(self, title: str, *rows: list[cloudwatch.IWidget]) -> None:
+        """Add a titled section of widget rows to the dashboard."""
+        self.dashboard.add_widgets(cloudwatch.TextWidget(markdown=f"## {title}", width=24, height=1))
+        for row in rows:
+            self.dashboard.add_widgets(*row)
+
+    def add_chat_api(self, chat_api: ChatApi) -> None:
+        """Alarms and panels of the chat API: 5xx, 429, latency near the deadline, guardrail, function health."""
+        # Stage metrics (dimensions ApiName + Stage): exactly this deployment's traffic.
+        stage, function = chat_api.api.deployment_stage, chat_api.function
+        server_errors = stage.metric_server_error(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="5XX")
+        client_errors = stage.metric_client_error(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="4XX")
+        requests = stage.metric_count(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Requests")
+        latency_p99 = stage.metric_latency(period=PERIOD, statistic=cloudwatch.Stats.p(99), label="Latency p99")
+        integration_p99 = stage.metric_integration_latency(
+            period=PERIOD, statistic=cloudwatch.Stats.p(99), label="Integration latency p99"
+        )
+        interventions = self._service_metric(chat_api.service_name, GUARDRAIL_METRIC_NAME, "Guardrail interventions")
+        input_tokens = self._service_metric(chat_api.service_name, "InputTokens", "Input tokens")
+        output_tokens = self._service_metric(chat_api.service_name, "OutputTokens", "Output tokens")
+        function_errors = function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM)
+        function_throttles = function.metric_throttles(period=PERIOD, statistic=cloudwatch.Stats.SUM)
+        deadline_ms = chat_api.integration_timeout.to_milliseconds() * LATENCY_DEADLINE_SHARE
+
+        alarms = [
+            self._count_alarm(
+                "ChatApi5xx", server_errors, API_5XX_THRESHOLD, "Chat API answered with 5XX (server or model errors)"
+            ),
+            self._count_alarm(
+                "ChatApi429",
+                chat_api.throttled_requests,
+                API_429_THRESHOLD,
+                "Chat API answered with 429 (stage or usage-plan throttle, or Bedrock throttling)",
+            ),
+            self.add_alarm(
+                cloudwatch.Alarm(
+                    self,
+                    "ChatApiLatencyNearDeadline",
+                    metric=latency_p99,
+                    threshold=deadline_ms,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=3,
+                    datapoints_to_alarm=2,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    alarm_description=f"Chat API p99 latency above {LATENCY_DEADLINE_SHARE:.0%} of the "
+                    "integration timeout: answers are about to time out",
+                )
+            ),
+            self._count_alarm(
+                "GuardrailInterventions",
+                interventions,
+                GUARDRAIL_INTERVENTIONS_THRESHOLD,
+                "Many requests or answers blocked by the guardrail (possible misuse, or a too strict policy)",
+            ),
+            self._count_alarm(
+                "ChatFunctionErrors", function_errors, FUNCTION_ERRORS_THRESHOLD, "Unhandled chat function errors"
+            ),
+            self._count_alarm(
+                "ChatFunctionThrottles",
+                function_throttles,
+                FUNCTION_THROTTLES_THRESHOLD,
+                "Chat function invocations throttled by Lambda concurrency",
+            ),
+        ]
+        self.add_panel(
+            "Chat API",
+            [
+                cloudwatch.GraphWidget(
+                    title="Requests and errors",
+                    left=[requests, client_errors, server_errors, chat_api.throttled_requests],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Latency (ms)",
+                    left=[latency_p99, integration_p99],
+                    left_annotations=[
+                        cloudwatch.HorizontalAnnotation(value=deadline_ms, label="Alarm threshold"),
+                        cloudwatch.HorizontalAnnotation(
+                            value=chat_api.integration_timeout.to_milliseconds(), label="Integration timeout"
+                        ),
+                    ],
+                    width=12,
+                ),
+            ],
+            [
+                cloudwatch.GraphWidget(title="Guardrail interventions", left=[interventions], width=6),
+                # Bedrock quotas are tokens per minute: this is what capacity is measured in.
+                cloudwatch.GraphWidget(title="Tokens", left=[input_tokens, output_tokens], width=6),
+                cloudwatch.GraphWidget(
+                    title="Chat function",
+                    left=[function.metric_invocations(period=PERIOD), function_errors, function_throttles],
+                    right=[function.metric_duration(period=PERIOD, statistic=cloudwatch.Stats.p(99))],
+                    width=6,
+                ),
+                cloudwatch.AlarmStatusWidget(title="Chat API alarms", alarms=alarms, width=6),
+            ],
+        )
+
+    @staticmethod
+    def _service_metric(service: str, metric_name: str, label: str) -> cloudwatch.Metric:
+        """A count the function emits through Powertools (EMF): dimension `service` = its service name."""
+        return cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=metric_name,
+            dimensions_map={"service": service},
+            statistic=cloudwatch.Stats.SUM,
+            period=PERIOD,
+            label=label,
+        )
+
+    def _count_alarm(
+        self, construct_id: str, metric: cloudwatch.IMetric, threshold: float, description: str
+    ) -> cloudwatch.Alarm:
+        return self.add_alarm(
+            cloudwatch.Alarm(
+                self,
+                construct_id,
+                metric=metric,
+                threshold=threshold,
+                comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
+                evaluation_periods=1,
+                treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                alarm_description=description,
+            )
+        )

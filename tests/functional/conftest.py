@@ -1,0 +1,56 @@
+"""Fixtures for the chat handler: its environment, a fast fake Bedrock, and a Lambda context."""
+
+from __future__ import annotations
+
+import io
+import logging
+from collections.abc import Iterator
+
+import pytest
+
+import chat.handler
+import shared.converse
+from chat.settings import ChatSettings
+from shared.observability import logger
+from shared.settings import load_settings
+from tests.bedrock_fakes import CHAT_ENVIRONMENT, BedrockFake
+
+# Kept before any test patches the module attribute, so the real cache can always be cleared.
+_runtime_client = shared.converse.runtime_client
+
+
+def _clear_caches() -> None:
+    load_settings.cache_clear()
+    chat.handler.converse_gateway.cache_clear()
+    _runtime_client.cache_clear()
+
+
+@pytest.fixture
+def chat_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatSettings]:
+    """The chat function's environment, read fresh for the test."""
+    for name, value in CHAT_ENVIRONMENT.items():
+        monkeypatch.setenv(name, value)
+    _clear_caches()
+    settings: ChatSettings = load_settings(ChatSettings)
+    yield settings
+    _clear_caches()
+
+
+@pytest.fixture
+def bedrock(chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockFake]:
+    """Bedrock offline: the gateway gets one real client (built the production way) for every call."""
+    fake = BedrockFake(_runtime_client(5))
+    monkeypatch.setattr(shared.converse, "runtime_client", fake.client_for)
+    yield fake
+    fake.stubber.assert_no_pending_responses()
+
+
+@pytest.fixture
+def logs() -> Iterator[io.StringIO]:
+    """What the Powertools logger writes during the test (its handler kept the stdout of import time)."""
+    handler = logger.registered_handler
+    assert isinstance(handler, logging.StreamHandler)
+    buffer = io.StringIO()
+    previous = handler.setStream(buffer)
+    yield buffer
+    handler.setStream(previous)

@@ -1,0 +1,47 @@
+"""What the infra tests synthesize: the app as app.py builds it, and a variant with every option on."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import App
+
+from infra.app_builder import build_app
+
+DEFAULT_STACK = "GptOssChat-dev"
+VARIANT_STACK = "GptOssChat-prod"
+VPC_ENDPOINT_IDS = ["vpce-123", "vpce-0a1b2c3d4e5f67890"]
+WEB_ACL_ARN = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/chat/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+# Every optional branch at once: private endpoint, API keys, an existing guardrail, the account's
+# CloudWatch role, a web ACL and alarm e-mail. Values arrive as text, as `cdk synth -c key=value` gives them.
+VARIANT_CONTEXT: Mapping[str, str] = {
+    "stage": "prod",
+    "endpointType": "PRIVATE",
+    "vpcEndpointIds": ",".join(VPC_ENDPOINT_IDS),
+    "apiKeys": "true",
+    "guardrailId": "abc123def456",
+    "guardrailVersion": "3",
+    "apiGatewayCloudWatchRole": "true",
+    "webAclArn": WEB_ACL_ARN,
+    "alarmEmail": "ops@example.com",
+}
+
+
+@dataclass(frozen=True)
+class Synthesized:
+    """One synthesized app: the construct tree, the output folder and each stack's template."""
+
+    app: App
+    outdir: Path
+    templates: Mapping[str, dict[str, Any]]
+
+
+def synthesize(context: Mapping[str, Any], outdir: Path) -> Synthesized:
+    """Build and synthesize the app; cdk-nag runs during synth, and any unacknowledged finding raises."""
+    app = build_app(context, outdir=str(outdir))
+    assembly = app.synth()
+    templates = {stack.stack_name: stack.template for stack in assembly.stacks}
+    return Synthesized(app=app, outdir=outdir, templates=templates)

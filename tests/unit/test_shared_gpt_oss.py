@@ -1,0 +1,106 @@
+"""gpt-oss helpers: reasoning split, stop reasons, the context-window estimate."""
+
+from __future__ import annotations
+
+import botocore.session
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from shared.errors import BedrockModelError
+from shared.gpt_oss import (
+    CONTEXT_WINDOW_TOKENS,
+    estimate_tokens,
+    exceeds_context_window,
+    finish_reason,
+    is_guardrail_stop,
+    split_reasoning,
+)
+
+_NO_TAGS = st.text().filter(lambda text: "<reasoning>" not in text and "</reasoning>" not in text)
+
+
+@pytest.mark.parametrize(
+    ("text", "reasoning", "answer"),
+    [
+        ("<reasoning>think</reasoning>Paris.", "think", "Paris."),
+        ("  \n<reasoning> think </reasoning>\n\nParis.", "think", "Paris."),
+        ("<reasoning>still thinking when tokens ran out", "still thinking when tokens ran out", ""),
+        ("Paris.", None, "Paris."),
+        ("\n  indented answer", None, "\n  indented answer"),
+        ("<reasoning>one</reasoning><reasoning>two</reasoning>answer", "one\n\ntwo", "answer"),
+        ("<reasoning></reasoning>answer", None, "answer"),
+        (
+            "The tag <reasoning>x</reasoning> is quoted mid-answer.",
+            None,
+            "The tag <reasoning>x</reasoning> is quoted mid-answer.",
+        ),
+        ("", None, ""),
+    ],
+)
+def test_split_reasoning(text: str, reasoning: str | None, answer: str) -> None:
+    assert split_reasoning(text) == (reasoning, answer)
+
+
+@given(reasoning=_NO_TAGS, answer=_NO_TAGS)
+def test_reasoning_never_leaks_into_the_answer(reasoning: str, answer: str) -> None:
+    split = split_reasoning(f"<reasoning>{reasoning}</reasoning>{answer}")
+    assert split.answer == answer.lstrip()
+    assert split.reasoning == (reasoning.strip() or None)
+
+
+@given(answer=_NO_TAGS)
+def test_text_without_tags_is_all_answer(answer: str) -> None:
+    assert split_reasoning(answer) == (None, answer)
+
+
+@pytest.mark.parametrize(
+    ("stop_reason", "expected"),
+    [
+        ("end_turn", "stop"),
+        ("stop_sequence", "stop"),
+        ("max_tokens", "length"),
+        ("model_context_window_exceeded", "length"),
+        ("tool_use", "tool_calls"),
+        ("guardrail_intervened", "content_filter"),
+        ("content_filtered", "content_filter"),
+    ],
+)
+def test_finish_reason(stop_reason: str, expected: str) -> None:
+    assert finish_reason(stop_reason) == expected
+
+
+@pytest.mark.parametrize("stop_reason", ["malformed_model_output", "malformed_tool_use", "a_future_reason"])
+def test_unusable_stop_reasons_are_model_errors(stop_reason: str) -> None:
+    with pytest.raises(BedrockModelError) as raised:
+        finish_reason(stop_reason)
+    assert raised.value.code == stop_reason
+
+
+def test_every_converse_stop_reason_is_decided() -> None:
+    model = botocore.session.get_session().get_service_model("bedrock-runtime")
+    output = model.operation_model("Converse").output_shape
+    assert output is not None
+    stop_reasons = output.members["stopReason"].enum  # type: ignore[attr-defined]
+    assert len(stop_reasons) == 9
+    for stop_reason in stop_reasons:
+        try:
+            finish_reason(stop_reason)
+        except BedrockModelError:
+            assert stop_reason.startswith("malformed_")
+
+
+def test_guardrail_stops() -> None:
+    assert is_guardrail_stop("guardrail_intervened")
+    assert is_guardrail_stop("content_filtered")
+    assert not is_guardrail_stop("end_turn")
+    assert not is_guardrail_stop("unknown")
+
+
+def test_context_window_estimate() -> None:
+    assert estimate_tokens(0) == 0
+    assert estimate_tokens(1) == 1
+    assert estimate_tokens(8) == 2
+    limit_characters = CONTEXT_WINDOW_TOKENS * 4
+    assert not exceeds_context_window(limit_characters)
+    assert exceeds_context_window(limit_characters + 4)
