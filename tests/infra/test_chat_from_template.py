@@ -93,7 +93,8 @@ def _chat_function(template: dict[str, Any]) -> dict[str, Any]:
         and resource["Properties"].get("Handler") == "chat.handler.lambda_handler"
     ]
     assert len(functions) == 1
-    return functions[0]
+    function: dict[str, Any] = functions[0]
+    return function
 
 
 def _deployed_environment(function: dict[str, Any]) -> dict[str, str]:
