@@ -28,3 +28,12 @@ class BatchSettings(BaseModel):
     GUARDRAIL_ID: str = ""
     GUARDRAIL_VERSION: str = ""
     STATE_MACHINE_ARN: str = ""
+    # Added by the batch functions (defaults only; infra may leave them unset).
+    # Largest prompt line / item / row / .txt file, and largest encoded record: bounds memory per record.
+    MAX_RECORD_BYTES: Annotated[int, Field(ge=1024)] = 1_048_576
+    # Largest prompt file prepare accepts (it must convert the file within one Lambda run).
+    MAX_SOURCE_BYTES: Annotated[int, Field(ge=1)] = 2_000_000_000
+    # Time budget of one on-demand Converse call (retries included).
+    ON_DEMAND_RECORD_TIMEOUT_SECONDS: Annotated[int, Field(ge=5, le=900)] = 300
+    # Attempts per Converse / ApplyGuardrail call (the gateway retries only while time remains).
+    BEDROCK_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=5)] = 3

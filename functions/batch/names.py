@@ -1,0 +1,97 @@
+"""Deterministic names for a run: execution name, Bedrock job names and tokens, record ids.
+
+Everything is derived from the dropped object (bucket, key, version id), never from a clock or a random
+id, so a duplicate S3 event, a Lambda retry or a state-machine retry always produces the same names and
+Step Functions / Bedrock deduplicate them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from pathlib import PurePosixPath
+
+# Step Functions execution names: 1-80 characters; we use only [A-Za-z0-9-] (a subset of what is allowed).
+MAX_RUN_ID_LENGTH = 80
+# Bedrock CreateModelInvocationJob (botocore model `bedrock`, shapes ModelInvocationJobName and
+# ModelInvocationIdempotencyToken).
+JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+MAX_JOB_NAME_LENGTH = 63
+CLIENT_REQUEST_TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
+RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,54}-[0-9a-f]{24}")
+RECORD_ID_PATTERN = re.compile(r"R[0-9]{11}")
+
+_HASH_LENGTH = 24  # 96 bits of SHA-256: collisions between runs are not a practical concern
+_STEM_LENGTH = 40
+_JOB_STEM_LENGTH = 24
+_NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
+_MAX_SHARD_INDEX = 99_999
+_MAX_LINE = 99_999_999_999
+
+
+def run_id(bucket: str, key: str, version_id: str | None) -> str:
+    """The run (and Step Functions execution) name of one dropped object: `<readable stem>-<hash>`.
+
+    The stem is the file name without extension, reduced to ASCII letters, digits and '-'; the hash covers
+    the bucket, the key and the version id ("null" when the bucket is unversioned), so every new version
+    of an object gets a new run and the same version always gets the same one.
+    """
+    digest = hashlib.sha256("\x00".join((bucket, key, version_id or "null")).encode("utf-8", "surrogatepass"))
+    return f"{_stem(key, _STEM_LENGTH)}-{digest.hexdigest()[:_HASH_LENGTH]}"
+
+
+def job_name(run: str, shard_index: int) -> str:
+    """The Bedrock batch job name of one shard of a run (≤ 63 characters, the API's pattern)."""
+    stem, digest = _split(run)
+    return f"{stem[:_JOB_STEM_LENGTH].rstrip('-')}-{digest}-{_shard(shard_index)}"
+
+
+def client_request_token(run: str, shard_index: int) -> str:
+    """The idempotency token of one shard's CreateModelInvocationJob: a retry never creates a second job."""
+    _, digest = _split(run)
+    return f"{digest}-{_shard(shard_index)}"
+
+
+def record_id(source_line: int) -> str:
+    """The recordId of the prompt found at `source_line` (1-based) of the run's single source file.
+
+    One run is one file, so the line number alone makes it unique within the run; 'R' + 11 digits keeps it
+    alphanumeric and fixed-width (older Bedrock docs describe recordIds as 11-char alphanumeric strings).
+    """
+    if not 1 <= source_line <= _MAX_LINE:
+        raise ValueError(f"source line {source_line} is outside 1..{_MAX_LINE}")
+    return f"R{source_line:011d}"
+
+
+def short_model_name(model_id: str) -> str:
+    """`openai.gpt-oss-120b-1:0` (or a Region-prefixed inference profile id) -> `gpt-oss-120b`."""
+    name = model_id.rsplit(".", 1)[-1].split(":", 1)[0]
+    head, _, tail = name.rpartition("-")
+    return head if head and tail.isdigit() else name
+
+
+def shard_label(shard_index: int) -> str:
+    """The folder name of one shard: `shard-00000`."""
+    return f"shard-{_shard(shard_index)}"
+
+
+def _shard(shard_index: int) -> str:
+    if not 0 <= shard_index <= _MAX_SHARD_INDEX:
+        raise ValueError(f"shard index {shard_index} is outside 0..{_MAX_SHARD_INDEX}")
+    return f"{shard_index:05d}"
+
+
+def _split(run: str) -> tuple[str, str]:
+    if not RUN_ID_PATTERN.fullmatch(run):
+        raise ValueError(f"not a run id: {run!r}")
+    stem, digest = run.rsplit("-", 1)
+    return stem, digest
+
+
+def _stem(key: str, limit: int) -> str:
+    """A readable, ASCII-only stem of the key's file name; 'run' when nothing readable is left."""
+    name = PurePosixPath(key).name
+    stem = name.rsplit(".", 1)[0] if "." in name.lstrip(".") else name
+    ascii_text = unicodedata.normalize("NFKD", stem).encode("ascii", "ignore").decode("ascii")
+    return _NOT_ALNUM.sub("-", ascii_text).strip("-")[:limit].rstrip("-") or "run"

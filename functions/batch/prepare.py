@@ -1,0 +1,187 @@
+"""Prompt file -> batch records in shards (or one on-demand file), id maps and rejections (thin handler).
+
+Two streaming passes with bounded memory: (1) convert the source object (the exact version the run is
+about) into `work/<run>/records.jsonl` + `idmap.jsonl`, rejected lines into `rejected/<run>/`; (2) plan
+from the record count and sizes, then split those files into shards (or copy them for the on-demand
+path). Every key and byte is a function of the source version and the quotas, so a retry rewrites the
+same objects.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from batch import converter, layout, storage
+from batch.converter import Accepted
+from batch.jsonl import Frame, encode
+from batch.models import Prepared, RunInput, ShardSpec
+from batch.names import client_request_token, job_name
+from batch.planner import InfeasiblePlan, Plan, plan
+from batch.quotas import load_quotas
+from batch.records import Rejection
+from batch.settings import BatchSettings
+from shared.observability import logger, metrics, tracer
+from shared.settings import load_settings
+
+
+class SourceMissing(Exception):
+    """The prompt file (that version of it) no longer exists."""
+
+
+class InconsistentWork(Exception):
+    """The work files of a run do not match what the first pass counted (a concurrent writer?)."""
+
+
+@dataclass(slots=True)
+class Conversion:
+    """What the first pass produced."""
+
+    records: int = 0
+    rejected: int = 0
+    total_bytes: int = 0
+    max_record_bytes: int = 0
+
+
+@logger.inject_lambda_context
+@tracer.capture_lambda_handler(capture_response=False)
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    """Prepare one run; the result is stored by the state machine at `$.prepared`.
+
+    Raises:
+        SourceMissing: the source object version is gone.
+        InfeasiblePlan: the records cannot be split into jobs that meet every quota.
+    """
+    return prepare(RunInput.model_validate(event), load_settings(BatchSettings)).model_dump()
+
+
+def prepare(run: RunInput, settings: BatchSettings) -> Prepared:
+    """Convert, plan and split one run's source file."""
+    info = storage.head(run.bucket, run.key, run.versionId)
+    if info is None:
+        raise SourceMissing(f"the source of run {run.runId} no longer exists")
+    if info.size > settings.MAX_SOURCE_BYTES:
+        reason = f"the file has {info.size} bytes; at most {settings.MAX_SOURCE_BYTES} are accepted"
+        conversion = _reject_file(run, Rejection(line=0, reason=reason))
+    else:
+        conversion = _convert(run, settings)
+    quotas = load_quotas(settings)
+    try:
+        chosen = plan(conversion.records, conversion.total_bytes, conversion.max_record_bytes, quotas)
+    except InfeasiblePlan as error:
+        logger.error("no feasible plan", run_id=run.runId, records=conversion.records, reason=str(error))
+        raise
+    shards = _place(run, chosen, settings)
+    logger.info(
+        "run prepared",
+        run_id=run.runId,
+        path=chosen.path,
+        records=conversion.records,
+        rejected=conversion.rejected,
+        shards=len(shards),
+        reason=chosen.reason,
+    )
+    return Prepared(
+        runId=run.runId,
+        bucket=run.bucket,
+        sourceKey=run.key,
+        sourceVersionId=run.versionId,
+        modelId=settings.MODEL_ID,
+        path=chosen.path,
+        recordCount=conversion.records,
+        rejectedCount=conversion.rejected,
+        quotaSource=quotas.payload(),
+        shards=shards,
+    )
+
+
+def _convert(run: RunInput, settings: BatchSettings) -> Conversion:
+    """First pass: stream the source through the converter into the run's work and rejected files."""
+    options = converter.Options(
+        model_id=settings.MODEL_ID,
+        default_max_tokens=settings.DEFAULT_MAX_COMPLETION_TOKENS,
+        max_record_bytes=settings.MAX_RECORD_BYTES,
+    )
+    result = Conversion()
+    chunks = storage.iter_chunks(run.bucket, run.key, run.versionId)
+    with (
+        storage.JsonlWriter(run.bucket, layout.all_records_key(run.runId)) as records,
+        storage.JsonlWriter(run.bucket, layout.all_ids_key(run.runId)) as ids,
+        storage.JsonlWriter(run.bucket, layout.rejected_key(run.runId), skip_empty=True) as rejected,
+    ):
+        try:
+            for item in converter.convert(run.key, chunks, options):
+                if isinstance(item, Accepted):
+                    records.write(item.line)
+                    ids.write(encode(item.entry.model_dump()))
+                    result.records += 1
+                    result.total_bytes += len(item.line)
+                    result.max_record_bytes = max(result.max_record_bytes, len(item.line))
+                else:
+                    rejected.write(encode(item.rejection.to_json()))
+                    result.rejected += 1
+        except storage.ObjectMissing as error:
+            raise SourceMissing(f"the source of run {run.runId} no longer exists") from error
+    return result
+
+
+def _reject_file(run: RunInput, rejection: Rejection) -> Conversion:
+    """The whole file is refused without being read: one rejection, no records."""
+    with storage.JsonlWriter(run.bucket, layout.rejected_key(run.runId)) as rejected:
+        rejected.write(encode(rejection.to_json()))
+    return Conversion(rejected=1)
+
+
+def _place(run: RunInput, chosen: Plan, settings: BatchSettings) -> list[ShardSpec]:
+    """Second pass: the on-demand file, or one input file and one id map per shard."""
+    if chosen.path == "on_demand":
+        storage.copy(run.bucket, layout.all_records_key(run.runId), layout.on_demand_records_key(run.runId))
+        storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.on_demand_ids_key(run.runId))
+        return []
+    if chosen.path == "empty":
+        return []
+    if len(chosen.shard_sizes) == 1:
+        storage.copy(run.bucket, layout.all_records_key(run.runId), layout.shard_records_key(run.runId, 0))
+        storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.shard_ids_key(run.runId, 0))
+    else:
+        _split(run, chosen, settings.MAX_RECORD_BYTES)
+    return [_spec(run, shard.index, shard.count) for shard in chosen.shards()]
+
+
+def _split(run: RunInput, chosen: Plan, max_line_bytes: int) -> None:
+    records = _lines(run.bucket, layout.all_records_key(run.runId), max_line_bytes)
+    ids = _lines(run.bucket, layout.all_ids_key(run.runId), max_line_bytes)
+    for shard in chosen.shards():
+        with (
+            storage.JsonlWriter(run.bucket, layout.shard_records_key(run.runId, shard.index)) as shard_records,
+            storage.JsonlWriter(run.bucket, layout.shard_ids_key(run.runId, shard.index)) as shard_ids,
+        ):
+            for record, entry in zip(islice(records, shard.count), islice(ids, shard.count), strict=False):
+                shard_records.write(record)
+                shard_ids.write(entry)
+            if shard_records.lines != shard.count or shard_ids.lines != shard.count:
+                raise InconsistentWork(f"run {run.runId}: shard {shard.index} is short of records")
+
+
+def _lines(bucket: str, key: str, max_line_bytes: int) -> Iterator[bytes]:
+    frame: Frame
+    for frame in storage.iter_object_lines(bucket, key, max_line_bytes):
+        if frame.too_long or not frame.data:
+            raise InconsistentWork(f"unexpected line {frame.number} in {key}")
+        yield frame.data + b"\n"
+
+
+def _spec(run: RunInput, index: int, count: int) -> ShardSpec:
+    return ShardSpec(
+        index=index,
+        jobName=job_name(run.runId, index),
+        clientRequestToken=client_request_token(run.runId, index),
+        inputUri=layout.s3_uri(run.bucket, layout.shard_records_key(run.runId, index)),
+        outputUri=layout.s3_uri(run.bucket, layout.shard_output_prefix(run.runId, index)),
+        recordCount=count,
+    )

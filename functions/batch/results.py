@@ -1,0 +1,293 @@
+"""Bedrock batch output -> one result per accepted prompt (pure).
+
+Output lines are joined to the id map on `recordId`, never on position. Every id-map entry yields exactly
+one result: `ok`, `error` (Bedrock's errorCode / errorMessage, or ours) or `missing` (with the reason).
+Tolerated without losing the others: unreadable lines (a truncated last line), unknown fields, duplicate
+recordIds (the first wins), recordIds that are not in the map. All of these are counted.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, Literal
+
+from batch.jsonl import Frame
+from batch.models import JobStatus, RunStatus
+from batch.records import IdEntry
+from shared.gpt_oss import split_reasoning
+
+Status = Literal["ok", "error", "missing"]
+MAX_MESSAGE_CHARS = 1000
+EMPTY_ANSWER_CODE = "TokenLimitBeforeAnswer"
+MALFORMED_CODE = "MalformedOutput"
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """Token counts of one record (OpenAI names)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ResultError:
+    """Why a record has no answer."""
+
+    code: str
+    message: str
+
+
+@dataclass(frozen=True, slots=True)
+class OutputLine:
+    """One readable line of a `.jsonl.out` file."""
+
+    record_id: str
+    succeeded: bool  # a modelOutput line, as Bedrock counts it (successRecordCount)
+    answer: str | None = None
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: ResultError | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Result:
+    """One line of results.jsonl."""
+
+    entry: IdEntry
+    source_key: str
+    status: Status
+    answer: str | None = None
+    reasoning: str | None = None
+    finish_reason: str | None = None
+    usage: Usage | None = None
+    error: ResultError | None = None
+
+    def to_json(self, *, with_reasoning: bool) -> dict[str, Any]:
+        """The results.jsonl object (`reasoning` only when asked for)."""
+        line: dict[str, Any] = {
+            "id": self.entry.id,
+            "recordId": self.entry.recordId,
+            "source": {"key": self.source_key, "line": self.entry.line},
+            "status": self.status,
+            "answer": self.answer,
+        }
+        if with_reasoning:
+            line["reasoning"] = self.reasoning
+        line["finish_reason"] = self.finish_reason
+        line["usage"] = None if self.usage is None else _usage_json(self.usage)
+        line["error"] = None if self.error is None else {"code": self.error.code, "message": self.error.message}
+        return line
+
+    def guarded(self, answer: str) -> Result:
+        """This result after a guardrail intervention: the guardrail's text replaces the answer, and the
+        reasoning (which may hold what the guardrail objected to) is dropped."""
+        return replace(self, answer=answer, reasoning=None, finish_reason="content_filter")
+
+    def withheld(self, error: ResultError) -> Result:
+        """This result when its answer may not be shown (the guardrail could not be applied)."""
+        return replace(self, status="error", answer=None, reasoning=None, error=error)
+
+
+@dataclass(slots=True)
+class Tally:
+    """What one output file set contained, for counts and the manifest reconciliation."""
+
+    entries: int = 0  # records in the id map joined against
+    ok: int = 0
+    error: int = 0
+    missing: int = 0
+    duplicates: int = 0
+    unknown: int = 0
+    unreadable: int = 0
+    success_lines: int = 0
+    error_lines: int = 0
+    input_tokens: int = 0
+    output_tokens: int = 0
+    seen: set[str] = field(default_factory=set)
+
+    def count(self, result: Result) -> None:
+        """Add one result to the status counters and the token totals."""
+        if result.status == "ok":
+            self.ok += 1
+        elif result.status == "error":
+            self.error += 1
+        else:
+            self.missing += 1
+        if result.usage is not None:
+            self.input_tokens += result.usage.prompt_tokens
+            self.output_tokens += result.usage.completion_tokens
+
+
+def parse_line(data: bytes) -> OutputLine | None:
+    """Read one output line; None when it is not a JSON object with a string recordId (e.g. truncated)."""
+    try:
+        value = json.loads(data)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(value, dict) or not isinstance(value.get("recordId"), str):
+        return None
+    record_id: str = value["recordId"]
+    output, error = value.get("modelOutput"), value.get("error")
+    if isinstance(output, dict):
+        return _from_model_output(record_id, output)
+    if error is not None:
+        return OutputLine(record_id, succeeded=False, error=_bedrock_error(error))
+    return OutputLine(record_id, succeeded=False, error=ResultError(MALFORMED_CODE, "neither modelOutput nor error"))
+
+
+def join(entries: Mapping[str, IdEntry], frames: Iterable[Frame], *, source_key: str, tally: Tally) -> Iterator[Result]:
+    """One result per id-map entry: first those found in the output (in output order), then the missing.
+
+    `tally` collects the counts; `tally.seen` holds the recordIds already answered (shared across the
+    output files of one shard).
+    """
+    for frame in frames:
+        if not frame.too_long and not frame.data.strip():
+            continue
+        line = None if frame.too_long else parse_line(frame.data)
+        if line is None:
+            tally.unreadable += 1
+            continue
+        tally.success_lines += line.succeeded
+        tally.error_lines += not line.succeeded
+        entry = entries.get(line.record_id)
+        if entry is None:
+            tally.unknown += 1
+        elif line.record_id in tally.seen:
+            tally.duplicates += 1
+        else:
+            tally.seen.add(line.record_id)
+            yield _result(entry, source_key, line)
+
+
+def leftovers(
+    entries: Mapping[str, IdEntry], *, source_key: str, missing: ResultError, tally: Tally
+) -> Iterator[Result]:
+    """A `missing` result for every entry no output line answered."""
+    for record_id, entry in entries.items():
+        if record_id not in tally.seen:
+            yield Result(entry=entry, source_key=source_key, status="missing", error=missing)
+
+
+def missing_reason(status: JobStatus | None, message: str | None, run_error: str | None = None) -> ResultError:
+    """Why records of a job have no output line, from how the job (or the run) ended."""
+    detail = f": {message}" if message else ""
+    reasons: dict[str | None, ResultError] = {
+        "Completed": ResultError("NotInOutput", "the job completed without a result for this record"),
+        "PartiallyCompleted": ResultError("NotProcessed", "the job ended PartiallyCompleted before this record"),
+        "Failed": ResultError("JobFailed", f"the batch job failed{detail}"),
+        "Stopped": ResultError("JobStopped", "the batch job was stopped before this record"),
+        "Expired": ResultError("JobExpired", "the batch job expired before this record was processed"),
+        "SubmitFailed": ResultError("SubmitFailed", f"the batch job could not be created{detail}"),
+        "PollLimit": ResultError("PollLimit", "the run stopped waiting for the batch job (poll limit reached)"),
+    }
+    if status is None:
+        why = f": {run_error}" if run_error else ""
+        return ResultError("RunFailed", _clip(f"the run failed before this record had a result{why}"))
+    return replace(reasons[status], message=_clip(reasons[status].message))
+
+
+def reconcile(manifest: Mapping[str, Any], record_count: int, tally: Tally) -> list[str]:
+    """Where a `manifest.json.out` disagrees with the input and the output lines actually read."""
+    ours = {
+        "totalRecordCount": record_count,
+        "processedRecordCount": tally.success_lines + tally.error_lines,
+        "successRecordCount": tally.success_lines,
+        "errorRecordCount": tally.error_lines,
+    }
+    return [
+        f"{name} is {manifest[name]}, the output has {count}"
+        for name, count in ours.items()
+        if isinstance(manifest.get(name), int) and manifest[name] != count
+    ]
+
+
+def run_status(accepted: int, rejected: int, ok: int) -> RunStatus:
+    """SUCCEEDED: every prompt answered and none rejected; FAILED: no answer at all; else PARTIAL."""
+    if ok == 0:
+        return "FAILED"
+    return "SUCCEEDED" if ok == accepted and rejected == 0 else "PARTIAL"
+
+
+def _from_model_output(record_id: str, output: Mapping[str, Any]) -> OutputLine:
+    choice = _first_choice(output)
+    message = choice.get("message")
+    content = _text(message.get("content")) if isinstance(message, dict) else None
+    if not isinstance(message, dict) or content is None:
+        return OutputLine(record_id, succeeded=True, error=ResultError(MALFORMED_CODE, "no message content"))
+    reasoning, answer = split_reasoning(content)
+    extra = message.get("reasoning_content")
+    if isinstance(extra, str) and extra.strip():
+        reasoning = "\n\n".join(part for part in (extra.strip(), reasoning) if part)
+    finish = choice.get("finish_reason")
+    finish_reason = finish if isinstance(finish, str) else None
+    usage = _usage(output.get("usage"))
+    if not answer.strip() and finish_reason == "length":
+        error = ResultError(
+            EMPTY_ANSWER_CODE,
+            "max_completion_tokens ran out before the model answered (reasoning spends them): raise it",
+        )
+        return OutputLine(record_id, True, None, reasoning, finish_reason, usage, error)
+    return OutputLine(record_id, True, answer, reasoning, finish_reason, usage)
+
+
+def _first_choice(output: Mapping[str, Any]) -> Mapping[str, Any]:
+    choices = output.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return {}
+
+
+def _text(content: Any) -> str | None:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list) and content:
+        texts = [part.get("text") if isinstance(part, dict) else None for part in content]
+        strings = [text for text in texts if isinstance(text, str)]
+        if len(strings) == len(texts):
+            return "".join(strings)
+    return None
+
+
+def _usage(value: Any) -> Usage | None:
+    if not isinstance(value, dict):
+        return None
+    numbers = {name: value.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
+    clean = {name: number for name, number in numbers.items() if isinstance(number, int) and number >= 0}
+    return Usage(**clean)
+
+
+def _usage_json(usage: Usage) -> dict[str, int]:
+    return {
+        "prompt_tokens": usage.prompt_tokens,
+        "completion_tokens": usage.completion_tokens,
+        "total_tokens": usage.total_tokens,
+    }
+
+
+def _bedrock_error(error: Any) -> ResultError:
+    if isinstance(error, dict):
+        return ResultError(str(error.get("errorCode", "Unknown")), _clip(str(error.get("errorMessage", ""))))
+    return ResultError("Unknown", _clip(str(error)))
+
+
+def _result(entry: IdEntry, source_key: str, line: OutputLine) -> Result:
+    return Result(
+        entry=entry,
+        source_key=source_key,
+        status="error" if line.error is not None else "ok",
+        answer=line.answer,
+        reasoning=line.reasoning,
+        finish_reason=line.finish_reason,
+        usage=line.usage,
+        error=line.error,
+    )
+
+
+def _clip(text: str) -> str:
+    return text if len(text) <= MAX_MESSAGE_CHARS else text[: MAX_MESSAGE_CHARS - 1] + "…"
