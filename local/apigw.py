@@ -1,0 +1,273 @@
+"""API Gateway (REST, Lambda proxy) in process: HTTP request -> proxy event, proxy result -> HTTP response.
+
+The tests and the local chat server share this one implementation. `ApiGateway` adds what the deployed
+REST API does before and after the function, read from the synthesized template: its routes, the request
+body model, the 10 MB body limit, and its gateway responses (the OpenAI error envelope).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any, NamedTuple
+
+ACCOUNT_ID = "123456789012"
+API_ID = "abc123defg"
+STAGE = "prod"
+CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/orders-service/orders-service"
+# API Gateway's payload limit; larger bodies never reach the integration.
+MAX_BODY_BYTES = 10 * 1024 * 1024
+
+# Status of each gateway response type this emulation produces, when the template sets none (API Gateway's
+# defaults; a Lambda function error is a 502 under DEFAULT_5XX).
+_DEFAULT_STATUS = {
+    "BAD_REQUEST_BODY": HTTPStatus.BAD_REQUEST,
+    "MISSING_AUTHENTICATION_TOKEN": HTTPStatus.FORBIDDEN,
+    "REQUEST_TOO_LARGE": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    "INTEGRATION_TIMEOUT": HTTPStatus.GATEWAY_TIMEOUT,
+    "DEFAULT_5XX": HTTPStatus.BAD_GATEWAY,
+}
+
+
+class HttpResponse(NamedTuple):
+    """An HTTP response: unpacks as (status, headers, body)."""
+
+    status: int
+    headers: dict[str, str]
+    body: str
+
+
+def build_event(
+    method: str,
+    path: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    body: str | None = None,
+    query: Mapping[str, str] | None = None,
+    request_id: str | None = None,
+    caller_arn: str | None = CALLER_ARN,
+    resource: str | None = None,
+    path_parameters: Mapping[str, str] | None = None,
+    stage: str = STAGE,
+) -> dict[str, Any]:
+    """An API Gateway REST proxy event (IAM-authorized) for one HTTP request.
+
+    `resource` is the matched route template (e.g. `/v1/models/{model}`); without one, the path itself.
+    """
+    header_map = dict(headers or {})
+    request_id = request_id or str(uuid.uuid4())
+    resource = resource or path
+    epoch_ms = int(time.time() * 1000)
+    identity = {
+        "cognitoIdentityPoolId": None,
+        "accountId": ACCOUNT_ID if caller_arn else None,
+        "cognitoIdentityId": None,
+        "caller": "AROAEXAMPLEROLEID1234:orders-service" if caller_arn else None,
+        "sourceIp": "10.0.12.34",
+        "principalOrgId": None,
+        "accessKey": "ASIAEXAMPLEKEY123456" if caller_arn else None,
+        "cognitoAuthenticationType": None,
+        "cognitoAuthenticationProvider": None,
+        "userArn": caller_arn,
+        "userAgent": header_map.get("user-agent", header_map.get("User-Agent", "")),
+        "user": "AROAEXAMPLEROLEID1234:orders-service" if caller_arn else None,
+    }
+    return {
+        "resource": resource,
+        "path": path,
+        "httpMethod": method.upper(),
+        "headers": header_map,
+        "multiValueHeaders": {name: [value] for name, value in header_map.items()},
+        "queryStringParameters": dict(query) if query else None,
+        "multiValueQueryStringParameters": {name: [value] for name, value in query.items()} if query else None,
+        "pathParameters": dict(path_parameters) if path_parameters else None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourceId": "k1x2y3",
+            "resourcePath": resource,
+            "httpMethod": method.upper(),
+            "extendedRequestId": base64.b64encode(request_id.encode()[:12]).decode(),
+            "requestTime": time.strftime("%d/%b/%Y:%H:%M:%S +0000", time.gmtime(epoch_ms / 1000)),
+            "path": f"/{stage}{path}",
+            "accountId": ACCOUNT_ID,
+            "protocol": "HTTP/1.1",
+            "stage": stage,
+            "domainPrefix": API_ID,
+            "requestTimeEpoch": epoch_ms,
+            "requestId": request_id,
+            "identity": identity,
+            "domainName": f"{API_ID}.execute-api.us-east-1.amazonaws.com",
+            "deploymentId": "d3p10y",
+            "apiId": API_ID,
+        },
+        "body": body,
+        "isBase64Encoded": False,
+    }
+
+
+def response_from_result(result: Mapping[str, Any]) -> HttpResponse:
+    """The HTTP response API Gateway would send for a Lambda proxy result."""
+    headers = {name: str(value) for name, value in (result.get("headers") or {}).items()}
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name] = ", ".join(str(value) for value in values)
+    raw = result.get("body") or ""
+    body = base64.b64decode(raw).decode() if result.get("isBase64Encoded") else str(raw)
+    return HttpResponse(status=int(result["statusCode"]), headers=headers, body=body)
+
+
+class Route(NamedTuple):
+    """A matched method: its resource template, its path parameters' values and its integration timeout."""
+
+    resource: str
+    path_parameters: dict[str, str]
+    timeout_seconds: float
+
+
+@dataclass(frozen=True)
+class _Method:
+    http_method: str
+    resource: str
+    pattern: re.Pattern[str]
+    timeout_seconds: float
+    required: tuple[str, ...]
+    property_types: Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class _GatewayResponse:
+    status: int
+    template: str
+    headers: Mapping[str, str]
+
+
+class ApiGateway:
+    """The REST API of one synthesized template: routes, request body models and gateway responses."""
+
+    def __init__(self, methods: list[_Method], responses: Mapping[str, _GatewayResponse], stage: str) -> None:
+        self._methods = methods
+        self._responses = responses
+        self.stage = stage
+
+    @classmethod
+    def from_template(cls, template: Mapping[str, Any]) -> ApiGateway:
+        """Read the API's methods, body models, stage and gateway responses from a CloudFormation template."""
+        resources: Mapping[str, Any] = template["Resources"]
+        paths = _resource_paths(resources)
+        schemas = {
+            logical_id: resource["Properties"]["Schema"]
+            for logical_id, resource in resources.items()
+            if resource["Type"] == "AWS::ApiGateway::Model"
+        }
+        methods = []
+        for resource in _of_type(resources, "AWS::ApiGateway::Method"):
+            path = paths[resource["ResourceId"]["Ref"]]
+            model = (resource.get("RequestModels") or {}).get("application/json")
+            schema = schemas.get(model["Ref"], {}) if isinstance(model, dict) else {}
+            methods.append(
+                _Method(
+                    http_method=resource["HttpMethod"],
+                    resource=path,
+                    pattern=re.compile("^" + re.sub(r"\\\{(\w+)\\\}", r"(?P<\1>[^/]+)", re.escape(path)) + "$"),
+                    # API Gateway's default (and maximum without a quota increase) integration timeout.
+                    timeout_seconds=int(resource.get("Integration", {}).get("TimeoutInMillis", 29_000)) / 1000,
+                    required=tuple(schema.get("required", ())),
+                    property_types={name: spec.get("type", "") for name, spec in schema.get("properties", {}).items()},
+                )
+            )
+        responses = {
+            resource["ResponseType"]: _GatewayResponse(
+                status=int(resource.get("StatusCode") or 0),
+                template=resource["ResponseTemplates"]["application/json"],
+                headers={
+                    name.removeprefix("gatewayresponse.header."): value.strip("'")
+                    for name, value in (resource.get("ResponseParameters") or {}).items()
+                },
+            )
+            for resource in _of_type(resources, "AWS::ApiGateway::GatewayResponse")
+        }
+        stages = [resource["StageName"] for resource in _of_type(resources, "AWS::ApiGateway::Stage")]
+        return cls(methods, responses, stage=stages[0] if stages else STAGE)
+
+    def admit(self, method: str, path: str, body: bytes, *, request_id: str) -> Route | HttpResponse:
+        """The route a request invokes the function through, or the gateway response sent instead.
+
+        Undefined routes and methods get 403 Missing Authentication Token, as on an IAM-authorized API.
+        """
+        if len(body) > MAX_BODY_BYTES:
+            return self.error("REQUEST_TOO_LARGE", "Request Too Long", request_id=request_id)
+        for candidate in self._methods:
+            match = candidate.pattern.match(path)
+            if match and candidate.http_method in (method.upper(), "ANY"):
+                if (candidate.required or candidate.property_types) and not _body_matches(candidate, body):
+                    return self.error("BAD_REQUEST_BODY", "Invalid request body", request_id=request_id)
+                return Route(candidate.resource, match.groupdict(), candidate.timeout_seconds)
+        return self.error("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", request_id=request_id)
+
+    def error(self, response_type: str, message: str, *, request_id: str | None = None) -> HttpResponse:
+        """A gateway response of the template (DEFAULT_4XX / DEFAULT_5XX when it defines no such type)."""
+        status = int(_DEFAULT_STATUS[response_type])
+        fallback = "DEFAULT_5XX" if status >= HTTPStatus.INTERNAL_SERVER_ERROR else "DEFAULT_4XX"
+        response = self._responses.get(response_type) or self._responses.get(fallback)
+        request_id = request_id or str(uuid.uuid4())
+        if response is None:
+            return HttpResponse(status, _json_headers(request_id), json.dumps({"message": message}))
+        body = response.template.replace("$context.error.messageString", json.dumps(message)).replace(
+            "$context.requestId", request_id
+        )
+        return HttpResponse(response.status or status, {**_json_headers(request_id), **response.headers}, body)
+
+
+def _json_headers(request_id: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "x-amzn-RequestId": request_id, "x-amzn-ErrorType": "GatewayError"}
+
+
+def _of_type(resources: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
+    return [resource["Properties"] for resource in resources.values() if resource["Type"] == kind]
+
+
+def _resource_paths(resources: Mapping[str, Any]) -> dict[str, str]:
+    """Each AWS::ApiGateway::Resource's full path, following ParentId up to the API's root resource."""
+    parts = {
+        logical_id: (resource["Properties"]["ParentId"], resource["Properties"]["PathPart"])
+        for logical_id, resource in resources.items()
+        if resource["Type"] == "AWS::ApiGateway::Resource"
+    }
+
+    def path_of(logical_id: str) -> str:
+        parent, part = parts[logical_id]
+        # The root resource is `Fn::GetAtt [api, RootResourceId]`; every other parent is a Ref.
+        prefix = path_of(parent["Ref"]) if "Ref" in parent else ""
+        return f"{prefix}/{part}"
+
+    return {logical_id: path_of(logical_id) for logical_id in parts}
+
+
+_JSON_TYPES: Mapping[str, type | tuple[type, ...]] = {
+    "string": str,
+    "array": list,
+    "object": dict,
+    "boolean": bool,
+    "number": (int, float),
+    "integer": int,
+}
+
+
+def _body_matches(spec: _Method, body: bytes) -> bool:
+    """API Gateway's request validator: the body is a JSON object with the model's required, typed properties."""
+    try:
+        value = json.loads(body)
+    except ValueError:
+        return False
+    if not isinstance(value, dict) or any(name not in value for name in spec.required):
+        return False
+    return all(
+        isinstance(value[name], _JSON_TYPES.get(kind, object))
+        for name, kind in spec.property_types.items()
+        if name in value
+    )

@@ -1,0 +1,194 @@
+"""The offline model: a deterministic stand-in for gpt-oss that answers in a blink, with no network.
+
+It restates the question (so a demo shows that the request went through), calls a tool when the
+request offers tools and asks for one, reports tool results, fills JSON schemas, honours stop
+sequences and runs out of tokens like a reasoning model does: reasoning first, then the answer.
+Same input, same output.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from local.bedrock.shapes import Generation, StopReason, ToolCall, message_text, prompt_tokens
+from shared.gpt_oss import CHARS_PER_TOKEN_ESTIMATE, estimate_tokens
+
+SUMMARY_CHARACTERS = 80
+# A fixed, plausible model latency: a base plus a little per generated token.
+_BASE_LATENCY_MS = 20
+_LATENCY_MS_PER_TOKEN = 3
+
+
+@dataclass(frozen=True)
+class _Draft:
+    reasoning: str
+    answer: str
+    tool_calls: tuple[ToolCall, ...] = ()
+    stop_reason: StopReason = "end_turn"
+
+
+class OfflineModel:
+    """A deterministic local model in gpt-oss's manner (see the module docstring)."""
+
+    def generate(self, body: Mapping[str, Any], *, model_id: str) -> Generation:
+        """Answer an OpenAI chat body."""
+        draft = _draft(body, model_id)
+        draft = _stop_at_sequences(draft, body.get("stop"))
+        draft = _within_budget(draft, body.get("max_completion_tokens", body.get("max_tokens")))
+        output_tokens = _tokens(draft)
+        return Generation(
+            answer=draft.answer,
+            reasoning=draft.reasoning,
+            tool_calls=draft.tool_calls,
+            stop_reason=draft.stop_reason,
+            input_tokens=prompt_tokens(body),
+            output_tokens=output_tokens,
+            latency_ms=_BASE_LATENCY_MS + _LATENCY_MS_PER_TOKEN * output_tokens,
+        )
+
+
+def summary(text: str, limit: int = SUMMARY_CHARACTERS) -> str:
+    """The text on one line, cut at a word boundary to at most `limit` characters."""
+    line = " ".join(text.split())
+    if len(line) <= limit:
+        return line
+    return line[: limit - 1].rsplit(" ", 1)[0] + "…"
+
+
+def sample_value(schema: Mapping[str, Any], hint: str) -> Any:
+    """A value that satisfies a (simple) JSON schema; strings are the hint."""
+    if "const" in schema:
+        return schema["const"]
+    if schema.get("enum"):
+        return schema["enum"][0]
+    if "default" in schema:
+        return schema["default"]
+    for alternatives in ("anyOf", "oneOf"):
+        if schema.get(alternatives):
+            return sample_value(schema[alternatives][0], hint)
+    kind = schema.get("type", "object" if "properties" in schema else "string")
+    if isinstance(kind, list):
+        kind = next((name for name in kind if name != "null"), "null")
+    if kind == "object":
+        properties: Mapping[str, Any] = schema.get("properties", {})
+        return {name: sample_value(properties.get(name, {}), hint) for name in schema.get("required", properties)}
+    if kind == "array":
+        return [sample_value(schema.get("items", {}), hint) for _ in range(max(1, int(schema.get("minItems", 1))))]
+    scalars: dict[str, Any] = {
+        "integer": int(schema.get("minimum", 0)),
+        "number": float(schema.get("minimum", 0)),
+        "boolean": True,
+        "null": None,
+    }
+    if kind in scalars:
+        return scalars[kind]
+    return hint[: int(schema.get("maxLength", len(hint)))]
+
+
+def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
+    messages: Sequence[Mapping[str, Any]] = body.get("messages", ())
+    if messages and messages[-1].get("role") == "tool":
+        return _after_tools(messages)
+    question = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    tool = _tool_to_call(body, question)
+    if tool is not None:
+        return _call(tool, question)
+    about = f'The user asks: "{summary(question)}".'
+    schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
+    if isinstance(schema, Mapping):
+        reasoning = f"{about} The answer must follow the given JSON schema, so I fill it in."
+        return _Draft(reasoning, json.dumps(sample_value(schema, summary(question, 60))))
+    system = " ".join(message_text(m) for m in messages if m.get("role") in ("system", "developer"))
+    instructions = f' The instructions say: "{summary(system, 60)}".' if system.strip() else ""
+    reasoning = (
+        f"{about}{instructions} I am the offline stand-in for {model_id}: no model runs here, so I answer "
+        "deterministically by restating the question."
+    )
+    answer = (
+        f'You asked: "{summary(question)}". I am the offline model, a deterministic stand-in for {model_id}. '
+        "For real answers, run the local server with --backend openai (any OpenAI-compatible server, such as "
+        "gpt-oss-20b in Ollama or vLLM) or --backend aws (Amazon Bedrock, with your AWS credentials)."
+    )
+    return _Draft(reasoning, answer)
+
+
+def _tool_to_call(body: Mapping[str, Any], question: str) -> Mapping[str, Any] | None:
+    tools: Sequence[Mapping[str, Any]] = [tool["function"] for tool in body.get("tools") or ()]
+    choice = body.get("tool_choice", "auto")
+    if not tools or choice == "none":
+        return None
+    if isinstance(choice, Mapping):
+        return next((tool for tool in tools if tool["name"] == choice["function"]["name"]), None)
+    words = {word.lower() for word in re.findall(r"\w+", question)}
+    mentioned = next((tool for tool in tools if _name_words(tool["name"]) & words), None)
+    if mentioned is not None:
+        return mentioned
+    if choice == "required" or words & {"tool", "tools"}:
+        return tools[0]
+    return None
+
+
+def _name_words(name: str) -> set[str]:
+    """The telling words of a tool name: `get_weather` and `getWeather` both say "weather"."""
+    parts = re.split(r"[_\W]+|(?<=[a-z])(?=[A-Z])", name)
+    return {part.lower() for part in parts if len(part) > 3}
+
+
+def _subject(question: str) -> str:
+    """What a question is about: its last run of capitalised words (a place, a name), else the question."""
+    runs = re.findall(r"(?<=\s)[A-Z][\w-]*(?:\s+[A-Z][\w-]*)*", question.strip())
+    return runs[-1] if runs else summary(question, 60)
+
+
+def _call(tool: Mapping[str, Any], question: str) -> _Draft:
+    arguments = sample_value(tool.get("parameters") or {"type": "object"}, _subject(question))
+    if not isinstance(arguments, dict):
+        arguments = {"input": arguments}
+    name = str(tool["name"])
+    digest = hashlib.sha256(json.dumps([name, arguments, question], sort_keys=True).encode()).hexdigest()
+    reasoning = f'The user asks: "{summary(question)}". The tool {name} can answer that, so I call it.'
+    return _Draft(reasoning, "", (ToolCall(id=f"tooluse_{digest[:22]}", name=name, arguments=arguments),), "tool_use")
+
+
+def _after_tools(messages: Sequence[Mapping[str, Any]]) -> _Draft:
+    names = {
+        call["id"]: call["function"]["name"]
+        for message in messages
+        for call in message.get("tool_calls") or ()
+        if message.get("role") == "assistant"
+    }
+    results: list[str] = []
+    for message in reversed(messages):
+        if message.get("role") != "tool":
+            break
+        name = names.get(message.get("tool_call_id"), "the tool")
+        results.insert(0, f"{name} returned {summary(message_text(message), 120)}")
+    return _Draft("The tools answered; I pass their results on.", "; ".join(results) + ".")
+
+
+def _stop_at_sequences(draft: _Draft, stop: Any) -> _Draft:
+    stops = [stop] if isinstance(stop, str) else list(stop or ())
+    found = [draft.answer.find(sequence) for sequence in stops if sequence and sequence in draft.answer]
+    if not found:
+        return draft
+    return replace(draft, answer=draft.answer[: min(found)], tool_calls=(), stop_reason="stop_sequence")
+
+
+def _within_budget(draft: _Draft, max_tokens: Any) -> _Draft:
+    """Cut the output to `max_tokens`: like gpt-oss, the reasoning spends the budget before the answer."""
+    if not isinstance(max_tokens, int) or _tokens(draft) <= max_tokens:
+        return draft
+    characters = max_tokens * CHARS_PER_TOKEN_ESTIMATE
+    reasoning = draft.reasoning[:characters]
+    answer = draft.answer[: max(0, characters - len(draft.reasoning))]
+    return _Draft(reasoning, answer, (), "max_tokens")
+
+
+def _tokens(draft: _Draft) -> int:
+    arguments = sum(len(json.dumps(call.arguments)) for call in draft.tool_calls)
+    return max(1, estimate_tokens(len(draft.reasoning) + len(draft.answer) + arguments))
