@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 EVENTS_DIR = Path(__file__).parent / "events"
 
@@ -30,6 +31,12 @@ os.environ.update(
 )
 for _variable in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL") or name == "AWS_PROFILE"]:
     del os.environ[_variable]
+
+
+# Property tests judge inputs, never speed: this machine (and CI's) is shared and noisy, so timing-based
+# health checks and per-example deadlines would make the suite flaky without finding anything.
+settings.register_profile("suite", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True)
+settings.load_profile("suite")
 
 
 @pytest.fixture
