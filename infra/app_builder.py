@@ -12,6 +12,7 @@ from aws_cdk import App, Validations
 from cdk_nag import AwsSolutionsChecks
 
 from infra.config import CONTEXT_KEYS, DeploymentConfig
+from infra.stacks.batch_pipeline_stack import BatchPipelineStack
 from infra.stacks.chat_api_stack import ChatApiStack
 
 CDK_JSON = Path(__file__).resolve().parents[1] / "cdk.json"
@@ -35,11 +36,18 @@ def build_app(context: Mapping[str, Any], *, outdir: str | None = None) -> App:
     app = App(context=dict(context), outdir=outdir)
     config = DeploymentConfig.from_context(read_context(app))
     Validations.of(app).add_plugins(AwsSolutionsChecks(app, verbose=True))
-    ChatApiStack(
+    chat = ChatApiStack(
         app,
         f"GptOssChat-{config.stage}",
         config=config,
         description=f"gpt-oss chat API on Amazon Bedrock ({config.stage})",
+    )
+    BatchPipelineStack(
+        app,
+        f"GptOssBatch-{config.stage}",
+        config=config,
+        guardrail_publisher=chat,
+        description=f"gpt-oss batch pipeline on Amazon Bedrock ({config.stage})",
     )
     return app
 

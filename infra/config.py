@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Annotated, Any, Literal
@@ -17,6 +18,24 @@ DEFAULT_ALIASES: Mapping[str, str] = {"gpt-oss-20b": GPT_OSS_20B, "gpt-oss-120b"
 
 # API Gateway REST integrations stop at 29 s unless the account has a raised quota.
 API_GATEWAY_DEFAULT_TIMEOUT_SECONDS = 29
+
+# Step Functions fails an execution whose history passes 25,000 events. Each shard's job is watched in its own
+# child execution (a Distributed Map iteration), so the limit applies per shard; the lap limit keeps one shard
+# within 80 % of it, and the rest is headroom for retried status checks.
+HISTORY_EVENT_LIMIT = 25_000
+HISTORY_EVENT_BUDGET = 20_000
+# History events of one poll lap: Wait (entered, exited), GetJob (entered, scheduled, started, succeeded,
+# exited), JobStatus choice (entered, exited), CountLap pass (entered, exited), PollLimit choice (entered,
+# exited). tests/functional measures it on the executed definition.
+EVENTS_PER_POLL_LAP = 13
+# Events of one shard outside the poll loop, at most: execution start and end, the submit task with every
+# retry it may make, the overdue report, the outcome states (tests/infra derives the actual bound).
+SHARD_FIXED_EVENTS = 300
+# Bedrock may take this long beyond the job timeout to validate, schedule, stop and write the output.
+POLL_MARGIN_HOURS = 6
+
+# Root of the SSM parameters through which the stacks of a stage share values.
+PARAMETER_ROOT = "/gpt-oss-bedrock"
 
 _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _GUARDRAIL_ID = re.compile(r"^[a-z0-9]{1,64}$")
@@ -142,6 +161,37 @@ class BatchConfig(_Frozen):
             raise ValueError(f"batchModelId must be one of {GPT_OSS_MODELS}")
         return value
 
+    @property
+    def poll_lap_limit(self) -> int:
+        """Status checks of one job before the run stops waiting: the job timeout plus a margin, in polls."""
+        return math.ceil((self.job_timeout_hours + POLL_MARGIN_HOURS) * 3600 / self.poll_interval_seconds)
+
+    @property
+    def overdue_lap(self) -> int:
+        """The status check at which a job has run for `expected_run_hours`: the run is reported overdue."""
+        return math.ceil(self.expected_run_hours * 3600 / self.poll_interval_seconds)
+
+    @model_validator(mode="after")
+    def _poll_loop_fits(self) -> BatchConfig:
+        events = self.poll_lap_limit * EVENTS_PER_POLL_LAP + SHARD_FIXED_EVENTS
+        if events > HISTORY_EVENT_BUDGET:
+            fastest = math.ceil(
+                (self.job_timeout_hours + POLL_MARGIN_HOURS)
+                * 3600
+                * EVENTS_PER_POLL_LAP
+                / (HISTORY_EVENT_BUDGET - SHARD_FIXED_EVENTS)
+            )
+            raise ValueError(
+                f"polling a {self.job_timeout_hours} h job every {self.poll_interval_seconds} s takes up to {events} "
+                f"history events, above the budget of {HISTORY_EVENT_BUDGET}; poll every {fastest} s or more"
+            )
+        if self.overdue_lap >= self.poll_lap_limit:
+            raise ValueError(
+                f"batchExpectedRunHours ({self.expected_run_hours}) must be less than the job timeout plus "
+                f"{POLL_MARGIN_HOURS} h ({self.job_timeout_hours + POLL_MARGIN_HOURS})"
+            )
+        return self
+
 
 class DeploymentConfig(_Frozen):
     """Everything a stage varies: read once from context in app.py, passed down as typed props."""
@@ -262,3 +312,16 @@ def _parse(value: Any, *, as_list: bool = False) -> Any:
     if "," in text or as_list:
         return tuple(part.strip() for part in text.split(",") if part.strip())
     return value
+
+
+class GuardrailParameterNames(_Frozen):
+    """Where the chat stack publishes its guardrail for the other stacks of a stage (SSM parameter names)."""
+
+    guardrail_id: str
+    guardrail_version: str
+
+
+def guardrail_parameter_names(stage: str) -> GuardrailParameterNames:
+    """The SSM parameter names of a stage's guardrail (fixed names: they are the contract between stacks)."""
+    root = f"{PARAMETER_ROOT}/{stage}/guardrail"
+    return GuardrailParameterNames(guardrail_id=f"{root}/id", guardrail_version=f"{root}/version")

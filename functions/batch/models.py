@@ -10,7 +10,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Path = Literal["batch", "on_demand", "empty"]
-JobStatus = Literal["Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired", "SubmitFailed", "PollLimit"]
+JobStatus = Literal[
+    "Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired", "SubmitFailed", "PollLimit", "PollFailed"
+]
 RunStatus = Literal["SUCCEEDED", "PARTIAL", "FAILED"]
 Count = Annotated[int, Field(ge=0)]
 

@@ -185,6 +185,7 @@ def missing_reason(status: JobStatus | None, message: str | None, run_error: str
         "Expired": ResultError("JobExpired", "the batch job expired before this record was processed"),
         "SubmitFailed": ResultError("SubmitFailed", f"the batch job could not be created{detail}"),
         "PollLimit": ResultError("PollLimit", "the run stopped waiting for the batch job (poll limit reached)"),
+        "PollFailed": ResultError("PollFailed", f"the run could not read the batch job's status{detail}"),
     }
     if status is None:
         why = f": {run_error}" if run_error else ""

@@ -8,9 +8,10 @@ import json
 
 from aws_cdk import ArnFormat, Fn, Names, Stack
 from aws_cdk import aws_bedrock as bedrock
+from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
-from infra.config import GuardrailConfig
+from infra.config import GuardrailConfig, guardrail_parameter_names
 
 # (filter type, input strength, output strength). Prompt attacks only exist on the input side, and
 # Bedrock requires their output strength to be NONE. Misconduct is MEDIUM because at HIGH it also
@@ -84,6 +85,54 @@ class Guardrail(Construct):
             self.guardrail_arn = self.guardrail.attr_guardrail_arn
         # The value of the `bedrock:GuardrailIdentifier` condition key: the guardrail ARN plus ":<version>".
         self.versioned_arn: str = Fn.join(":", [self.guardrail_arn, self.guardrail_version])
+
+    def publish(self, stage: str) -> None:
+        """Write the guardrail id and pinned version to SSM, where the other stacks of the stage read them.
+
+        Not a CloudFormation export: CloudFormation refuses to change an export another stack imports, so a
+        new guardrail version could never deploy. A parameter can change; its readers resolve it on deploy.
+        """
+        names = guardrail_parameter_names(stage)
+        for construct_id, name, value, what in (
+            ("IdParameter", names.guardrail_id, self.guardrail_id, "id"),
+            ("VersionParameter", names.guardrail_version, self.guardrail_version, "pinned version"),
+        ):
+            ssm.StringParameter(
+                self,
+                construct_id,
+                parameter_name=name,
+                string_value=value,
+                description=f"The {what} of the guardrail every gpt-oss call of stage {stage} carries",
+            )
+
+
+@dataclasses.dataclass(frozen=True)
+class GuardrailReference:
+    """A guardrail owned by another stack: the same four values as `Guardrail` exposes."""
+
+    guardrail_id: str
+    guardrail_version: str
+    guardrail_arn: str
+    versioned_arn: str
+
+    @classmethod
+    def from_parameters(cls, scope: Construct, stage: str) -> GuardrailReference:
+        """Read the stage's published guardrail on every deploy (CloudFormation SSM parameter types)."""
+        names = guardrail_parameter_names(stage)
+        guardrail_id = ssm.StringParameter.value_for_string_parameter(scope, names.guardrail_id)
+        guardrail_version = ssm.StringParameter.value_for_string_parameter(scope, names.guardrail_version)
+        guardrail_arn = Stack.of(scope).format_arn(
+            service="bedrock",
+            resource="guardrail",
+            resource_name=guardrail_id,
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        return cls(
+            guardrail_id=guardrail_id,
+            guardrail_version=guardrail_version,
+            guardrail_arn=guardrail_arn,
+            versioned_arn=Fn.join(":", [guardrail_arn, guardrail_version]),
+        )
 
 
 def version_description(spec: GuardrailSpec) -> str:

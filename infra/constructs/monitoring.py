@@ -12,6 +12,8 @@ from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.constructs.batch_pipeline import COLLECT_ID, BatchPipeline
+from infra.constructs.batch_workflow import OVERDUE_METRIC_NAME
 from infra.constructs.chat_api import ChatApi
 from infra.constructs.python_function import METRICS_NAMESPACE
 
@@ -26,6 +28,8 @@ GUARDRAIL_INTERVENTIONS_THRESHOLD = 20
 FUNCTION_ERRORS_THRESHOLD = 1
 FUNCTION_THROTTLES_THRESHOLD = 1
 GUARDRAIL_METRIC_NAME = "GuardrailIntervened"
+# Batch pipeline: share of collected records without an answer (error or missing), per 5-minute period.
+RECORD_ERROR_RATE_PERCENT = 10
 
 
 class Monitoring(Construct):
@@ -164,6 +168,127 @@ class Monitoring(Construct):
                     width=6,
                 ),
                 cloudwatch.AlarmStatusWidget(title="Chat API alarms", alarms=alarms, width=6),
+            ],
+        )
+
+    def add_batch_pipeline(self, pipeline: BatchPipeline) -> None:
+        """Alarms and panels of the batch pipeline: failed, timed-out, aborted and overdue runs, the DLQ,
+        runs whose summary says FAILED and the share of records without an answer."""
+        machine = pipeline.state_machine
+        failed = machine.metric_failed(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Failed")
+        timed_out = machine.metric_timed_out(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Timed out")
+        aborted = machine.metric_aborted(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Aborted")
+        started = machine.metric_started(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Started")
+        succeeded = machine.metric_succeeded(period=PERIOD, statistic=cloudwatch.Stats.SUM, label="Succeeded")
+        run_time = machine.metric_time(period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label="Longest run (ms)")
+        dead_letters = pipeline.dead_letter_queue.metric_approximate_number_of_messages_visible(
+            period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label="Dead letters"
+        )
+        queue_age = pipeline.queue.metric_approximate_age_of_oldest_message(
+            period=PERIOD, statistic=cloudwatch.Stats.MAXIMUM, label="Oldest event (s)"
+        )
+        # Emitted by the state machine itself when a job has been running for batchExpectedRunHours.
+        overdue = cloudwatch.Metric(
+            namespace=METRICS_NAMESPACE,
+            metric_name=OVERDUE_METRIC_NAME,
+            dimensions_map={"StateMachine": machine.state_machine_arn},
+            statistic=cloudwatch.Stats.SUM,
+            period=PERIOD,
+            label="Runs overdue",
+        )
+        ok = self._service_metric(COLLECT_ID, "RecordsOk", "Records ok")
+        errors = self._service_metric(COLLECT_ID, "RecordsError", "Records in error")
+        missing = self._service_metric(COLLECT_ID, "RecordsMissing", "Records missing")
+        rejected = self._service_metric(COLLECT_ID, "RecordsRejected", "Lines rejected")
+        runs_failed = self._service_metric(COLLECT_ID, "RunsFailed", "Runs with no answer")
+        error_rate = cloudwatch.MathExpression(
+            expression="IF(ok + errors + missing > 0, 100 * (errors + missing) / (ok + errors + missing), 0)",
+            using_metrics={"ok": ok, "errors": errors, "missing": missing},
+            period=PERIOD,
+            label="Records without an answer (%)",
+        )
+        alarms = [
+            self._count_alarm("BatchRunsFailed", failed, 1, "Batch runs failed (the summary names the reason)"),
+            self._count_alarm(
+                "BatchRunsTimedOut", timed_out, 1, "Batch runs hit the state machine timeout: no summary was written"
+            ),
+            self._count_alarm("BatchRunsAborted", aborted, 1, "Batch runs were stopped by hand"),
+            self._count_alarm(
+                "BatchDeadLetters",
+                dead_letters,
+                1,
+                "Drop events that could not start a run (or reach the queue): inspect and redrive the DLQ",
+            ),
+            self._count_alarm(
+                "BatchRunsOverdue",
+                overdue,
+                1,
+                "A batch job has been running longer than batchExpectedRunHours (the run keeps waiting)",
+            ),
+            self._count_alarm(
+                "BatchRunsWithoutAnswers",
+                runs_failed,
+                1,
+                "Runs whose summary says FAILED: no prompt was answered (all jobs failed, or nothing valid)",
+            ),
+            self.add_alarm(
+                cloudwatch.Alarm(
+                    self,
+                    "BatchRecordErrorRate",
+                    metric=error_rate,
+                    threshold=RECORD_ERROR_RATE_PERCENT,
+                    comparison_operator=cloudwatch.ComparisonOperator.GREATER_THAN_THRESHOLD,
+                    evaluation_periods=1,
+                    treat_missing_data=cloudwatch.TreatMissingData.NOT_BREACHING,
+                    alarm_description=f"More than {RECORD_ERROR_RATE_PERCENT}% of the collected records have "
+                    "no answer (Bedrock record errors, or records missing from the job output)",
+                )
+            ),
+        ]
+        functions = {
+            "Starter": pipeline.starter,
+            "Prepare": pipeline.prepare,
+            "On demand": pipeline.on_demand,
+            "Collect": pipeline.collect,
+        }
+        self.add_panel(
+            "Batch pipeline",
+            [
+                cloudwatch.GraphWidget(
+                    title="Runs", left=[started, succeeded, failed, timed_out, aborted, overdue], width=12
+                ),
+                cloudwatch.GraphWidget(title="Run time", left=[run_time], width=6),
+                cloudwatch.GraphWidget(title="Drop events", left=[dead_letters], right=[queue_age], width=6),
+            ],
+            [
+                cloudwatch.GraphWidget(title="Records", left=[ok, errors, missing, rejected], width=8),
+                cloudwatch.GraphWidget(
+                    title="Records without an answer (%)",
+                    left=[error_rate],
+                    left_annotations=[
+                        cloudwatch.HorizontalAnnotation(value=RECORD_ERROR_RATE_PERCENT, label="Alarm threshold")
+                    ],
+                    width=8,
+                ),
+                cloudwatch.AlarmStatusWidget(title="Batch pipeline alarms", alarms=alarms, width=8),
+            ],
+            [
+                cloudwatch.GraphWidget(
+                    title="Function errors",
+                    left=[
+                        function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM, label=label)
+                        for label, function in functions.items()
+                    ],
+                    width=12,
+                ),
+                cloudwatch.GraphWidget(
+                    title="Function duration p99 (ms)",
+                    left=[
+                        function.metric_duration(period=PERIOD, statistic=cloudwatch.Stats.p(99), label=label)
+                        for label, function in functions.items()
+                    ],
+                    width=12,
+                ),
             ],
         )
 

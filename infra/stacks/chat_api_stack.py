@@ -21,6 +21,8 @@ class ChatApiStack(Stack):
         Tags.of(self).add("project", "gpt-oss-bedrock")
         Tags.of(self).add("stage", config.stage)
         self.guardrail = Guardrail(self, "Guardrail", config=config.guardrail)
+        # The batch stack reads the guardrail from these parameters (never from an export: see publish()).
+        self.guardrail.publish(config.stage)
         self.chat_api = ChatApi(self, "ChatApi", config=config, guardrail=self.guardrail)
         self.monitoring = Monitoring(self, "Monitoring", config=config)
         self.monitoring.add_chat_api(self.chat_api)

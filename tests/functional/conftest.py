@@ -1,19 +1,44 @@
-"""Fixtures for the chat handler: its environment, a fast fake Bedrock, and a Lambda context."""
+"""Fixtures of the functional tests: the chat handler (environment, fast fake Bedrock, logs) and the batch
+stack running offline (synthesized once per session)."""
 
 from __future__ import annotations
 
 import io
+import json
 import logging
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import pytest
 
 import chat.handler
 import shared.converse
 from chat.settings import ChatSettings
+from local.harness import OfflinePipeline, synthesize_batch_stack
 from shared.observability import logger
 from shared.settings import load_settings
 from tests.bedrock_fakes import CHAT_ENVIRONMENT, BedrockFake
+
+OFFLINE_STAGE = "offline"
+# Small quotas so that a few dozen prompts exercise every path (5..20 records per job, 20 kB per file);
+# hourly status checks of a 24 h job: a lap limit of 30, and a run is overdue at the second check.
+OFFLINE_QUOTAS = {
+    "min_records_per_job": 5,
+    "max_records_per_job": 20,
+    "max_records_per_file": 20,
+    "max_file_bytes": 20_000,
+    "max_job_bytes": 100_000,
+    "max_concurrent_jobs": 2,
+}
+OFFLINE_CONTEXT: Mapping[str, str] = {
+    "stage": OFFLINE_STAGE,
+    "batchQuotas": json.dumps(OFFLINE_QUOTAS),
+    "batchPollIntervalSeconds": "3600",
+    "batchJobTimeoutHours": "24",
+    "batchExpectedRunHours": "2",
+    # moto has no Service Quotas for bedrock.
+    "batchReadServiceQuotas": "false",
+}
 
 # Kept before any test patches the module attribute, so the real cache can always be cleared.
 _runtime_client = shared.converse.runtime_client
@@ -54,3 +79,18 @@ def logs() -> Iterator[io.StringIO]:
     previous = handler.setStream(buffer)
     yield buffer
     handler.setStream(previous)
+
+
+@pytest.fixture(scope="session")
+def offline_batch_template(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The batch stack as `cdk synth` makes it with OFFLINE_CONTEXT (small quotas, hourly polls), once per session."""
+    from infra.app_builder import cli_context  # loads aws_cdk: only for the tests that synthesize
+
+    return synthesize_batch_stack({**cli_context(), **OFFLINE_CONTEXT}, tmp_path_factory.mktemp("cdk-offline"))
+
+
+@pytest.fixture
+def pipeline(offline_batch_template: dict[str, Any]) -> Iterator[OfflinePipeline]:
+    """The synthesized batch stack running in a fresh moto (its state machine executed by moto's interpreter)."""
+    with OfflinePipeline(offline_batch_template, stage=OFFLINE_STAGE) as running:
+        yield running

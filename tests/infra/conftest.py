@@ -8,7 +8,15 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.app_builder import cli_context
-from tests.infra.synth import DEFAULT_STACK, VARIANT_CONTEXT, VARIANT_STACK, Synthesized, synthesize
+from tests.infra.synth import (
+    DEFAULT_BATCH_STACK,
+    DEFAULT_STACK,
+    VARIANT_BATCH_STACK,
+    VARIANT_CONTEXT,
+    VARIANT_STACK,
+    Synthesized,
+    synthesize,
+)
 
 
 @pytest.fixture(scope="session")
@@ -51,3 +59,21 @@ def variant(variant_app: Synthesized) -> dict[str, Any]:
 def variant_template(variant: dict[str, Any]) -> Template:
     """The variant chat stack's template for aws_cdk.assertions."""
     return Template.from_json(variant)
+
+
+@pytest.fixture(scope="session")
+def batch(default_app: Synthesized) -> dict[str, Any]:
+    """The batch stack's template as a dict."""
+    return default_app.templates[DEFAULT_BATCH_STACK]
+
+
+@pytest.fixture(scope="session")
+def batch_template(batch: dict[str, Any]) -> Template:
+    """The batch stack's template for aws_cdk.assertions."""
+    return Template.from_json(batch)
+
+
+@pytest.fixture(scope="session")
+def batch_variant(variant_app: Synthesized) -> dict[str, Any]:
+    """The variant batch stack's template as a dict."""
+    return variant_app.templates[VARIANT_BATCH_STACK]

@@ -13,7 +13,8 @@ from cdk_nag import AwsSolutionsChecks
 
 from tests.infra.synth import Synthesized
 
-_RULE_ID = re.compile(r"^AwsSolutions-[A-Z]+[0-9]+(\[[^\]]+\])?$")
+# A rule id, optionally with its finding in brackets (findings may hold brackets: intrinsic functions in ARNs).
+_RULE_ID = re.compile(r"^AwsSolutions-[A-Z]+[0-9]+(\[.+\])?$")
 IAM_FINDING = "AwsSolutions-IAM5[Resource::*]"
 CLOUDWATCH_ROLE_FINDING = (
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]"
@@ -29,6 +30,54 @@ EXPECTED_VARIANT = {
     ("GptOssChat-prod/ChatApi/Api", "AwsSolutions-COG4"),
     ("GptOssChat-prod/ChatApi/Api/CloudWatchRole", CLOUDWATCH_ROLE_FINDING),
 }
+_BUCKET = "<BatchPipelineBucketD437C9D7.Arn>"
+_MACHINE = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"BatchPipelineStateMachine14486008"}]}]}'
+_EXECUTIONS = f"arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:{_MACHINE}"
+# The batch stack's, by construct path under GptOssBatch-<stage>/BatchPipeline/ (reasons: batch_pipeline.py).
+BATCH_ACKNOWLEDGEMENTS = {
+    # The access-log bucket itself is not logged (it would log into itself).
+    ("AccessLogs", "AwsSolutions-S1"),
+    # Bedrock reads shard inputs under work/ and writes job output under bedrock-output/ (run ids: run time).
+    ("BatchServiceRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/*]"),
+    ("BatchServiceRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/bedrock-output/*]"),
+    # Each function: X-Ray (the factory's), and only the prefixes it reads or writes.
+    ("StarterFunctionRole", IAM_FINDING),
+    ("StarterFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/inbox/*]"),
+    # The default app reads Service Quotas: the same finding carries that second reason on this role.
+    ("PrepareFunctionRole", IAM_FINDING),
+    ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/inbox/*]"),
+    ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/*]"),
+    ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/rejected/*]"),
+    ("OnDemandFunctionRole", IAM_FINDING),
+    ("OnDemandFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/*]"),
+    ("OnDemandFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/bedrock-output/*]"),
+    ("CollectFunctionRole", IAM_FINDING),
+    ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/*]"),
+    ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/bedrock-output/*]"),
+    ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/rejected/*]"),
+    ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/results/*]"),
+    # State machine: log delivery, X-Ray and the overdue metric ('*' only); CDK's <function ARN>:* of the
+    # three task functions; Bedrock job ARNs; the Distributed Map's child executions.
+    ("StateMachine/Role", IAM_FINDING),
+    ("StateMachine/Role", "AwsSolutions-IAM5[Resource::<BatchPipelinePrepareFunction49FA7560.Arn>:*]"),
+    ("StateMachine/Role", "AwsSolutions-IAM5[Resource::<BatchPipelineOnDemandFunction2417058D.Arn>:*]"),
+    ("StateMachine/Role", "AwsSolutions-IAM5[Resource::<BatchPipelineCollectFunctionA06A8D72.Arn>:*]"),
+    (
+        "StateMachine/Role",
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
+        "model-invocation-job/*]",
+    ),
+    ("StateMachine/DistributedMapPolicy", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}:*]"),
+    ("StateMachine/DistributedMapPolicy", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}/Shard:*]"),
+}
+
+
+def _batch(stage: str) -> set[tuple[str, str]]:
+    return {(f"GptOssBatch-{stage}/BatchPipeline/{path}", finding) for path, finding in BATCH_ACKNOWLEDGEMENTS}
+
+
+EXPECTED_DEFAULT |= _batch("dev")
+EXPECTED_VARIANT |= _batch("prod")
 
 
 def acknowledgements(app: App) -> list[tuple[str, str, str]]:

@@ -10,9 +10,9 @@ from tests.infra.synth import Synthesized
 
 REGIONS = ["us-east-1", "us-west-2"]
 ALLOWED_WARNINGS = {
-    # aws-cdk-lib's Function adds DependsOn on its role (and the role's default policy) although the
-    # Role property's GetAtt already orders them; harmless, and not ours to change.
-    "W3005": "DependsOn that a GetAtt already implies (CDK's Lambda Function construct)",
+    # aws-cdk-lib's Function and StateMachine add DependsOn on their role (and the role's default policy)
+    # although the Role property's GetAtt already orders them; harmless, and not ours to change.
+    "W3005": "DependsOn that a GetAtt already implies (CDK's Lambda Function and StateMachine constructs)",
 }
 
 

@@ -19,7 +19,26 @@ FOUNDATION_MODEL_ARNS = sorted(
 )
 # Set by the Lambda factory for every function, not part of ChatSettings.
 FACTORY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "STAGE"}
-XRAY_ACTIONS = {"xray:PutTraceSegments", "xray:PutTelemetryRecords"}
+# The only actions any identity policy of the app may allow on Resource "*": none of them supports a
+# resource-level permission (Service Authorization Reference). Adding one means adding its reason here.
+STAR_RESOURCE_ACTIONS: dict[str, str] = {
+    "xray:PutTraceSegments": "active tracing of every function and of the state machine",
+    "xray:PutTelemetryRecords": "active tracing of every function and of the state machine",
+    "xray:GetSamplingRules": "state machine tracing (CDK's StateMachine with tracing_enabled)",
+    "xray:GetSamplingTargets": "state machine tracing (CDK's StateMachine with tracing_enabled)",
+    "logs:CreateLogDelivery": "Step Functions vended logs to the state machine's log group",
+    "logs:GetLogDelivery": "Step Functions vended logs to the state machine's log group",
+    "logs:UpdateLogDelivery": "Step Functions vended logs to the state machine's log group",
+    "logs:DeleteLogDelivery": "Step Functions vended logs to the state machine's log group",
+    "logs:ListLogDeliveries": "Step Functions vended logs to the state machine's log group",
+    "logs:PutResourcePolicy": "Step Functions vended logs to the state machine's log group",
+    "logs:DescribeResourcePolicies": "Step Functions vended logs to the state machine's log group",
+    "logs:DescribeLogGroups": "Step Functions vended logs to the state machine's log group",
+    "servicequotas:ListServiceQuotas": "prepare reads the Bedrock batch quotas (read-only)",
+    "cloudwatch:PutMetricData": "the poll loop reports overdue runs; only with the cloudwatch:namespace condition",
+}
+# Actions allowed on "*" only under a condition that narrows them.
+STAR_RESOURCE_CONDITIONS = {"cloudwatch:PutMetricData": {"StringEquals": {"cloudwatch:namespace": "GptOssBedrock"}}}
 
 
 def _chat_function(chat: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -413,7 +432,9 @@ def test_outputs(chat: dict[str, Any]) -> None:
     assert outputs["GuardrailVersion"]["Value"] == {"Fn::GetAtt": [version_id, "Version"]}
 
 
-def test_no_wildcard_actions_and_star_resources_only_for_xray(synthesized_apps: list[Synthesized]) -> None:
+def test_no_wildcard_actions_and_star_resources_only_where_nothing_narrower_exists(
+    synthesized_apps: list[Synthesized],
+) -> None:
     """Identity policies only (a KMS key policy's "*" resource means the key itself)."""
     for synthesized in synthesized_apps:
         for template in synthesized.templates.values():
@@ -423,4 +444,7 @@ def test_no_wildcard_actions_and_star_resources_only_for_xray(synthesized_apps: 
                 actions = as_list(statement["Action"])
                 assert not any("*" in action for action in actions), (logical_id, actions)
                 if "*" in as_list(statement.get("Resource", [])):
-                    assert set(actions) <= XRAY_ACTIONS, (logical_id, statement)
+                    assert set(actions) <= set(STAR_RESOURCE_ACTIONS), (logical_id, statement)
+                    for action in set(actions) & set(STAR_RESOURCE_CONDITIONS):
+                        assert actions == [action], (logical_id, statement)
+                        assert statement["Condition"] == STAR_RESOURCE_CONDITIONS[action], (logical_id, statement)

@@ -1,0 +1,420 @@
+"""BatchWorkflow: the state machine definition of one run, and the retry, lap and timeout arithmetic behind it.
+
+Begin -> Prepare -> Route: batch     -> Shards (Distributed Map, one child execution per shard:
+                                        SubmitJob -> WaitForJob -> GetJob -> JobStatus -> CountLap -> PollLimit)
+                           on_demand -> OnDemand
+                           empty     --------------------------------------------------------------> Collect -> Done
+A failure of Prepare, Shards, OnDemand or Collect is caught: CollectFailure writes the summary anyway, then
+RunFailed fails the execution (so the failure alarms fire). Task payloads carry URIs, ids and counts only.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from aws_cdk import Aws, Duration
+from aws_cdk import aws_iam as iam
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infra.config import BatchConfig
+from infra.constructs.python_function import METRICS_NAMESPACE
+
+TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+RUNNING_JOB_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
+# Emitted by the poll loop once a job has run for batchExpectedRunHours (alarm in monitoring.py).
+OVERDUE_METRIC_NAME = "RunsOverdue"
+# Prepare, on-demand and collect (twice, on the failure path), with their retries: time outside the shards.
+TASKS_BUDGET = Duration.hours(2)
+# More shards than MaxConcurrency run in waves; the state machine timeout covers this many. It is a
+# backstop only: every shard ends by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
+TIMEOUT_WAVES = 3
+# A JSON null in a Parameters field (CDK drops None values).
+_NULL = "States.StringToJson('null')"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """One Retry entry of a task."""
+
+    errors: tuple[str, ...]
+    interval_seconds: int
+    max_attempts: int
+    backoff_rate: float
+    max_delay_seconds: int | None = None
+
+    def add_to(self, state: sfn.TaskStateBase | sfn.CustomState) -> None:
+        """Add the policy to a task's Retry (full jitter when the delay is capped)."""
+        state.add_retry(
+            errors=list(self.errors),
+            interval=Duration.seconds(self.interval_seconds),
+            max_attempts=self.max_attempts,
+            backoff_rate=self.backoff_rate,
+            max_delay=Duration.seconds(self.max_delay_seconds) if self.max_delay_seconds else None,
+            jitter_strategy=sfn.JitterType.FULL if self.max_delay_seconds else None,
+        )
+
+    def longest_wait_seconds(self) -> float:
+        """The total wait of every retry, without jitter (jitter only shortens it)."""
+        waits = (self.interval_seconds * self.backoff_rate**attempt for attempt in range(self.max_attempts))
+        cap = self.max_delay_seconds or math.inf
+        return sum(min(wait, cap) for wait in waits)
+
+
+# Transient Lambda service errors (AWS's recommendation) and Lambda throttling.
+LAMBDA_RETRY = RetryPolicy(
+    (
+        "Lambda.ServiceException",
+        "Lambda.AWSLambdaException",
+        "Lambda.SdkClientException",
+        "Lambda.TooManyRequestsException",
+    ),
+    interval_seconds=2,
+    max_attempts=6,
+    backoff_rate=2.0,
+)
+# The same clientRequestToken on every attempt: a retry never creates a second job.
+SUBMIT_RETRIES = (
+    RetryPolicy(("Bedrock.ThrottlingException",), 5, 8, 2.0, 120),
+    # Too many submitted or in-progress jobs for the model (other runs hold the slots): wait for one to end.
+    RetryPolicy(("Bedrock.ServiceQuotaExceededException",), 300, 48, 1.5, 1800),
+    RetryPolicy(("Bedrock.InternalServerException",), 10, 5, 2.0, 300),
+)
+STATUS_RETRIES = (RetryPolicy(("Bedrock.ThrottlingException", "Bedrock.InternalServerException"), 5, 6, 2.0, 120),)
+OVERDUE_RETRIES = (RetryPolicy(("States.TaskFailed",), 5, 3, 2.0),)
+
+
+def shard_time_bound(config: BatchConfig) -> Duration:
+    """The longest one shard can take: every submit retry, then every status check up to the lap limit."""
+    submit = sum(policy.longest_wait_seconds() for policy in SUBMIT_RETRIES)
+    return Duration.seconds(math.ceil(submit + config.poll_lap_limit * config.poll_interval_seconds))
+
+
+def run_timeout(config: BatchConfig) -> Duration:
+    """The state machine timeout: above the job timeout with every margin, for TIMEOUT_WAVES waves of shards."""
+    return Duration.seconds(TIMEOUT_WAVES * shard_time_bound(config).to_seconds() + TASKS_BUDGET.to_seconds())
+
+
+@dataclass(frozen=True)
+class JobTarget:
+    """What a shard's job is created with, besides the shard itself."""
+
+    role_arn: str  # the Bedrock batch service role
+    output_key_arn: str  # the KMS key Bedrock encrypts the output with
+    model_arn: str  # the foundation model (IAM scope of Create)
+    job_arns: str  # model-invocation-job/* of this account and Region (IAM scope of Create and Get)
+
+
+class BatchWorkflow(Construct):
+    """The states of the run; `definition` is what the state machine runs, `overdue_statement` what its role
+    needs beyond what the tasks grant themselves."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        config: BatchConfig,
+        prepare: lambda_.IFunction,
+        on_demand: lambda_.IFunction,
+        collect: lambda_.IFunction,
+        target: JobTarget,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._config = config
+        self._target = target
+        collect_failure = self._collect("CollectFailure", collect, "Record the failure in the summary").next(
+            sfn.Fail(
+                self,
+                "RunFailed",
+                comment="The summary is written; the execution fails so that the failure alarms fire",
+                error_path="$.error.Error",
+                cause_path="$.error.Cause",
+            )
+        )
+        done = self._collect(
+            "Collect", collect, "Join results, write results.jsonl and summary.json", output_path="$.result"
+        )
+        done.add_catch(collect_failure, errors=["States.ALL"], result_path="$.error")
+        done.next(sfn.Succeed(self, "Done"))
+        prepared = _lambda_task(self, "Prepare", prepare, input_path="$.source", result_path="$.prepared")
+        answered = _lambda_task(self, "OnDemand", on_demand, input_path="$.prepared", result_path="$.onDemand")
+        shards = self._shards()
+        for step in (prepared, answered, shards):
+            step.add_catch(collect_failure, errors=["States.ALL"], result_path="$.error")
+        route = (
+            sfn.Choice(self, "Route", comment="The path prepare chose")
+            .when(sfn.Condition.string_equals("$.prepared.path", "batch"), shards.next(done))
+            .when(sfn.Condition.string_equals("$.prepared.path", "on_demand"), answered.next(done))
+            .when(sfn.Condition.string_equals("$.prepared.path", "empty"), done)
+        )
+        # Every field collect reads exists from the start (null until a step sets it).
+        begin = sfn.Pass(
+            self,
+            "Begin",
+            parameters={
+                "source": sfn.JsonPath.entire_payload,
+                "prepared.$": _NULL,
+                "shardOutcomes.$": _NULL,
+                "onDemand.$": _NULL,
+                "error.$": _NULL,
+            },
+        )
+        self.definition: sfn.IChainable = begin.next(prepared).next(route)
+        # The overdue report is a custom state (see _report_overdue): its statement is added here.
+        self.overdue_statement = iam.PolicyStatement(
+            sid="ReportOverdueRuns",
+            actions=["cloudwatch:PutMetricData"],
+            resources=["*"],
+            conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+        )
+
+    def _collect(
+        self, state_id: str, collect: lambda_.IFunction, comment: str, output_path: str | None = None
+    ) -> tasks.LambdaInvoke:
+        payload = sfn.TaskInput.from_object(
+            {
+                "source": sfn.JsonPath.object_at("$.source"),
+                "prepared": sfn.JsonPath.object_at("$.prepared"),
+                "shardOutcomes": sfn.JsonPath.object_at("$.shardOutcomes"),
+                "onDemand": sfn.JsonPath.object_at("$.onDemand"),
+                "error": sfn.JsonPath.object_at("$.error"),
+                "startedAt": sfn.JsonPath.string_at("$$.Execution.StartTime"),
+            }
+        )
+        return _lambda_task(
+            self, state_id, collect, payload=payload, result_path="$.result", output_path=output_path, comment=comment
+        )
+
+    def _shards(self) -> sfn.DistributedMap:
+        """One child execution per shard: its own 25,000-event history, however many shards a run has."""
+        shards = sfn.DistributedMap(
+            self,
+            "Shards",
+            comment="Submit and watch one batch job per shard; every shard ends with an outcome",
+            items_path="$.prepared.shards",
+            item_selector={
+                "shard": sfn.JsonPath.object_at("$$.Map.Item.Value"),
+                "runId": sfn.JsonPath.string_at("$.prepared.runId"),
+                "modelId": sfn.JsonPath.string_at("$.prepared.modelId"),
+                "stateMachine": sfn.JsonPath.string_at("$$.StateMachine.Id"),
+                "lap": {"count": 0},
+            },
+            max_concurrency=self._config.quotas.max_concurrent_jobs,
+            map_execution_type=sfn.StateMachineType.STANDARD,
+            label="Shard",
+            result_path="$.shardOutcomes",
+        )
+        shards.item_processor(self._shard_workflow())
+        return shards
+
+    def _shard_workflow(self) -> sfn.IChainable:
+        """Submit, then Wait -> GetJob -> JobStatus until a terminal status or the lap limit; always an outcome."""
+        config = self._config
+        submit = self._submit_job()
+        submit.add_catch(
+            _outcome(self, "SubmitFailed", "SubmitFailed", message=("{}: {}", "$.error.Error", "$.error.Cause")),
+            errors=["States.ALL"],
+            result_path="$.error",
+        )
+        wait = sfn.Wait(self, "WaitForJob", time=sfn.WaitTime.duration(Duration.seconds(config.poll_interval_seconds)))
+        get_job = tasks.CallAwsService(
+            self,
+            "GetJob",
+            service="bedrock",
+            action="getModelInvocationJob",
+            iam_action="bedrock:GetModelInvocationJob",
+            parameters={"JobIdentifier": sfn.JsonPath.string_at("$.job.jobArn")},
+            iam_resources=[self._target.job_arns],
+            result_path="$.poll",
+        )
+        for policy in STATUS_RETRIES:
+            policy.add_to(get_job)
+        get_job.add_catch(
+            _outcome(
+                self,
+                "PollFailed",
+                "PollFailed",
+                job=True,
+                message=("status check failed: {}: {}", "$.error.Error", "$.error.Cause"),
+            ),
+            errors=["States.ALL"],
+            result_path="$.error",
+        )
+        finished = (
+            sfn.Choice(self, "HasMessage")
+            .when(
+                sfn.Condition.is_present("$.poll.Message"),
+                _outcome(self, "JobEndedWithMessage", None, job=True, message_path="$.poll.Message"),
+            )
+            .otherwise(_outcome(self, "JobEnded", None, job=True))
+        )
+        count_lap = sfn.Pass(
+            self,
+            "CountLap",
+            parameters={"count": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.lap.count"), 1)},
+            result_path="$.lap",
+        )
+        poll_limit = _outcome(
+            self,
+            "PollLimitReached",
+            "PollLimit",
+            job=True,
+            message=("job still {} after {} status checks", "$.poll.Status", "$.lap.count"),
+        )
+        report_overdue = self._report_overdue(wait)
+        count_lap.next(
+            sfn.Choice(self, "PollLimit", comment="Stop before the history limit; report a run running late")
+            .when(sfn.Condition.number_greater_than_equals("$.lap.count", config.poll_lap_limit), poll_limit)
+            .when(sfn.Condition.number_equals("$.lap.count", config.overdue_lap), report_overdue)
+            .otherwise(wait)
+        )
+        job_status = (
+            sfn.Choice(self, "JobStatus")
+            .when(_status_in(TERMINAL_JOB_STATUSES), finished)
+            .when(_status_in(RUNNING_JOB_STATUSES), count_lap)
+            # A status this code does not know yet: keep polling (bounded by the lap limit).
+            .otherwise(count_lap)
+        )
+        return submit.next(wait).next(get_job).next(job_status)
+
+    def _submit_job(self) -> tasks.CallAwsService:
+        target = self._target
+        submit = tasks.CallAwsService(
+            self,
+            "SubmitJob",
+            comment="Idempotent by clientRequestToken: a retried call never creates a second job",
+            service="bedrock",
+            action="createModelInvocationJob",
+            iam_action="bedrock:CreateModelInvocationJob",
+            parameters={
+                "JobName": sfn.JsonPath.string_at("$.shard.jobName"),
+                "ClientRequestToken": sfn.JsonPath.string_at("$.shard.clientRequestToken"),
+                "RoleArn": target.role_arn,
+                "ModelId": sfn.JsonPath.string_at("$.modelId"),
+                "InputDataConfig": {
+                    "S3InputDataConfig": {"S3Uri": sfn.JsonPath.string_at("$.shard.inputUri"), "S3InputFormat": "JSONL"}
+                },
+                "OutputDataConfig": {
+                    "S3OutputDataConfig": {
+                        "S3Uri": sfn.JsonPath.string_at("$.shard.outputUri"),
+                        "S3EncryptionKeyId": target.output_key_arn,
+                    }
+                },
+                "TimeoutDurationInHours": self._config.job_timeout_hours,
+                "Tags": [{"Key": "run", "Value": sfn.JsonPath.string_at("$.runId")}],
+                "ModelInvocationType": "InvokeModel",
+            },
+            iam_resources=[target.model_arn, target.job_arns],
+            additional_iam_statements=[
+                iam.PolicyStatement(
+                    sid="PassTheBatchRoleToBedrockOnly",
+                    actions=["iam:PassRole"],
+                    resources=[target.role_arn],
+                    conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
+                ),
+                # Creating a job with tags is also authorised as bedrock:TagResource on the new job.
+                iam.PolicyStatement(
+                    sid="TagNewJobsWithTheRun",
+                    actions=["bedrock:TagResource"],
+                    resources=[target.job_arns],
+                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": ["run"]}},
+                ),
+            ],
+            result_selector={"jobArn": sfn.JsonPath.string_at("$.JobArn")},
+            result_path="$.job",
+        )
+        for policy in SUBMIT_RETRIES:
+            policy.add_to(submit)
+        return submit
+
+    def _report_overdue(self, then: sfn.State) -> sfn.CustomState:
+        """PutMetricData through the SDK integration: a custom state, so that its IAM statement can carry a
+        condition (CallAwsService writes its own, unconditioned); a failure never stops the polling."""
+        state = sfn.CustomState(
+            self,
+            "ReportOverdue",
+            state_json={
+                "Type": "Task",
+                "Comment": f"The job has run for {self._config.expected_run_hours} h: raise the overdue alarm",
+                "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:cloudwatch:putMetricData",
+                "Parameters": {
+                    "Namespace": METRICS_NAMESPACE,
+                    "MetricData": [
+                        {
+                            "MetricName": OVERDUE_METRIC_NAME,
+                            "Dimensions": [{"Name": "StateMachine", "Value.$": "$.stateMachine"}],
+                            "Value": 1,
+                            "Unit": "Count",
+                        }
+                    ],
+                },
+                # Not null: keep the (empty) reply apart from the shard's state.
+                "ResultPath": "$.overdue",
+            },
+        )
+        for policy in OVERDUE_RETRIES:
+            policy.add_to(state)
+        state.add_catch(then, errors=["States.ALL"], result_path="$.overdue")
+        state.next(then)
+        return state
+
+
+def _lambda_task(
+    scope: Construct,
+    state_id: str,
+    function: lambda_.IFunction,
+    *,
+    result_path: str,
+    payload: sfn.TaskInput | None = None,
+    input_path: str | None = None,
+    output_path: str | None = None,
+    comment: str | None = None,
+) -> tasks.LambdaInvoke:
+    """A task whose result is the function's response (small by design: URIs, counts, never prompts)."""
+    task = tasks.LambdaInvoke(
+        scope,
+        state_id,
+        lambda_function=function,
+        payload=payload,
+        input_path=input_path,
+        output_path=output_path,
+        payload_response_only=True,
+        retry_on_service_exceptions=False,
+        result_path=result_path,
+        comment=comment,
+    )
+    LAMBDA_RETRY.add_to(task)
+    return task
+
+
+def _outcome(
+    scope: Construct,
+    state_id: str,
+    status: str | None,
+    *,
+    job: bool = False,
+    message: tuple[str, ...] | None = None,
+    message_path: str | None = None,
+) -> sfn.Pass:
+    """A shard's outcome (`ShardOutcome` of functions/batch/models.py): index, job ARN, status, message.
+
+    `status` None: the job's own status. `message`: a States.Format template and its paths.
+    """
+    fields: dict[str, object] = {"index": sfn.JsonPath.number_at("$.shard.index")}
+    if job:
+        fields["jobArn"] = sfn.JsonPath.string_at("$.job.jobArn")
+    fields["status"] = status if status is not None else sfn.JsonPath.string_at("$.poll.Status")
+    if message is not None:
+        template, *paths = message
+        fields["message"] = sfn.JsonPath.format(template, *(sfn.JsonPath.string_at(path) for path in paths))
+    elif message_path is not None:
+        fields["message"] = sfn.JsonPath.string_at(message_path)
+    return sfn.Pass(scope, state_id, parameters=fields)
+
+
+def _status_in(statuses: tuple[str, ...]) -> sfn.Condition:
+    return sfn.Condition.or_(*(sfn.Condition.string_equals("$.poll.Status", status) for status in statuses))

@@ -1,0 +1,468 @@
+"""Run the synthesized batch stack offline: its state machine, functions, bucket, rule and queue in moto.
+
+Nothing here re-implements the pipeline. `OfflinePipeline` reads the template `build_app` synthesized,
+resolves its intrinsic functions to fake physical ids, and creates what it declares in moto: the buckets
+(EventBridge notifications on), the EventBridge rule with its event pattern and SQS target, the queues,
+every Lambda function (its `Handler` string imported as Lambda would, its `Environment` applied on each
+invocation) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
+ApplyGuardrail) is `local.moto_ext`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
+S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
+starter) gets it as Lambda's event source mapping would hand it over.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib
+import json
+import sys
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Self
+
+import boto3
+from moto import mock_aws
+
+from infra.config import guardrail_parameter_names
+from local import moto_ext
+from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
+from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_stepfunctions import SFNClient
+
+ACCOUNT = "123456789012"
+REGION = "us-east-1"
+BATCH_STACK_PREFIX = "GptOssBatch-"
+MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
+# Handler packages whose module-level caches (settings, clients) are per Lambda container.
+_FUNCTION_PACKAGES = ("batch", "shared", "chat")
+
+
+def synthesize_batch_stack(context: Mapping[str, Any], outdir: Path) -> dict[str, Any]:
+    """Synthesize the app as `cdk synth` would with this context (cdk-nag included); the batch stack's template."""
+    from infra.app_builder import build_app  # loads aws_cdk (seconds): only when synthesizing
+
+    assembly = build_app(context, outdir=str(outdir)).synth()
+    (stack,) = [stack for stack in assembly.stacks if stack.stack_name.startswith(BATCH_STACK_PREFIX)]
+    template: dict[str, Any] = stack.template
+    return template
+
+
+@dataclass(frozen=True)
+class Drop:
+    """One dropped file and what its delivery did."""
+
+    key: str
+    version_id: str
+    run_id: str | None  # the execution the starter started (None: no run, e.g. outside inbox/)
+    deliveries: list[dict[str, Any]]  # what the starter answered, per SQS batch
+
+
+@dataclass(frozen=True)
+class Run:
+    """A finished execution and what it wrote."""
+
+    run_id: str
+    status: str
+    output: dict[str, Any] | None
+    error: str | None
+    cause: str | None
+    history: list[dict[str, Any]]
+    summary: dict[str, Any] | None
+    results: list[dict[str, Any]]
+    rejected: list[dict[str, Any]]
+    jobs: list[FakeJob]
+
+    def states_entered(self) -> list[str]:
+        """Names of the states the execution entered, in order (Distributed Map children excluded)."""
+        return [
+            event[key]["name"]
+            for event in self.history
+            for key in event
+            if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
+        ]
+
+
+class _Resolver:
+    """CloudFormation intrinsic functions -> the fake physical ids the harness creates resources under."""
+
+    def __init__(self, template: Mapping[str, Any], ssm: Mapping[str, str]) -> None:
+        self.resources: Mapping[str, Any] = template["Resources"]
+        self.parameters: Mapping[str, Any] = template.get("Parameters", {})
+        self.ssm = ssm
+
+    def __call__(self, value: Any) -> Any:
+        if isinstance(value, list):
+            return [self(item) for item in value]
+        if not isinstance(value, dict):
+            return value
+        if len(value) == 1:
+            ((name, argument),) = value.items()
+            function = self._functions().get(name)
+            if function is not None:
+                return function(argument)
+        return {key: self(item) for key, item in value.items()}
+
+    def _functions(self) -> dict[str, Callable[[Any], Any]]:
+        return {
+            "Ref": self.ref,
+            "Fn::GetAtt": lambda argument: self.attribute(*argument),
+            "Fn::Join": lambda argument: str(argument[0]).join(str(self(part)) for part in argument[1]),
+            "Fn::Select": lambda argument: self(argument[1])[int(argument[0])],
+            "Fn::Split": lambda argument: str(self(argument[1])).split(argument[0]),
+        }
+
+    def ref(self, logical_id: str) -> str:
+        pseudo = {
+            "AWS::Partition": "aws",
+            "AWS::Region": REGION,
+            "AWS::AccountId": ACCOUNT,
+            "AWS::URLSuffix": "amazonaws.com",
+            "AWS::StackName": "offline",
+        }
+        if logical_id in pseudo:
+            return pseudo[logical_id]
+        if logical_id in self.parameters:
+            return self._parameter(logical_id)
+        kind = self.resources[logical_id]["Type"]
+        name = self.name(logical_id)
+        refs = {
+            "AWS::SQS::Queue": f"https://sqs.{REGION}.amazonaws.com/{ACCOUNT}/{name}",
+            "AWS::StepFunctions::StateMachine": self.attribute(logical_id, "Arn"),
+            "AWS::KMS::Key": _fake_uuid(logical_id),
+        }
+        return refs.get(kind, name)
+
+    def attribute(self, logical_id: str, attribute: str) -> str:
+        kind = self.resources[logical_id]["Type"]
+        name = self.name(logical_id)
+        arns = {
+            "AWS::Lambda::Function": f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:{name}",
+            "AWS::IAM::Role": f"arn:aws:iam::{ACCOUNT}:role/{name}",
+            "AWS::S3::Bucket": f"arn:aws:s3:::{name}",
+            "AWS::SQS::Queue": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{name}",
+            "AWS::StepFunctions::StateMachine": f"arn:aws:states:{REGION}:{ACCOUNT}:stateMachine:{name}",
+            "AWS::KMS::Key": f"arn:aws:kms:{REGION}:{ACCOUNT}:key/{_fake_uuid(logical_id)}",
+            "AWS::Events::Rule": f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{name}",
+            "AWS::Logs::LogGroup": f"arn:aws:logs:{REGION}:{ACCOUNT}:log-group:{name}:*",
+        }
+        if attribute == "Arn" and kind in arns:
+            return arns[kind]
+        if attribute in ("Name", "QueueName"):
+            return name
+        raise ValueError(f"the harness cannot resolve {logical_id}.{attribute} ({kind})")
+
+    def name(self, logical_id: str) -> str:
+        """The physical name of a resource: its logical id (lowercase for buckets), within the name limits."""
+        if self.resources[logical_id]["Type"] == "AWS::S3::Bucket":
+            return logical_id.lower()[:63]
+        return logical_id[:64]
+
+    def _parameter(self, logical_id: str) -> str:
+        parameter = self.parameters[logical_id]
+        default = str(parameter.get("Default", ""))
+        if parameter["Type"].startswith("AWS::SSM::Parameter::Value"):
+            if default not in self.ssm:
+                raise ValueError(f"no offline value for SSM parameter {default} (pass it in `ssm`)")
+            return self.ssm[default]
+        return default
+
+
+def _fake_uuid(seed: str) -> str:
+    return str(uuid.UUID(hashlib.sha256(seed.encode()).hexdigest()[:32]))
+
+
+class OfflinePipeline:
+    """The synthesized batch stack running in moto. Use as a context manager (it owns the `mock_aws`).
+
+    `model` answers batch records and on-demand Converse calls; `bedrock` is the fake Bedrock (set its
+    `scenario` and `create_errors` before dropping files); `ssm` overrides parameter values by name.
+    """
+
+    def __init__(
+        self,
+        template: Mapping[str, Any],
+        *,
+        stage: str,
+        model: BedrockModel | None = None,
+        ssm: Mapping[str, str] | None = None,
+    ) -> None:
+        names = guardrail_parameter_names(stage)
+        # What the chat stack would publish to SSM: offline, the local runner's guardrail (its models know it).
+        defaults = {names.guardrail_id: LOCAL_GUARDRAIL_ID, names.guardrail_version: LOCAL_GUARDRAIL_VERSION}
+        self.template = template
+        self.model = model or OfflineModel()
+        self.resolve = _Resolver(template, {**defaults, **(ssm or {})})
+        # Every SQS message handed to a function (what `deliver(messages)` can hand over again).
+        self.delivered: list[Mapping[str, Any]] = []
+        self._exit = ExitStack()
+
+    # --- lifecycle --------------------------------------------------------------------------------
+
+    def __enter__(self) -> Self:
+        moto_ext.install()
+        _clear_function_caches()
+        self._exit.callback(_clear_function_caches)
+        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
+        self._exit.callback(moto_ext.clear_handlers)
+        self._create()
+        self.bedrock.model = self.model
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        self._exit.close()
+
+    @property
+    def bedrock(self) -> FakeBedrock:
+        """Bedrock offline (batch jobs, Converse): set its `scenario` or `create_errors` before dropping files."""
+        return moto_ext.fake_bedrock(ACCOUNT, REGION)
+
+    @property
+    def s3(self) -> S3Client:
+        """An S3 client of the offline account."""
+        return boto3.client("s3", region_name=REGION)
+
+    @property
+    def sfn(self) -> SFNClient:
+        """A Step Functions client of the offline account."""
+        return boto3.client("stepfunctions", region_name=REGION)
+
+    # --- what users do ----------------------------------------------------------------------------
+
+    def drop(self, key: str, body: bytes | str) -> Drop:
+        """Upload a file and deliver what S3 -> EventBridge -> SQS makes of it to the queue's function."""
+        data = body.encode() if isinstance(body, str) else body
+        version_id = self.s3.put_object(Bucket=self.bucket, Key=key, Body=data)["VersionId"]
+        deliveries = self.deliver()
+        return Drop(key=key, version_id=version_id, run_id=self.run_of(key, version_id), deliveries=deliveries)
+
+    def deliver(self, messages: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
+        """Hand queued messages (or these ones, again: SQS delivers at least once) to the mapped function."""
+        sqs = boto3.client("sqs", region_name=REGION)
+        answers = []
+        for queue_url, function_name in self._event_sources.items():
+            if messages is not None:
+                answers.append(self._invoke_with(function_name, queue_url, messages))
+                continue
+            while received := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+                self.delivered.extend(received)
+                answer = self._invoke_with(function_name, queue_url, received)
+                failed = {failure["itemIdentifier"] for failure in answer.get("batchItemFailures", [])}
+                for message in received:
+                    if message["MessageId"] not in failed:
+                        sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+                answers.append(answer)
+        return answers
+
+    def run_of(self, key: str, version_id: str) -> str | None:
+        """The execution started for one object version, if any."""
+        pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn)
+        for page in pages:
+            for execution in page["executions"]:
+                described = self.sfn.describe_execution(executionArn=execution["executionArn"])
+                run = json.loads(described.get("input") or "{}")
+                if run.get("key") == key and run.get("versionId") == version_id:
+                    return execution["name"]
+        return None
+
+    def executions(self) -> list[str]:
+        """Names of every execution of the state machine."""
+        pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn)
+        return [execution["name"] for page in pages for execution in page["executions"]]
+
+    def wait(self, run_id: str, *, timeout_seconds: float = 60.0) -> Run:
+        """Poll the execution until it ends; its status, output, history, summary and results.
+
+        Raises:
+            TimeoutError: the execution is still running after `timeout_seconds`.
+        """
+        arn = f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{run_id}"
+        deadline = time.monotonic() + timeout_seconds
+        while (described := self.sfn.describe_execution(executionArn=arn))["status"] == "RUNNING":
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"execution {run_id} still running after {timeout_seconds} s")
+            time.sleep(0.02)
+        history = [
+            dict(event)
+            for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
+            for event in page["events"]
+        ]
+        return Run(
+            run_id=run_id,
+            status=described["status"],
+            output=json.loads(described["output"]) if described.get("output") else None,
+            error=described.get("error"),
+            cause=described.get("cause"),
+            history=history,
+            summary=self._json(f"results/{run_id}/summary.json"),
+            results=self._jsonl(f"results/{run_id}/results.jsonl"),
+            rejected=self._jsonl(f"rejected/{run_id}/rejected.jsonl"),
+            jobs=self.bedrock.for_run(run_id),
+        )
+
+    def run(self, key: str, body: bytes | str, *, timeout_seconds: float = 60.0) -> Run:
+        """Drop a file and wait for its run.
+
+        Raises:
+            LookupError: the drop started no run.
+        """
+        dropped = self.drop(key, body)
+        if dropped.run_id is None:
+            raise LookupError(f"dropping {key} started no run: {dropped.deliveries}")
+        return self.wait(dropped.run_id, timeout_seconds=timeout_seconds)
+
+    # --- building the stack in moto ---------------------------------------------------------------
+
+    def _create(self) -> None:
+        resources: Mapping[str, Any] = self.template["Resources"]
+        role = boto3.client("iam", region_name=REGION).create_role(
+            RoleName="offline-execution", AssumeRolePolicyDocument="{}"
+        )["Role"]["Arn"]
+        by_type: dict[str, list[str]] = {}
+        for logical_id, resource in resources.items():
+            by_type.setdefault(resource["Type"], []).append(logical_id)
+        for logical_id in by_type.get("AWS::S3::Bucket", []):
+            self._bucket(logical_id, resources[logical_id]["Properties"])
+        for logical_id in by_type.get("AWS::SQS::Queue", []):
+            boto3.client("sqs", region_name=REGION).create_queue(QueueName=self.resolve.name(logical_id))
+        for logical_id in by_type.get("AWS::Events::Rule", []):
+            self._rule(logical_id, resources[logical_id]["Properties"])
+        for logical_id in by_type.get("AWS::Lambda::Function", []):
+            self._function(logical_id, resources[logical_id]["Properties"], role)
+        (machine,) = by_type["AWS::StepFunctions::StateMachine"]
+        self.state_machine_arn = self.sfn.create_state_machine(
+            name=self.resolve.name(machine), definition=self.definition(), roleArn=role
+        )["stateMachineArn"]
+        self._event_sources = {
+            self.resolve.ref(resources[mapping]["Properties"]["EventSourceArn"]["Fn::GetAtt"][0]): self.resolve(
+                resources[mapping]["Properties"]["FunctionName"]
+            )
+            for mapping in by_type.get("AWS::Lambda::EventSourceMapping", [])
+        }
+        self.bucket: str = self.resolve(self.template["Outputs"]["BucketName"]["Value"])
+
+    def definition(self) -> str:
+        """The executed definition: the template's DefinitionString, intrinsics and substitutions resolved."""
+        (machine,) = [r for r in self.template["Resources"].values() if r["Type"] == "AWS::StepFunctions::StateMachine"]
+        text = str(self.resolve(machine["Properties"]["DefinitionString"]))
+        for name, value in machine["Properties"].get("DefinitionSubstitutions", {}).items():
+            text = text.replace(f"${{{name}}}", str(self.resolve(value)))
+        return text
+
+    def _bucket(self, logical_id: str, properties: Mapping[str, Any]) -> None:
+        s3, name = self.s3, self.resolve.name(logical_id)
+        s3.create_bucket(Bucket=name)
+        if properties.get("VersioningConfiguration", {}).get("Status") == "Enabled":
+            s3.put_bucket_versioning(Bucket=name, VersioningConfiguration={"Status": "Enabled"})
+        notifications = properties.get("NotificationConfiguration", {})
+        if notifications.get("EventBridgeConfiguration", {}).get("EventBridgeEnabled"):
+            s3.put_bucket_notification_configuration(
+                Bucket=name, NotificationConfiguration={"EventBridgeConfiguration": {}}
+            )
+
+    def _rule(self, logical_id: str, properties: Mapping[str, Any]) -> None:
+        events, name = boto3.client("events", region_name=REGION), self.resolve.name(logical_id)
+        events.put_rule(Name=name, EventPattern=json.dumps(self.resolve(properties["EventPattern"])))
+        targets = [{"Id": target["Id"], "Arn": self.resolve(target["Arn"])} for target in properties["Targets"]]
+        events.put_targets(Rule=name, Targets=targets)
+
+    def _function(self, logical_id: str, properties: Mapping[str, Any], role: str) -> None:
+        name = self.resolve.name(logical_id)
+        environment = {
+            key: str(value)
+            for key, value in self.resolve(properties.get("Environment", {}).get("Variables", {})).items()
+        }
+        boto3.client("lambda", region_name=REGION).create_function(
+            FunctionName=name,
+            Runtime="python3.12",  # moto only stores it; the handler runs on this interpreter
+            Role=role,
+            Handler=properties["Handler"],
+            Code={"ZipFile": b"offline"},
+            Timeout=int(properties.get("Timeout", 3)),
+            MemorySize=int(properties.get("MemorySize", 128)),
+            Environment={"Variables": environment},
+        )
+        moto_ext.register_handler(name, _container(import_handler(properties["Handler"])))
+
+    def _invoke_with(self, function_name: str, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        queue_name = queue_url.rsplit("/", 1)[-1]
+        event = {"Records": [_sqs_record(message, queue_name) for message in messages]}
+        response = boto3.client("lambda", region_name=REGION).invoke(
+            FunctionName=function_name, Payload=json.dumps(event).encode()
+        )
+        answer: dict[str, Any] = json.loads(response["Payload"].read())
+        if response.get("FunctionError"):
+            raise RuntimeError(f"{function_name} failed: {answer}")
+        return answer
+
+    def _json(self, key: str) -> dict[str, Any] | None:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return None
+        value: dict[str, Any] = json.loads(body)
+        return value
+
+    def _jsonl(self, key: str) -> list[dict[str, Any]]:
+        try:
+            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+        except self.s3.exceptions.NoSuchKey:
+            return []
+        return [json.loads(line) for line in body.splitlines() if line.strip()]
+
+
+def import_handler(dotted: str) -> Callable[[Any, Any], Any]:
+    """What Lambda does with a function's `Handler`: import `module.path` and take the attribute."""
+    module_name, _, attribute = dotted.rpartition(".")
+    handler: Callable[[Any, Any], Any] = getattr(importlib.import_module(module_name), attribute)
+    return handler
+
+
+def _container(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Each invocation as in a fresh container: module caches (settings read from the environment, clients)
+    start empty, since functions with different environments share this process."""
+
+    def invoke(event: Any, context: Any) -> Any:
+        _clear_function_caches()
+        return handler(event, context)
+
+    return invoke
+
+
+def _clear_function_caches() -> None:
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".", 1)[0] not in _FUNCTION_PACKAGES:
+            continue
+        for value in list(vars(module).values()):
+            if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", None) == name:
+                value.cache_clear()
+
+
+def _sqs_record(message: Mapping[str, Any], queue_name: str) -> dict[str, Any]:
+    """An SQS message as Lambda's event source mapping hands it to the function."""
+    return {
+        "messageId": message["MessageId"],
+        "receiptHandle": message["ReceiptHandle"],
+        "body": message["Body"],
+        "attributes": {
+            "ApproximateReceiveCount": "1",
+            "SentTimestamp": str(int(time.time() * 1000)),
+            "SenderId": "AIDAOFFLINE",
+            "ApproximateFirstReceiveTimestamp": str(int(time.time() * 1000)),
+        },
+        "messageAttributes": {},
+        "md5OfBody": message["MD5OfBody"],
+        "eventSource": "aws:sqs",
+        "eventSourceARN": f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue_name}",
+        "awsRegion": REGION,
+    }
