@@ -6,7 +6,7 @@ import dataclasses
 import hashlib
 import json
 
-from aws_cdk import ArnFormat, Fn, Names, Stack
+from aws_cdk import Acknowledgment, ArnFormat, CfnDeletionPolicy, Fn, Names, Stack, Validations
 from aws_cdk import aws_bedrock as bedrock
 from aws_cdk import aws_ssm as ssm
 from constructs import Construct
@@ -48,9 +48,11 @@ class Guardrail(Construct):
     digest of the guardrail's properties. When they change, CloudFormation first updates the guardrail
     (its working draft), then replaces the version resource (its description cannot change in place),
     which publishes a new number from the updated draft; everything that refers to `guardrail_version`
-    (the function's environment, the IAM condition) moves to the new number, and the old version is
-    deleted in the clean-up phase, once the update has succeeded. A rollback deletes the new version
-    and keeps the old one. Unchanged properties publish nothing.
+    (the function's environment, the IAM condition) moves to the new number. The replaced version is
+    retained, not deleted: functions still running with the old number (the chat function until its
+    update lands, the batch stack until its next deploy) keep working. Deleting the stack deletes the
+    guardrail and every version with it. A rollback deletes the new version and keeps the old one.
+    Unchanged properties publish nothing.
     """
 
     def __init__(self, scope: Construct, construct_id: str, *, config: GuardrailConfig) -> None:
@@ -79,6 +81,14 @@ class Guardrail(Construct):
                 "Version",
                 guardrail_identifier=self.guardrail.attr_guardrail_id,
                 description=version_description(spec),
+            )
+            self.version.cfn_options.update_replace_policy = CfnDeletionPolicy.RETAIN
+            Validations.of(self.version).acknowledge(
+                Acknowledgment(
+                    id="CloudFormation-Validate::W3011",
+                    reason="Replaced versions are kept for callers still on them; stack deletion removes the "
+                    "guardrail and all its versions, so no DeletionPolicy is wanted",
+                )
             )
             self.guardrail_id = self.guardrail.attr_guardrail_id
             self.guardrail_version = self.version.attr_version

@@ -13,8 +13,9 @@ from cdk_nag import AwsSolutionsChecks
 
 from tests.infra.synth import Synthesized
 
-# A rule id, optionally with its finding in brackets (findings may hold brackets: intrinsic functions in ARNs).
-_RULE_ID = re.compile(r"^AwsSolutions-[A-Z]+[0-9]+(\[.+\])?$")
+# A cdk-nag rule id, optionally with its finding in brackets (findings may hold brackets: intrinsic functions
+# in ARNs), or a warning of CDK's CloudFormation validator.
+_RULE_ID = re.compile(r"^(AwsSolutions-[A-Z]+[0-9]+(\[.+\])?|CloudFormation-Validate::W[0-9]+)$")
 IAM_FINDING = "AwsSolutions-IAM5[Resource::*]"
 CLOUDWATCH_ROLE_FINDING = (
     "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/AmazonAPIGatewayPushToCloudWatchLogs]"
@@ -24,6 +25,7 @@ EXPECTED_DEFAULT = {
     ("GptOssChat-dev/ChatApi/ChatFunctionRole", IAM_FINDING),
     ("GptOssChat-dev/ChatApi/Api", "AwsSolutions-COG4"),
     ("GptOssChat-dev/ChatApi/Api/DeploymentStage.dev", "AwsSolutions-APIG3"),
+    ("GptOssChat-dev/Guardrail/Version", "CloudFormation-Validate::W3011"),
 }
 EXPECTED_VARIANT = {
     ("GptOssChat-prod/ChatApi/ChatFunctionRole", IAM_FINDING),

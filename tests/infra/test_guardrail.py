@@ -28,8 +28,9 @@ def test_a_changed_guardrail_replaces_its_version() -> None:
     before = _guardrail_template(GuardrailConfig())
     after = _guardrail_template(GuardrailConfig(blocked_output_message="Blocked by policy."))
     # Same logical id, new description: CloudFormation replaces the version (Description is create-only),
-    # i.e. publishes a new number from the updated guardrail, and deletes the old one after the update.
+    # i.e. publishes a new number from the updated guardrail; the old number is kept for running callers.
     assert _version(before)[0] == _version(after)[0]
+    assert only(after, "AWS::Bedrock::GuardrailVersion")[1]["UpdateReplacePolicy"] == "Retain"
     assert _version(before)[1] != _version(after)[1]
     assert only(before, "AWS::Bedrock::Guardrail")[0] == only(after, "AWS::Bedrock::Guardrail")[0]
 
