@@ -51,14 +51,17 @@ class Plan(BaseModel):
             start += count
 
 
-def plan(record_count: int, total_bytes: int, max_record_bytes: int, quotas: Quotas) -> Plan:
+def plan(
+    record_count: int, total_bytes: int, max_record_bytes: int, quotas: Quotas, *, max_jobs: int = MAX_SHARDS
+) -> Plan:
     """Choose the path and the smallest number of balanced shards that respects every quota.
 
     `total_bytes` is the size of all records as written to the input files, `max_record_bytes` the
-    largest single record line.
+    largest single record line, `max_jobs` the most jobs one run may hold.
 
     Raises:
-        InfeasiblePlan: no shard count meets the byte limits without going below the minimum.
+        InfeasiblePlan: no shard count meets the byte limits without going below the minimum, or the
+            file needs more jobs than one run may hold.
         ValueError: the counts are inconsistent (negative, or a record larger than the total).
     """
     _check(record_count, total_bytes, max_record_bytes)
@@ -84,6 +87,11 @@ def plan(record_count: int, total_bytes: int, max_record_bytes: int, quotas: Quo
         raise InfeasiblePlan(
             f"{record_count} records of up to {max_record_bytes} bytes need {shards} shards to stay under "
             f"{byte_limit} bytes per file, which leaves fewer than {minimum} records per job"
+        )
+    if shards > max_jobs:
+        raise InfeasiblePlan(
+            f"{record_count} records need {shards} jobs, more than the {max_jobs} one run may hold: "
+            "split the file into smaller ones"
         )
     small, extra = divmod(record_count, shards)
     sizes = tuple(small + 1 if index < extra else small for index in range(shards))

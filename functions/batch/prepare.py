@@ -72,7 +72,13 @@ def prepare(run: RunInput, settings: BatchSettings) -> Prepared:
         conversion = _convert(run, settings)
     quotas = load_quotas(settings)
     try:
-        chosen = plan(conversion.records, conversion.total_bytes, conversion.max_record_bytes, quotas)
+        chosen = plan(
+            conversion.records,
+            conversion.total_bytes,
+            conversion.max_record_bytes,
+            quotas,
+            max_jobs=settings.MAX_JOBS_PER_RUN,
+        )
     except InfeasiblePlan as error:
         logger.error("no feasible plan", run_id=run.runId, records=conversion.records, reason=str(error))
         raise

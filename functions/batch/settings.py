@@ -21,6 +21,9 @@ class BatchSettings(BaseModel):
     MAX_FILE_BYTES: Annotated[int, Field(ge=1)] = 1_000_000_000
     MAX_JOB_BYTES: Annotated[int, Field(ge=1)] = 5_000_000_000
     MAX_CONCURRENT_JOBS: Annotated[int, Field(ge=1)] = 10
+    # The state machine's timeout covers this many jobs per run (waves of MAX_CONCURRENT_JOBS): a file that
+    # needs more is refused with a reason rather than left to time out half done.
+    MAX_JOBS_PER_RUN: Annotated[int, Field(ge=1)] = 30
     READ_SERVICE_QUOTAS: bool = False
     ON_DEMAND_CONCURRENCY: Annotated[int, Field(ge=1)] = 4
     RETURN_REASONING: bool = True

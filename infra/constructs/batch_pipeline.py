@@ -23,7 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import DeploymentConfig
-from infra.constructs.batch_workflow import BatchWorkflow, JobTarget, run_timeout
+from infra.constructs.batch_workflow import TIMEOUT_WAVES, BatchWorkflow, JobTarget, run_timeout
 from infra.constructs.guardrail import GuardrailReference
 from infra.constructs.python_function import log_retention, python_function
 
@@ -306,6 +306,7 @@ class BatchPipeline(Construct):
             "MAX_FILE_BYTES": str(quotas.max_file_bytes),
             "MAX_JOB_BYTES": str(quotas.max_job_bytes),
             "MAX_CONCURRENT_JOBS": str(quotas.max_concurrent_jobs),
+            "MAX_JOBS_PER_RUN": str(TIMEOUT_WAVES * quotas.max_concurrent_jobs),
             "READ_SERVICE_QUOTAS": _flag(batch.read_service_quotas),
             "ON_DEMAND_CONCURRENCY": str(batch.on_demand_concurrency),
             "RETURN_REASONING": _flag(batch.return_reasoning),

@@ -29,8 +29,9 @@ RUNNING_JOB_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "S
 OVERDUE_METRIC_NAME = "RunsOverdue"
 # Prepare, on-demand and collect (twice, on the failure path), with their retries: time outside the shards.
 TASKS_BUDGET = Duration.hours(2)
-# More shards than MaxConcurrency run in waves; the state machine timeout covers this many. It is a
-# backstop only: every shard ends by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
+# More shards than MaxConcurrency run in waves; the state machine timeout covers this many, and prepare
+# refuses a file that needs more jobs (MAX_JOBS_PER_RUN). The timeout is a backstop only: every shard ends
+# by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
 TIMEOUT_WAVES = 3
 # A JSON null in a Parameters field (CDK drops None values).
 _NULL = "States.StringToJson('null')"

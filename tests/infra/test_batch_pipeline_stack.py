@@ -26,7 +26,7 @@ from infra.config import (
     guardrail_parameter_names,
 )
 from infra.constructs.batch_pipeline import INBOX_PREFIX, OUTPUT_PREFIX, REJECTED_PREFIX, RESULTS_PREFIX, WORK_PREFIX
-from infra.constructs.batch_workflow import RUNNING_JOB_STATUSES, TERMINAL_JOB_STATUSES, run_timeout
+from infra.constructs.batch_workflow import RUNNING_JOB_STATUSES, TERMINAL_JOB_STATUSES, TIMEOUT_WAVES, run_timeout
 from tests.infra.cfn import as_list, only, render, resources, role_statements
 from tests.infra.synth import DEFAULT_BATCH_STACK, DEFAULT_STACK, VARIANT_BATCH_STACK, Synthesized
 from tests.infra.test_cdk_nag import acknowledgements
@@ -250,6 +250,7 @@ def test_functions_run_the_batch_handlers_with_exactly_batch_settings(batch: dic
             BATCH.quotas.min_records_per_job,
             BATCH.quotas.max_records_per_job,
             BATCH.quotas.max_concurrent_jobs,
+            TIMEOUT_WAVES * BATCH.quotas.max_concurrent_jobs,
             BATCH.read_service_quotas,
             BATCH.apply_guardrail,
         )
@@ -258,6 +259,7 @@ def test_functions_run_the_batch_handlers_with_exactly_batch_settings(batch: dic
             settings.MIN_RECORDS_PER_JOB,
             settings.MAX_RECORDS_PER_JOB,
             settings.MAX_CONCURRENT_JOBS,
+            settings.MAX_JOBS_PER_RUN,
             settings.READ_SERVICE_QUOTAS,
             settings.APPLY_GUARDRAIL,
         )

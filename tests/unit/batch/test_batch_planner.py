@@ -94,6 +94,13 @@ def test_a_record_larger_than_the_file_limit_is_infeasible() -> None:
         plan(500, 500 * 2000, 2000, _quotas(minimum=1, file_bytes=1000))
 
 
+def test_a_file_needing_more_jobs_than_a_run_holds_is_refused_with_a_reason() -> None:
+    quotas = _quotas(minimum=1, per_job=10, per_file=10)
+    assert len(plan(30, 30, 1, quotas, max_jobs=3).shard_sizes) == 3
+    with pytest.raises(InfeasiblePlan, match="31 records need 4 jobs, more than the 3 one run may hold"):
+        plan(31, 31, 1, quotas, max_jobs=3)
+
+
 def test_a_minimum_above_the_maximum_is_infeasible() -> None:
     with pytest.raises(InfeasiblePlan, match="exceeds the maximum"):
         plan(500, 500, 1, _quotas(minimum=300, per_file=200))
