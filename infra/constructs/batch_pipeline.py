@@ -25,7 +25,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.batch_workflow import TIMEOUT_WAVES, BatchWorkflow, JobTarget, run_timeout
 from infra.constructs.guardrail import GuardrailReference
-from infra.constructs.python_function import log_retention, python_function
+from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
 STARTER_HANDLER = "batch.starter.lambda_handler"
 PREPARE_HANDLER = "batch.prepare.lambda_handler"
@@ -123,6 +123,7 @@ class BatchPipeline(Construct):
             self,
             "Workflow",
             config=config.batch,
+            metrics_namespace=metrics_namespace(config),
             prepare=self.prepare,
             on_demand=self.on_demand,
             collect=self.collect,

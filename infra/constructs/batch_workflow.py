@@ -21,7 +21,6 @@ from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
 from infra.config import BatchConfig
-from infra.constructs.python_function import METRICS_NAMESPACE
 
 TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
 RUNNING_JOB_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
@@ -119,6 +118,7 @@ class BatchWorkflow(Construct):
         construct_id: str,
         *,
         config: BatchConfig,
+        metrics_namespace: str,
         prepare: lambda_.IFunction,
         on_demand: lambda_.IFunction,
         collect: lambda_.IFunction,
@@ -126,6 +126,7 @@ class BatchWorkflow(Construct):
     ) -> None:
         super().__init__(scope, construct_id)
         self._config = config
+        self._namespace = metrics_namespace
         self._target = target
         collect_failure = self._collect("CollectFailure", collect, "Record the failure in the summary").next(
             sfn.Fail(
@@ -170,7 +171,7 @@ class BatchWorkflow(Construct):
             sid="ReportOverdueRuns",
             actions=["cloudwatch:PutMetricData"],
             resources=["*"],
-            conditions={"StringEquals": {"cloudwatch:namespace": METRICS_NAMESPACE}},
+            conditions={"StringEquals": {"cloudwatch:namespace": self._namespace}},
         )
 
     def _collect(
@@ -343,7 +344,7 @@ class BatchWorkflow(Construct):
                 "Comment": f"The job has run for {self._config.expected_run_hours} h: raise the overdue alarm",
                 "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:cloudwatch:putMetricData",
                 "Parameters": {
-                    "Namespace": METRICS_NAMESPACE,
+                    "Namespace": self._namespace,
                     "MetricData": [
                         {
                             "MetricName": OVERDUE_METRIC_NAME,

@@ -17,7 +17,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.guardrail import Guardrail
-from infra.constructs.python_function import METRICS_NAMESPACE, log_retention, python_function
+from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
 CHAT_HANDLER = "chat.handler.lambda_handler"
 # The construct id of the function is also its Powertools service name (the `service` metric dimension).
@@ -175,7 +175,7 @@ class ChatApi(Construct):
         # What users give the OpenAI SDK as base_url; it replaces RestApi's own output (the stage root).
         self.url: str = self.api.url_for_path("/v1")
         self.api.node.try_remove_child("Endpoint")
-        self.throttled_requests = self._throttled_requests_metric()
+        self.throttled_requests = self._throttled_requests_metric(config)
 
     def _chat_function(self, config: DeploymentConfig, guardrail: Guardrail) -> lambda_.Function:
         chat = config.chat
@@ -366,7 +366,7 @@ class ChatApi(Construct):
             )
         )
 
-    def _throttled_requests_metric(self) -> cloudwatch.Metric:
+    def _throttled_requests_metric(self, config: DeploymentConfig) -> cloudwatch.Metric:
         """429 responses per API, counted from the access log.
 
         API Gateway publishes no 429 metric (4XXError mixes them with 400/403/404), and the function
@@ -377,14 +377,14 @@ class ChatApi(Construct):
             "ThrottledRequests",
             log_group=self.access_logs,
             filter_pattern=logs.FilterPattern.string_value("$.status", "=", "429"),
-            metric_namespace=METRICS_NAMESPACE,
+            metric_namespace=metrics_namespace(config),
             metric_name=THROTTLED_METRIC_NAME,
             metric_value="1",
             dimensions={"ApiId": "$.apiId"},
             unit=cloudwatch.Unit.COUNT,
         )
         return cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
+            namespace=metrics_namespace(config),
             metric_name=THROTTLED_METRIC_NAME,
             dimensions_map={"ApiId": self.api.rest_api_id},
             statistic=cloudwatch.Stats.SUM,

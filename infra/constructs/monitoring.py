@@ -15,7 +15,7 @@ from infra.config import DeploymentConfig
 from infra.constructs.batch_pipeline import COLLECT_ID, BatchPipeline
 from infra.constructs.batch_workflow import OVERDUE_METRIC_NAME
 from infra.constructs.chat_api import ChatApi
-from infra.constructs.python_function import METRICS_NAMESPACE
+from infra.constructs.python_function import metrics_namespace
 
 PERIOD = Duration.minutes(5)
 # Chat API thresholds, per 5-minute period.
@@ -41,6 +41,7 @@ class Monitoring(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig) -> None:
         super().__init__(scope, construct_id)
+        self._namespace = metrics_namespace(config)
         # CloudWatch cannot publish to a topic encrypted with the AWS managed SNS key: it needs a key
         # whose policy lets the CloudWatch service use it.
         self.key = kms.Key(
@@ -189,7 +190,7 @@ class Monitoring(Construct):
         )
         # Emitted by the state machine itself when a job has been running for batchExpectedRunHours.
         overdue = cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
+            namespace=self._namespace,
             metric_name=OVERDUE_METRIC_NAME,
             dimensions_map={"StateMachine": machine.state_machine_arn},
             statistic=cloudwatch.Stats.SUM,
@@ -292,11 +293,10 @@ class Monitoring(Construct):
             ],
         )
 
-    @staticmethod
-    def _service_metric(service: str, metric_name: str, label: str) -> cloudwatch.Metric:
+    def _service_metric(self, service: str, metric_name: str, label: str) -> cloudwatch.Metric:
         """A count the function emits through Powertools (EMF): dimension `service` = its service name."""
         return cloudwatch.Metric(
-            namespace=METRICS_NAMESPACE,
+            namespace=self._namespace,
             metric_name=metric_name,
             dimensions_map={"service": service},
             statistic=cloudwatch.Stats.SUM,

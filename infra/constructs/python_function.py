@@ -20,6 +20,11 @@ METRICS_NAMESPACE = "GptOssBedrock"
 _LAYER_ID = "DependencyLayer"
 
 
+def metrics_namespace(config: DeploymentConfig) -> str:
+    """The stage's CloudWatch namespace: two stages in one account and Region never share a metric or alarm."""
+    return f"{METRICS_NAMESPACE}/{config.stage}"
+
+
 def dependency_layer(scope: Construct) -> lambda_.ILayerVersion:
     """Return the stack's one layer of third-party runtime packages (Powertools, pydantic, boto3)."""
     stack = Stack.of(scope)
@@ -82,7 +87,7 @@ def python_function(
         layers=[dependency_layer(scope)],
         environment={
             "POWERTOOLS_SERVICE_NAME": construct_id,
-            "POWERTOOLS_METRICS_NAMESPACE": METRICS_NAMESPACE,
+            "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(config),
             "STAGE": config.stage,
             **environment,
         },

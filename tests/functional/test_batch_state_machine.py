@@ -260,7 +260,7 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
     # Every lap waited the poll interval (no retry happened): the waits are what a deployed run would take.
     assert moto_ext.waits == [float(OFFLINE.poll_interval_seconds)] * OFFLINE.poll_lap_limit
     metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(
-        Namespace="GptOssBedrock", MetricName="RunsOverdue"
+        Namespace=f"GptOssBedrock/{OFFLINE_STAGE}", MetricName="RunsOverdue"
     )["Metrics"]
     assert [metric["Dimensions"] for metric in metrics] == [
         [{"Name": "StateMachine", "Value": pipeline.state_machine_arn}]

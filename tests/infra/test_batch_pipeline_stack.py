@@ -329,7 +329,7 @@ def test_the_state_machine_creates_and_reads_jobs_and_passes_only_the_batch_role
     invoked = {render(r).removesuffix(":*").removeprefix("${").removesuffix(".Arn}") for r in invoke["Resource"]}
     assert invoked == tasks  # never the starter
     (metrics,) = by_action["cloudwatch:PutMetricData"]
-    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "GptOssBedrock"}}
+    assert metrics["Condition"] == {"StringEquals": {"cloudwatch:namespace": "GptOssBedrock/dev"}}
 
 
 @pytest.mark.parametrize(
@@ -636,11 +636,11 @@ def test_alarms_cover_failures_timeouts_aborts_dead_letters_overdue_runs_and_rec
         ("AWS/States", "ExecutionsTimedOut"),
         ("AWS/States", "ExecutionsAborted"),
         ("AWS/SQS", "ApproximateNumberOfMessagesVisible"),
-        ("GptOssBedrock", "RunsOverdue"),
-        ("GptOssBedrock", "RunsFailed"),
-        ("GptOssBedrock", "RecordsOk"),
-        ("GptOssBedrock", "RecordsError"),
-        ("GptOssBedrock", "RecordsMissing"),
+        ("GptOssBedrock/dev", "RunsOverdue"),
+        ("GptOssBedrock/dev", "RunsFailed"),
+        ("GptOssBedrock/dev", "RecordsOk"),
+        ("GptOssBedrock/dev", "RecordsError"),
+        ("GptOssBedrock/dev", "RecordsMissing"),
     }
     expressions = [
         query["Expression"]

@@ -38,7 +38,8 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
     "cloudwatch:PutMetricData": "the poll loop reports overdue runs; only with the cloudwatch:namespace condition",
 }
 # Actions allowed on "*" only under a condition that narrows them.
-STAR_RESOURCE_CONDITIONS = {"cloudwatch:PutMetricData": {"StringEquals": {"cloudwatch:namespace": "GptOssBedrock"}}}
+# Metric namespaces are per stage (GptOssBedrock/<stage>): a namespace-conditioned PutMetricData stays in its own.
+STAR_RESOURCE_CONDITIONS = {"cloudwatch:PutMetricData": "cloudwatch:namespace"}
 
 
 def _chat_function(chat: dict[str, Any]) -> tuple[str, dict[str, Any]]:
@@ -237,7 +238,7 @@ def test_chat_function_runtime_and_wiring(chat: dict[str, Any]) -> None:
     assert properties["TracingConfig"] == {"Mode": "Active"}
     assert properties["LoggingConfig"]["LogFormat"] == "JSON"
     assert properties["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "ChatFunction"
-    assert properties["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "GptOssBedrock"
+    assert properties["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "GptOssBedrock/dev"
     layer_id, _ = only(chat, "AWS::Lambda::LayerVersion")
     assert properties["Layers"] == [{"Ref": layer_id}]
 
@@ -354,14 +355,14 @@ def test_alarms_cover_the_chat_api_and_notify_the_topic(chat: dict[str, Any]) ->
     assert set(by_metric) == {
         ("AWS/ApiGateway", "5XXError"),
         ("AWS/ApiGateway", "Latency"),
-        ("GptOssBedrock", "Http429Responses"),
-        ("GptOssBedrock", "GuardrailIntervened"),
+        ("GptOssBedrock/dev", "Http429Responses"),
+        ("GptOssBedrock/dev", "GuardrailIntervened"),
         ("AWS/Lambda", "Errors"),
         ("AWS/Lambda", "Throttles"),
     }
     deadline_ms = CONFIG.chat.integration_timeout_seconds * 1000
     assert by_metric[("AWS/ApiGateway", "Latency")]["Properties"]["Threshold"] == deadline_ms * 0.8
-    (guardrail_metric,) = _alarm_metrics(by_metric[("GptOssBedrock", "GuardrailIntervened")])
+    (guardrail_metric,) = _alarm_metrics(by_metric[("GptOssBedrock/dev", "GuardrailIntervened")])
     assert guardrail_metric["Dimensions"] == [{"Name": "service", "Value": "ChatFunction"}]
 
 
@@ -437,7 +438,8 @@ def test_no_wildcard_actions_and_star_resources_only_where_nothing_narrower_exis
 ) -> None:
     """Identity policies only (a KMS key policy's "*" resource means the key itself)."""
     for synthesized in synthesized_apps:
-        for template in synthesized.templates.values():
+        for stack_name, template in synthesized.templates.items():
+            stage = stack_name.rsplit("-", 1)[1]
             statements = iam_statements(template)
             assert statements
             for logical_id, statement in statements:
@@ -447,4 +449,5 @@ def test_no_wildcard_actions_and_star_resources_only_where_nothing_narrower_exis
                     assert set(actions) <= set(STAR_RESOURCE_ACTIONS), (logical_id, statement)
                     for action in set(actions) & set(STAR_RESOURCE_CONDITIONS):
                         assert actions == [action], (logical_id, statement)
-                        assert statement["Condition"] == STAR_RESOURCE_CONDITIONS[action], (logical_id, statement)
+                        condition = {"StringEquals": {STAR_RESOURCE_CONDITIONS[action]: f"GptOssBedrock/{stage}"}}
+                        assert statement["Condition"] == condition, (logical_id, statement)
