@@ -19,7 +19,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -75,8 +75,18 @@ class RunningChatApi:
 
 
 @contextmanager
-def running_chat_api(template: Template, options: ChatApiOptions) -> Iterator[RunningChatApi]:
+def running_chat_api(
+    template: Template,
+    options: ChatApiOptions,
+    *,
+    bedrock_url: str | None = None,
+    invocation_lock: AbstractContextManager[Any] | None = None,
+) -> Iterator[RunningChatApi]:
     """Serve the chat API of a synthesized chat stack until the block ends; then stop and join everything.
+
+    `bedrock_url`: a Bedrock runtime endpoint the caller serves; the function calls it, whatever the backend,
+    and no stand-in of its own is started. `invocation_lock`: held for each invocation, to share one process
+    environment with other functions run in this process (by default the chat function's own lock).
 
     Raises:
         ValueError: the template and the options do not make a runnable function (the message says why).
@@ -86,7 +96,7 @@ def running_chat_api(template: Template, options: ChatApiOptions) -> Iterator[Ru
     unknown = function.deploy_time - _GUARDRAIL_VARIABLES
     if unknown:
         raise ValueError(f"the chat function's environment has deploy-time values we cannot fill in: {sorted(unknown)}")
-    guardrail = _guardrail(template, function, options)
+    guardrail = chat_guardrail(template, options)
     variables = {
         **function.environment,
         "GUARDRAIL_ID": guardrail.guardrail_id,
@@ -95,8 +105,7 @@ def running_chat_api(template: Template, options: ChatApiOptions) -> Iterator[Ru
     # The function's own contract: fails here, before serving, when infra and runtime disagree.
     settings = ChatSettings.model_validate(variables)
     with ExitStack() as stack:
-        bedrock_url = None
-        if options.backend != "aws":
+        if bedrock_url is None and options.backend != "aws":
             model = build_model(
                 options.backend, openai=options.openai, guardrail=guardrail, model_ids=settings.MODEL_IDS
             )
@@ -105,12 +114,24 @@ def running_chat_api(template: Template, options: ChatApiOptions) -> Iterator[Ru
         runtime, unset = _runtime_environment(function, bedrock_url)
         stack.enter_context(function_environment({**variables, **runtime}, unset=unset))
         handler = load_handler(function.handler)
-        server = ChatServer(handler, function=function, gateway=ApiGateway.from_template(template), port=options.port)
+        server = ChatServer(
+            handler,
+            function=function,
+            gateway=ApiGateway.from_template(template),
+            port=options.port,
+            invocation_lock=invocation_lock,
+        )
         stack.enter_context(serving(server, "chat-api"))
         yield RunningChatApi(url=server.url, bedrock_url=bedrock_url, settings=settings, guardrail=guardrail)
 
 
-def _guardrail(template: Template, function: ChatFunction, options: ChatApiOptions) -> WordGuardrail:
+def chat_guardrail(template: Template, options: ChatApiOptions) -> WordGuardrail:
+    """The guardrail every chat call carries: the options' or the template's existing one, else a local one.
+
+    Raises:
+        ValueError: the aws backend without a guardrail id and version, or no chat function in the template.
+    """
+    function = ChatFunction.from_template(template)
     guardrail_id = options.guardrail_id or function.environment.get("GUARDRAIL_ID")
     guardrail_version = options.guardrail_version or function.environment.get("GUARDRAIL_VERSION")
     if options.backend == "aws" and not (guardrail_id and guardrail_version):
@@ -153,7 +174,7 @@ def _runtime_environment(function: ChatFunction, bedrock_url: str | None) -> tup
 def _aws_region() -> str:
     region = boto3.session.Session().region_name
     if not region:
-        raise ValueError("the aws backend needs a Region: set AWS_REGION (or a region in your AWS profile)")
+        raise ValueError("the aws backend needs a Region: set AWS_DEFAULT_REGION (or a region in your AWS profile)")
     return region
 
 
@@ -206,14 +227,22 @@ class ChatServer(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, handler: Handler, *, function: ChatFunction, gateway: ApiGateway, port: int = 0) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        *,
+        function: ChatFunction,
+        gateway: ApiGateway,
+        port: int = 0,
+        invocation_lock: AbstractContextManager[Any] | None = None,
+    ) -> None:
         super().__init__(("127.0.0.1", port), _ChatRequestHandler)
         self.function = function
         self.gateway = gateway
         self._handler = handler
         # Powertools' resolver and logger keep per-invocation state in module globals, like one Lambda
         # execution environment: so invocations take turns.
-        self._invocation = threading.Lock()
+        self._invocation = invocation_lock or threading.Lock()
 
     @property
     def url(self) -> str:

@@ -3,20 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
+import threading
+import time
 import warnings
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 if TYPE_CHECKING:
     from local.chat_server import ChatApiOptions, RunningChatApi
+    from local.system import RunningSystem, SystemOptions
 
 ROOT = Path(__file__).resolve().parents[1]
 CDK_OUT = ROOT / "cdk.out"
 DEFAULT_PORT = 8000
+DEFAULT_S3_PORT = 8001
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -25,19 +31,57 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     synth_command = commands.add_parser("synth", help="synthesize the app into cdk.out/ and print what it deploys")
     synth_command.add_argument("--outdir", type=Path, default=CDK_OUT)
-    _add_serve_arguments(
-        commands.add_parser(
-            "serve",
-            help="serve the chat API on 127.0.0.1 from the real handler, with Bedrock stood in locally",
-            description="Serve the chat API on 127.0.0.1 from the real chat handler, configured as the synthesized "
-            "template deploys it. Runs until Ctrl-C (SIGINT) or SIGTERM.",
-        )
+    demo_command = commands.add_parser(
+        "demo",
+        help="run the whole system once, offline: a chat request and a folder of prompt files, then exit",
+        description="Run what `up` runs, then ask the chat API a question with the openai SDK, drop local/samples/ "
+        "into the bucket's inbox through the local S3 endpoint with boto3, wait for every run and print the "
+        "summaries. Exit status 0 when everything worked.",
+    )
+    demo_command.add_argument(
+        "--timeout",
+        type=float,
+        default=150.0,
+        metavar="SECONDS",
+        help="give up (exit status 1) after this long, synthesis included (default 150)",
+    )
+    _add_backend_arguments(demo_command)
+    demo_command.set_defaults(port=0, s3_port=0)
+    up_command = commands.add_parser(
+        "up",
+        help="run the chat API and the batch pipeline on 127.0.0.1 until Ctrl-C",
+        description="Synthesize the app once (cdk-nag checks included), then serve the chat API from the real "
+        "handler and the batch pipeline: a local S3 endpoint whose inbox/ starts runs of the synthesized state "
+        "machine (moto). Runs until Ctrl-C (SIGINT) or SIGTERM.",
+    )
+    up_command.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"chat API; default {DEFAULT_PORT}, 0 picks")
+    up_command.add_argument(
+        "--s3-port", type=int, default=DEFAULT_S3_PORT, help=f"S3 endpoint; default {DEFAULT_S3_PORT}, 0 picks"
+    )
+    _add_backend_arguments(up_command)
+    serve_command = commands.add_parser(
+        "serve",
+        help="serve the chat API on 127.0.0.1 from the real handler, with Bedrock stood in locally",
+        description="Serve the chat API on 127.0.0.1 from the real chat handler, configured as the synthesized "
+        "template deploys it. Runs until Ctrl-C (SIGINT) or SIGTERM.",
+    )
+    serve_command.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
+    _add_backend_arguments(serve_command)
+    serve_command.add_argument(
+        "--template",
+        type=Path,
+        help="read the chat stack's template from this file instead of synthesizing the app "
+        "(e.g. cdk.out/GptOssChat-dev.template.json after `python -m local synth`)",
     )
     arguments = parser.parse_args(argv)
     if arguments.command == "synth":
         return synth(arguments.outdir)
     if arguments.command == "serve":
         return serve(parser, arguments)
+    if arguments.command == "up":
+        return up(parser, arguments)
+    if arguments.command == "demo":
+        return demo(parser, arguments)
     return 2  # argparse already refused anything else
 
 
@@ -67,21 +111,21 @@ def describe_stack(name: str, template: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _add_serve_arguments(serve_command: argparse.ArgumentParser) -> None:
+def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
+    """Who answers, the guardrail, and the synthesis context: the same for serve, up and demo."""
     environ = os.environ.get
-    serve_command.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
-    serve_command.add_argument(
+    command.add_argument(
         "--backend",
         default=environ("GPTOSS_BACKEND", "offline"),
         help="who answers: offline (a deterministic local model, the default), openai (an OpenAI-compatible "
         "server) or aws (Amazon Bedrock, with your credentials); env GPTOSS_BACKEND",
     )
-    serve_command.add_argument(
+    command.add_argument(
         "--openai-base-url",
         default=environ("GPTOSS_OPENAI_BASE_URL"),
         help="the OpenAI-compatible server, e.g. http://127.0.0.1:11434/v1 (Ollama); env GPTOSS_OPENAI_BASE_URL",
     )
-    serve_command.add_argument(
+    command.add_argument(
         "--openai-model",
         action="append",
         default=[model for model in [environ("GPTOSS_OPENAI_MODEL")] if model],
@@ -89,12 +133,12 @@ def _add_serve_arguments(serve_command: argparse.ArgumentParser) -> None:
         help="the upstream model for every Bedrock model id, or for one (repeatable; default: the Bedrock id "
         "itself), e.g. gpt-oss:20b; env GPTOSS_OPENAI_MODEL",
     )
-    serve_command.add_argument(
+    command.add_argument(
         "--openai-api-key",
         default=environ("GPTOSS_OPENAI_API_KEY"),
         help="sent as a bearer token, if the server wants one; env GPTOSS_OPENAI_API_KEY",
     )
-    serve_command.add_argument(
+    command.add_argument(
         "--guardrail-word",
         action="append",
         dest="guardrail_words",
@@ -102,15 +146,9 @@ def _add_serve_arguments(serve_command: argparse.ArgumentParser) -> None:
         help="a word that makes the local guardrail intervene, in a prompt or an answer (repeatable; "
         "default: forbidden)",
     )
-    serve_command.add_argument("--guardrail-id", help="the guardrail every call carries (needed with --backend aws)")
-    serve_command.add_argument("--guardrail-version", help="its published version (needed with --backend aws)")
-    serve_command.add_argument(
-        "--template",
-        type=Path,
-        help="read the chat stack's template from this file instead of synthesizing the app "
-        "(e.g. cdk.out/GptOssChat-dev.template.json after `python -m local synth`)",
-    )
-    serve_command.add_argument(
+    command.add_argument("--guardrail-id", help="the guardrail every call carries (needed with --backend aws)")
+    command.add_argument("--guardrail-version", help="its published version (needed with --backend aws)")
+    command.add_argument(
         "-c",
         "--context",
         action="append",
@@ -122,18 +160,13 @@ def _add_serve_arguments(serve_command: argparse.ArgumentParser) -> None:
 
 def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     """Serve the chat API until SIGINT or SIGTERM; 0 after a clean shutdown."""
-    # Imported here, not at the top: `synth` needs none of the server's modules.
-    from local.bedrock import BACKENDS
-
-    if arguments.backend not in BACKENDS:
-        parser.error(f"--backend (or GPTOSS_BACKEND) must be one of {', '.join(BACKENDS)}, not {arguments.backend!r}")
+    _check_backend(parser, arguments)
     if arguments.template is not None and arguments.context:
         parser.error("-c applies to the synthesis; with --template nothing is synthesized")
     from local.chat_server import running_chat_api
     from local.services import wait_for_stop_signal
 
-    # Powertools warns on every request that adds no metric (GET /v1/models); locally that is only noise.
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+    _quiet_metrics_warnings()
     try:
         options = _chat_options(arguments)
         template = _chat_template(arguments)
@@ -147,6 +180,146 @@ def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int
         return 1
     print("Stopped.", flush=True)
     return 0
+
+
+def up(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    """Serve the chat API and the batch pipeline until SIGINT or SIGTERM; 0 after a clean shutdown."""
+    _check_backend(parser, arguments)
+    from local.services import wait_for_stop_signal
+    from local.system import running_system
+
+    _quiet_metrics_warnings()
+    started = time.monotonic()
+    try:
+        options = _system_options(arguments)
+        templates = _synthesize_for_local_run(arguments, options)
+        with _function_logs_to_stderr(), running_system(templates, options, report=say) as system:
+            say(up_banner(system, options, seconds=time.monotonic() - started))
+            received = wait_for_stop_signal()
+            say(f"\n{received.name} received: stopping.")
+    except (ValueError, OSError, RuntimeError) as error:
+        print(f"up: {error}", file=sys.stderr, flush=True)
+        return 1
+    say("Stopped.")
+    return 0
+
+
+def demo(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+    """Run the system, chat once, drop the samples and wait for their runs; 0 when everything worked."""
+    _check_backend(parser, arguments)
+    from local.demo import DemoFailed, fail, run_demo
+    from local.system import running_system
+
+    _quiet_metrics_warnings()
+    started = time.monotonic()
+    deadline = started + arguments.timeout
+    try:
+        options = _system_options(arguments)
+        templates = _synthesize_for_local_run(arguments, options)
+        if time.monotonic() > deadline:
+            return fail(f"timed out: the synthesis alone took longer than --timeout {arguments.timeout:g} s")
+        with _function_logs_to_stderr(), running_system(templates, options, report=say) as system:
+            say(f"Running: chat API on {system.chat.url}, S3 endpoint on {system.s3_url}; answers: {system.answers}")
+            runs = run_demo(system, deadline=deadline, say=say)
+    except DemoFailed as error:
+        return fail(str(error))
+    except (ValueError, OSError, RuntimeError) as error:
+        return fail(str(error))
+    say(
+        f"\nDemo finished in {time.monotonic() - started:.1f} s: the chat API answered and {len(runs)} runs "
+        "ended with their summaries.\nKeep it running and try your own files: python -m local up"
+    )
+    return 0
+
+
+def say(line: str) -> None:
+    """Print a line for the user at once (threads report runs through it too)."""
+    with _SAY:
+        print(line, flush=True)
+
+
+_SAY = threading.Lock()
+
+
+def _check_backend(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
+    # Imported here, not at the top: `synth` needs none of the server's modules.
+    from local.bedrock import BACKENDS
+
+    if arguments.backend not in BACKENDS:
+        parser.error(f"--backend (or GPTOSS_BACKEND) must be one of {', '.join(BACKENDS)}, not {arguments.backend!r}")
+
+
+def _quiet_metrics_warnings() -> None:
+    # Powertools warns on every request that adds no metric (GET /v1/models); locally that is only noise.
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
+
+
+@contextmanager
+def _function_logs_to_stderr() -> Iterator[None]:
+    """The functions' JSON logs go to stderr (with the HTTP access logs), so stdout is what up and demo say."""
+    from shared.observability import logger
+
+    handler = logger.registered_handler
+    if not isinstance(handler, logging.StreamHandler):
+        yield
+        return
+    previous = handler.setStream(sys.stderr)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            handler.setStream(previous)
+
+
+def _system_options(arguments: argparse.Namespace) -> SystemOptions:
+    from local.system import SystemOptions
+
+    return SystemOptions(chat=_chat_options(arguments), s3_port=arguments.s3_port)
+
+
+def _synthesize_for_local_run(arguments: argparse.Namespace, options: SystemOptions) -> dict[str, Any]:
+    from local.system import LOCAL_CONTEXT, check_backend, local_context
+    from local.templates import synthesize
+
+    context = local_context(_context(arguments))
+    check_backend(options.chat, context)
+    overrides = ", ".join(f"{key}={value}" for key, value in LOCAL_CONTEXT.items())
+    say(f"Synthesizing the app as cdk synth does, cdk-nag checks included ({overrides}: moto has no Service Quotas)...")
+    return synthesize(context, checks=True)
+
+
+def up_banner(system: RunningSystem, options: SystemOptions, *, seconds: float) -> str:
+    """What `up` prints once everything listens: the chat API and the pipeline, and how to use each."""
+    chat = banner(system.chat, options.chat).removesuffix("Stop with Ctrl-C.").rstrip()
+    s3, bucket = system.s3_url, system.bucket
+    return "\n".join(
+        [
+            f"Up in {seconds:.1f} s. Every model call goes to {system.answers}.",
+            "",
+            chat,
+            "",
+            f"Batch pipeline: S3 endpoint {s3}, bucket {bucket}   (moto; the synthesized state machine runs in "
+            "moto's Step Functions interpreter, its functions in this process)",
+            f"  Drop prompt files under s3://{bucket}/inbox/ (.jsonl, .json, .csv, .txt); each file is one run:",
+            f"  aws s3 cp --endpoint-url {s3} --no-sign-request questions.jsonl s3://{bucket}/inbox/questions.jsonl",
+            f"  aws s3 cp --endpoint-url {s3} --no-sign-request --recursive local/samples/ s3://{bucket}/inbox/samples/",
+            "",
+            "or with boto3:",
+            "uv run --frozen python - <<'EOF'",
+            "import boto3",
+            f's3 = boto3.client("s3", endpoint_url="{s3}", region_name="us-east-1",',
+            '                  aws_access_key_id="local", aws_secret_access_key="local")',
+            f's3.upload_file("local/samples/tickets.csv", "{bucket}", "inbox/tickets.csv")',
+            "EOF",
+            "",
+            f"  Results: s3://{bucket}/results/<runId>/summary.json and results.jsonl "
+            f"(rejected lines: s3://{bucket}/rejected/<runId>/rejected.jsonl)",
+            f"  aws s3 ls --endpoint-url {s3} --no-sign-request --recursive s3://{bucket}/results/",
+            f"  aws s3 cp --endpoint-url {s3} --no-sign-request s3://{bucket}/results/<runId>/summary.json -",
+            "",
+            "Runs are reported below as they go; logs go to stderr. Stop with Ctrl-C.",
+        ]
+    )
 
 
 def _chat_options(arguments: argparse.Namespace) -> ChatApiOptions:
@@ -184,14 +357,19 @@ def _chat_template(arguments: argparse.Namespace) -> dict[str, Any]:
 
     if arguments.template is not None:
         return load_template(arguments.template)
+    context = _context(arguments)
+    print("Synthesizing the app (as cdk synth does) to read the chat function's configuration...", flush=True)
+    return chat_template(synthesize(context))
+
+
+def _context(arguments: argparse.Namespace) -> dict[str, str]:
     context = {}
     for entry in arguments.context:
         key, separator, value = entry.partition("=")
         if not separator:
             raise ValueError(f"-c takes KEY=VALUE, not {entry!r}")
         context[key] = value
-    print("Synthesizing the app (as cdk synth does) to read the chat function's configuration...", flush=True)
-    return chat_template(synthesize(context))
+    return context
 
 
 def banner(api: RunningChatApi, options: ChatApiOptions) -> str:

@@ -8,29 +8,40 @@ invocation) and the state machine with its `DefinitionString`. Bedrock (batch jo
 ApplyGuardrail) is `local.moto_ext`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
 S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
 starter) gets it as Lambda's event source mapping would hand it over.
+
+For the local runner (`python -m local up`), `serving_s3()` puts moto's server in front of the same state
+(an S3 endpoint on 127.0.0.1 that `aws s3 cp --endpoint-url` and boto3 talk to), and `triggering()` polls
+the queue in the background, as the event source mapping does, so every file dropped there starts a run
+by itself.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib
 import json
+import socket
 import sys
+import threading
 import time
+import traceback
 import uuid
-from collections.abc import Callable, Mapping, Sequence
-from contextlib import ExitStack
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Self
 
 import boto3
 from moto import mock_aws
+from werkzeug.serving import ThreadedWSGIServer
 
 from infra.config import guardrail_parameter_names
 from local import moto_ext
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
+from local.services import serving
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -44,6 +55,10 @@ BATCH_STACK_PREFIX = "GptOssBatch-"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # Handler packages whose module-level caches (settings, clients) are per Lambda container.
 _FUNCTION_PACKAGES = ("batch", "shared", "chat")
+# One pipeline at a time: moto's backends are per process.
+_ACTIVE_LOCK = threading.Lock()
+# How often the background trigger polls the queue (Lambda's event source mapping long-polls it).
+TRIGGER_INTERVAL_SECONDS = 0.2
 
 
 def synthesize_batch_stack(context: Mapping[str, Any], outdir: Path) -> dict[str, Any]:
@@ -185,7 +200,11 @@ class OfflinePipeline:
 
     `model` answers batch records and on-demand Converse calls; `bedrock` is the fake Bedrock (set its
     `scenario` and `create_errors` before dropping files); `ssm` overrides parameter values by name.
+    Every function runs with its template environment, the variables Lambda's runtime adds (Region,
+    function name, memory) and `environment` (e.g. `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` of a local stand-in).
     """
+
+    _active: ClassVar[bool] = False
 
     def __init__(
         self,
@@ -194,6 +213,7 @@ class OfflinePipeline:
         stage: str,
         model: BedrockModel | None = None,
         ssm: Mapping[str, str] | None = None,
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         names = guardrail_parameter_names(stage)
         # What the chat stack would publish to SSM: offline, the local runner's guardrail (its models know it).
@@ -201,6 +221,7 @@ class OfflinePipeline:
         self.template = template
         self.model = model or OfflineModel()
         self.resolve = _Resolver(template, {**defaults, **(ssm or {})})
+        self.environment = dict(environment or {})
         # Every SQS message handed to a function (what `deliver(messages)` can hand over again).
         self.delivered: list[Mapping[str, Any]] = []
         self._exit = ExitStack()
@@ -208,19 +229,33 @@ class OfflinePipeline:
     # --- lifecycle --------------------------------------------------------------------------------
 
     def __enter__(self) -> Self:
-        moto_ext.install()
-        _clear_function_caches()
-        self._exit.callback(_clear_function_caches)
-        self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
-        self._exit.callback(moto_ext.clear_handlers)
-        self._create()
-        self.bedrock.model = self.model
+        with _ACTIVE_LOCK:
+            if OfflinePipeline._active:
+                raise RuntimeError("a pipeline is already running in this process (moto's state is per process)")
+            OfflinePipeline._active = True
+        self._exit.callback(self._release)
+        try:
+            moto_ext.install()
+            _clear_function_caches()
+            self._exit.callback(_clear_function_caches)
+            self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
+            self._exit.callback(moto_ext.clear_handlers)
+            self._create()
+            self.bedrock.model = self.model
+        except BaseException:
+            self._exit.close()  # __exit__ is not called when __enter__ fails
+            raise
         return self
 
     def __exit__(
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._exit.close()
+
+    @staticmethod
+    def _release() -> None:
+        with _ACTIVE_LOCK:
+            OfflinePipeline._active = False
 
     @property
     def bedrock(self) -> FakeBedrock:
@@ -263,6 +298,52 @@ class OfflinePipeline:
                         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                 answers.append(answer)
         return answers
+
+    @contextmanager
+    def serving_s3(self, port: int = 0) -> Iterator[str]:
+        """Serve this pipeline's moto state on 127.0.0.1 (S3 above all) for the duration; its URL.
+
+        It is moto's own server application answering from the very backends the in-process mock uses, so
+        an object put there is in the bucket, and its S3 -> EventBridge -> SQS event is queued, as with `drop`.
+        Use it inside the pipeline's block.
+
+        Raises:
+            OSError: the port could not be bound.
+        """
+        with serving(S3Endpoint(port), "s3-endpoint") as endpoint:
+            yield endpoint.url
+
+    @contextmanager
+    def triggering(
+        self,
+        *,
+        interval_seconds: float = TRIGGER_INTERVAL_SECONDS,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> Iterator[None]:
+        """Deliver queued messages in the background for the duration, as the event source mapping does.
+
+        A delivery that fails (the starter raised) is reported to `on_error` (default: stderr) and its messages
+        stay queued, to be received again once their visibility timeout ends, as with SQS. Once the block
+        ends, the delivery in progress (if any) finishes unreported. Use it inside the pipeline's block.
+        """
+        stop = threading.Event()
+        report = on_error or _report_to_stderr
+
+        def poll() -> None:
+            while not stop.wait(interval_seconds):
+                try:
+                    self.deliver()
+                except Exception as error:  # the trigger keeps polling, as the event source mapping does
+                    if not stop.is_set():
+                        report(error)
+
+        thread = threading.Thread(target=poll, name="sqs-event-source")
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def run_of(self, key: str, version_id: str) -> str | None:
         """The execution started for one object version, if any."""
@@ -392,7 +473,15 @@ class OfflinePipeline:
             MemorySize=int(properties.get("MemorySize", 128)),
             Environment={"Variables": environment},
         )
-        moto_ext.register_handler(name, _container(import_handler(properties["Handler"])))
+        runtime = {
+            "AWS_REGION": REGION,
+            "AWS_DEFAULT_REGION": REGION,
+            "AWS_LAMBDA_FUNCTION_NAME": name,
+            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(properties.get("MemorySize", 128)),
+            "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
+        }
+        handler = import_handler(properties["Handler"])
+        moto_ext.register_handler(name, _container(handler, {**runtime, **self.environment}))
 
     def _invoke_with(self, function_name: str, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         queue_name = queue_url.rsplit("/", 1)[-1]
@@ -428,15 +517,78 @@ def import_handler(dotted: str) -> Callable[[Any, Any], Any]:
     return handler
 
 
-def _container(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Each invocation as in a fresh container: module caches (settings read from the environment, clients)
-    start empty, since functions with different environments share this process."""
+def _container(handler: Callable[[Any, Any], Any], runtime: Mapping[str, str]) -> Callable[[Any, Any], Any]:
+    """Each invocation as in a fresh container: the runtime's variables set, module caches (settings read from
+    the environment, clients) empty and loggers without keys another function appended, since functions with
+    different environments share this process."""
 
     def invoke(event: Any, context: Any) -> Any:
-        _clear_function_caches()
-        return handler(event, context)
+        with moto_ext.applied_environment(runtime):
+            _clear_function_caches()
+            _clear_logger_keys()
+            return handler(event, context)
 
     return invoke
+
+
+def _clear_logger_keys() -> None:
+    from aws_lambda_powertools import Logger
+
+    for name, module in list(sys.modules.items()):
+        if module is None or name.split(".", 1)[0] not in _FUNCTION_PACKAGES:
+            continue
+        for value in list(vars(module).values()):
+            if isinstance(value, Logger):
+                value.clear_state()
+
+
+def _report_to_stderr(error: BaseException) -> None:
+    print(f"delivery failed: {''.join(traceback.format_exception(error))}", file=sys.stderr, flush=True)
+
+
+class S3Endpoint(ThreadedWSGIServer):
+    """moto's server application on 127.0.0.1: the state of this process's mock over HTTP.
+
+    Requests are routed by their signature (an unsigned one goes to S3), so the endpoint speaks S3 to
+    `aws s3 --endpoint-url` and boto3, and also the other services of the mock (SQS, Step Functions...).
+    Closing it ends idle keep-alive connections and waits for the requests in flight.
+    """
+
+    daemon_threads = False
+    block_on_close = True
+
+    def __init__(self, port: int = 0) -> None:
+        server = importlib.import_module("moto.server")  # imports Flask: only when serving
+        application = server.DomainDispatcherApplication(server.create_backend_app)
+        super().__init__("127.0.0.1", port, application, handler=server.MotoRequestHandler)
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL (`--endpoint-url`, boto3's `endpoint_url`)."""
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        """Remember each connection while a thread serves it."""
+        with self._connections_lock:
+            self._connections.add(request)
+        super().process_request(request, client_address)
+
+    def shutdown_request(self, request: Any) -> None:
+        """Forget a connection once its thread is done with it."""
+        with self._connections_lock:
+            self._connections.discard(request)
+        super().shutdown_request(request)
+
+    def server_close(self) -> None:
+        """Stop reading from every open connection (an idle keep-alive one ends at once), then join their threads."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):  # already closed by the client
+                connection.shutdown(socket.SHUT_RD)
+        super().server_close()
 
 
 def _clear_function_caches() -> None:

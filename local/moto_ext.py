@@ -26,6 +26,10 @@ running a half-patched interpreter. What is patched, and why:
     invocation at a time: the environment is process-wide); an exception becomes a function error
     (`x-amz-function-error`), so Retry/Catch see its type as the error name, as with Lambda.
 (e) No real waiting: Wait states and retry intervals return at once (the requested seconds are recorded).
+
+Also relied on, not patched: moto's before-send hook (`unmocked` detaches it from one client that must reach
+the real endpoint while a mock is active) and the WSGI application moto's server is made of (`S3_SERVER_PARTS`:
+the local runner serves the mock's state over HTTP with it).
 """
 
 from __future__ import annotations
@@ -48,12 +52,13 @@ from contextlib import contextmanager
 from importlib import import_module
 from importlib.metadata import version
 from types import ModuleType
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 from urllib.parse import unquote
 
 import boto3
 import botocore.session
 from botocore import xform_name
+from botocore.client import BaseClient
 from botocore.model import OperationModel, ServiceModel
 
 MOTO_VERSION = "5.2.5"
@@ -66,6 +71,8 @@ _BEDROCK_RESPONSES = "moto.bedrock.responses"
 _RUNTIME_RESPONSES = "moto.bedrockruntime.responses"
 _BEDROCK_MODELS = "moto.bedrock.models"
 _EXCEPTIONS = "moto.core.exceptions"
+_CORE_MODELS = "moto.core.models"
+_SERVER = "moto.server"
 
 # The error-name prefixes Step Functions uses for the SDK services the pipeline calls.
 SERVICE_ERROR_NAMES = {"bedrock": "Bedrock", "s3": "S3", "cloudwatch": "CloudWatch"}
@@ -133,6 +140,11 @@ _TARGETS = (
     _Target(_WAIT, "WaitFunction._eval_body", ("self", "env"), calls="self._wait_interval("),
     _Target(_RETRIER, "time"),
     _Target(_RETRIER, "RetrierDecl._eval_body", ("self", "env"), calls="time.sleep("),
+    # Relied on: the mock's before-send hook (see `unmocked`) and the parts moto's server is made of.
+    _Target(_CORE_MODELS, "botocore_stubber"),
+    _Target(_SERVER, "DomainDispatcherApplication.__init__", ("self", "create_app")),
+    _Target(_SERVER, "create_backend_app", ("service",)),
+    _Target(_SERVER, "MotoRequestHandler", kind=type),
 )
 
 _installed = False
@@ -774,7 +786,8 @@ _ADDED_RUNTIME: dict[str, Callable[[Any], str]] = {"converse": _converse, "apply
 # --- (d) Lambda handlers in-process -------------------------------------------------------------
 
 _handlers: dict[str, Handler] = {}
-_invoke_lock = threading.RLock()
+# Held for the whole of each invocation: the function's environment is the process's `os.environ`.
+INVOCATION_LOCK = threading.RLock()
 
 
 def register_handler(function_name: str, handler: Handler) -> None:
@@ -807,7 +820,7 @@ class LambdaContext:
 
 
 @contextmanager
-def _environment(variables: Mapping[str, str]) -> Iterator[None]:
+def applied_environment(variables: Mapping[str, str]) -> Iterator[None]:
     """Set only these variables for the duration (others are untouched: other threads keep reading them)."""
     saved = {name: os.environ.get(name) for name in variables}
     os.environ.update(variables)
@@ -830,10 +843,6 @@ def _invoke(
     response_headers: MutableMapping[str, str],
 ) -> bytes:
     function = self.get_function(function_name, qualifier)
-    handler = _handlers.get(function.function_name)
-    if handler is None:
-        response_headers["x-amz-function-error"] = "Unhandled"
-        return _error_payload("HandlerNotRegistered", f"no offline handler for {function.function_name}", [])
     raw = body.decode() if isinstance(body, bytes) else body
     event = json.loads(raw) if raw else {}
     context = LambdaContext(
@@ -843,12 +852,18 @@ def _invoke(
         timeout_seconds=int(function.timeout),
         log_group_name=f"/aws/lambda/{function.function_name}",
     )
-    with _invoke_lock, _environment(function.environment_vars):
-        try:
-            result = handler(event, context)
-        except Exception as error:
+    with INVOCATION_LOCK:
+        # Looked up under the lock: once `clear_handlers` ran, nothing runs or touches the environment.
+        handler = _handlers.get(function.function_name)
+        if handler is None:
             response_headers["x-amz-function-error"] = "Unhandled"
-            return _error_payload(type(error).__name__, str(error), traceback.format_tb(error.__traceback__))
+            return _error_payload("HandlerNotRegistered", f"no offline handler for {function.function_name}", [])
+        with applied_environment(function.environment_vars):
+            try:
+                result = handler(event, context)
+            except Exception as error:
+                response_headers["x-amz-function-error"] = "Unhandled"
+                return _error_payload(type(error).__name__, str(error), traceback.format_tb(error.__traceback__))
     return json.dumps(result, default=str).encode()
 
 
@@ -878,3 +893,19 @@ class _InstantTime:
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._real, name)
+
+
+# --- a client the mock leaves alone -------------------------------------------------------------
+
+
+ClientT = TypeVar("ClientT", bound=BaseClient)
+
+
+def unmocked(client: ClientT) -> ClientT:
+    """The same client, never answered by moto: its requests reach the real endpoint even inside `mock_aws`.
+
+    moto answers every botocore client through one before-send hook that every new session registers;
+    this detaches that hook from this client only (its credentials are the ones it was created with).
+    """
+    client.meta.events.unregister("before-send", import_module(_CORE_MODELS).botocore_stubber)
+    return client

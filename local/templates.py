@@ -1,4 +1,4 @@
-"""The synthesized app as the local runner reads it: each stack's template, and the chat function in one."""
+"""The synthesized app as the local runner reads it: each stack's template, the chat function and the batch stack."""
 
 from __future__ import annotations
 
@@ -15,18 +15,18 @@ CHAT_HANDLER = "chat.handler.lambda_handler"
 Template = dict[str, Any]
 
 
-def synthesize(context: Mapping[str, Any] | None = None) -> dict[str, Template]:
+def synthesize(context: Mapping[str, Any] | None = None, *, checks: bool = False) -> dict[str, Template]:
     """Each stack's template by stack name, synthesized as `cdk synth` does (cdk.json's context, then `context`).
 
-    The cloud assembly goes to a temporary folder. cdk-nag's checks are skipped: reading templates does
-    not need them, and `python -m local synth` runs them.
+    The cloud assembly goes to a temporary folder. cdk-nag's checks run only with `checks` (any
+    unacknowledged finding then fails the synthesis, as with `cdk synth`): reading templates does not need them.
     """
     # jsii prints a Node.js end-of-life banner on Node 20 unless told not to; it reads this when aws_cdk loads.
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from infra.app_builder import build_app, cli_context
 
     with tempfile.TemporaryDirectory(prefix="gpt-oss-synth-") as outdir:
-        assembly = build_app({**cli_context(), **(context or {})}, outdir=outdir).synth(skip_validation=True)
+        assembly = build_app({**cli_context(), **(context or {})}, outdir=outdir).synth(skip_validation=not checks)
         return {stack.stack_name: stack.template for stack in assembly.stacks}
 
 
@@ -46,6 +46,40 @@ def chat_template(templates: Mapping[str, Template]) -> Template:
     if len(holding) != 1:
         raise ValueError(f"expected one stack with the chat function ({CHAT_HANDLER}), found {len(holding)}")
     return holding[0]
+
+
+def batch_template(templates: Mapping[str, Template]) -> Template:
+    """The template of the stack that holds the batch pipeline (its state machine).
+
+    Raises:
+        ValueError: no template, or more than one, holds a state machine.
+    """
+    holding = [
+        template
+        for template in templates.values()
+        if any(r["Type"] == "AWS::StepFunctions::StateMachine" for r in template.get("Resources", {}).values())
+    ]
+    if len(holding) != 1:
+        raise ValueError(f"expected one stack with the batch state machine, found {len(holding)}")
+    return holding[0]
+
+
+def stage_of(template: Template) -> str:
+    """The stage a template was synthesized for: the `STAGE` its functions are given.
+
+    Raises:
+        ValueError: no function in the template names its stage.
+    """
+    stages = {
+        variables["STAGE"]
+        for resource in template.get("Resources", {}).values()
+        if resource["Type"] == "AWS::Lambda::Function"
+        and isinstance(variables := resource["Properties"].get("Environment", {}).get("Variables", {}), dict)
+        and isinstance(variables.get("STAGE"), str)
+    }
+    if len(stages) != 1:
+        raise ValueError(f"expected the template's functions to name one STAGE, found {sorted(stages)}")
+    return str(stages.pop())
 
 
 @dataclass(frozen=True)

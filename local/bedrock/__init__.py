@@ -1,5 +1,6 @@
 """Bedrock runtime, locally: a model interface, its backends, a word-list guardrail and an HTTP stand-in."""
 
+from local.bedrock.aws import AmazonBedrock
 from local.bedrock.backends import BACKENDS, Backend, build_model
 from local.bedrock.guardrail import DEFAULT_TRIGGER_WORDS, LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION, WordGuardrail
 from local.bedrock.model import Generator, LocalModel, Model
@@ -13,6 +14,7 @@ __all__ = [
     "DEFAULT_TRIGGER_WORDS",
     "LOCAL_GUARDRAIL_ID",
     "LOCAL_GUARDRAIL_VERSION",
+    "AmazonBedrock",
     "Backend",
     "BedrockStandIn",
     "Generation",

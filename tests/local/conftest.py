@@ -1,4 +1,4 @@
-"""Shared by the local runner's tests: the chat stack's synthesized template, once per session."""
+"""Shared by the local runner's tests: the app synthesized once per session, as the local runner does it."""
 
 from __future__ import annotations
 
@@ -7,13 +7,20 @@ from pathlib import Path
 
 import pytest
 
+from local.system import local_context
 from local.templates import Template, chat_template, synthesize
 
 
 @pytest.fixture(scope="session")
-def template() -> Template:
-    """The chat stack's template, synthesized the way `python -m local serve` does it."""
-    return chat_template(synthesize())
+def templates() -> dict[str, Template]:
+    """Every stack's template, synthesized with the context `python -m local up` adds (cdk-nag: the infra tests)."""
+    return synthesize(local_context({}))
+
+
+@pytest.fixture(scope="session")
+def template(templates: dict[str, Template]) -> Template:
+    """The chat stack's template (what `python -m local serve` reads)."""
+    return chat_template(templates)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,87 @@
+"""Amazon Bedrock itself as the local runner's model: the `aws` backend of `python -m local up`.
+
+The local pipeline's bucket is emulated, and a real batch job can only read real S3; so with this backend
+the job lifecycle stays emulated and each record is answered by the real model through InvokeModel (what a
+batch job runs for each record, billed on demand), while Converse and ApplyGuardrail (the chat API, the
+pipeline's on-demand path) are Amazon Bedrock's own answers, with the real guardrail.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+
+from local.bedrock.shapes import ModelError
+
+if TYPE_CHECKING:
+    from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
+
+
+class AmazonBedrock:
+    """`Model` answered by Amazon Bedrock through one bedrock-runtime client (its credentials and Region)."""
+
+    def __init__(self, client: BedrockRuntimeClient) -> None:
+        self.client = client
+
+    @property
+    def region(self) -> str:
+        """The Region the client calls."""
+        return str(self.client.meta.region_name)
+
+    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Bedrock's Converse response to the request (`modelId` included).
+
+        Raises:
+            ModelError: Bedrock refused or failed the call (its error code and message).
+        """
+        return _call(self.client.converse, dict(request))
+
+    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Bedrock's ApplyGuardrail response (`guardrailIdentifier` and `guardrailVersion` included).
+
+        Raises:
+            ModelError: Bedrock refused or failed the call.
+        """
+        return _call(self.client.apply_guardrail, dict(request))
+
+    def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
+        """InvokeModel with an OpenAI chat body: the chat.completion a batch job writes for that record.
+
+        Raises:
+            ModelError: no model named, or Bedrock refused or failed the call.
+        """
+        model = model_id or body.get("model")
+        if not model:
+            raise ModelError("ValidationException", "The model of the call is missing.")
+        response = _call(
+            self.client.invoke_model,
+            {
+                "modelId": str(model),
+                "body": json.dumps(dict(body)).encode(),
+                "contentType": "application/json",
+                "accept": "application/json",
+            },
+        )
+        completion: dict[str, Any] = json.loads(response["body"].read())
+        return completion
+
+    def close(self) -> None:
+        """Release the client's connections."""
+        self.client.close()
+
+
+def _call(operation: Callable[..., Mapping[str, Any]], arguments: dict[str, Any]) -> dict[str, Any]:
+    try:
+        response = dict(operation(**arguments))
+    except ClientError as error:
+        details = error.response.get("Error", {})
+        raise ModelError(str(details.get("Code", "InternalServerException")), str(details.get("Message", ""))) from None
+    except ParamValidationError as error:
+        raise ModelError("ValidationException", str(error)) from None
+    except BotoCoreError as error:
+        raise ModelError("ServiceUnavailableException", f"Amazon Bedrock could not be reached: {error}") from None
+    response.pop("ResponseMetadata", None)
+    return response

@@ -1,0 +1,167 @@
+"""`python -m local demo`: the whole system once, end to end, as a user would drive it, then exit.
+
+It runs what `up` runs (in this process), then, over real loopback HTTP:
+1. asks the chat API a question with the official `openai` SDK and prints the answer;
+2. drops the sample folder (`local/samples/`) into the bucket's inbox through the local S3 endpoint with
+   boto3, which starts one run per file through S3 -> EventBridge -> SQS -> starter -> Step Functions:
+   - `questions.jsonl`: 150 prompts, enough for a batch inference job (the default minimum is 100);
+   - `tickets.csv`: a few rows of a CSV with `id`, `prompt` and `system` columns -> on-demand path;
+   - `mixed.jsonl`: both JSONL shapes and lines the pipeline must reject (cut-off JSON, `n` > 1, another
+     model, an empty prompt), and one prompt the guardrail stops -> on-demand path, summary PARTIAL;
+   - `note.txt`: a whole file as one prompt -> on-demand path;
+3. waits for every run and prints its summary and a few results.
+
+Exit status 0 when the chat answered and every run ended with a summary (none FAILED); 1 otherwise, or
+when `--timeout` (for the whole demo, synthesis included) runs out.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import openai
+
+from local.harness import Run
+from local.system import RunningSystem, finished_line, wait_for_run
+
+SAMPLES = Path(__file__).resolve().parent / "samples"
+INBOX_FOLDER = "inbox/demo/"
+DEFAULT_TIMEOUT_SECONDS = 150.0
+RESULTS_SHOWN = 3
+ANSWER_CHARACTERS = 100
+
+
+class DemoFailed(Exception):
+    """Something the demo checks did not happen (the message says what)."""
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """One sample file put into the inbox."""
+
+    path: Path
+    key: str
+    version_id: str
+
+
+def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> list[Run]:
+    """Chat once, drop the samples, wait for their runs and print them; the runs.
+
+    Raises:
+        DemoFailed: the chat call failed, or a run failed or did not end before `deadline`.
+    """
+    chat(system, deadline=deadline, say=say)
+    dropped = drop_samples(system, say=say)
+    runs = []
+    for item in dropped:
+        try:
+            runs.append(wait_for_run(system.pipeline, item.key, item.version_id, deadline=deadline))
+        except TimeoutError as error:
+            raise DemoFailed(f"timed out: {error}") from None
+    system.monitor.poll()  # its report of the last run to end comes before the results
+    say("\n== Batch results ==")
+    for item, run in zip(dropped, runs, strict=True):
+        show_run(item, run, system.bucket, say=say)
+    failed = [
+        f"{item.path.name}: {run.status}, summary {run.summary['status'] if run.summary else 'missing'}"
+        for item, run in zip(dropped, runs, strict=True)
+        if run.status != "SUCCEEDED" or run.summary is None or run.summary["status"] == "FAILED"
+    ]
+    if failed:
+        raise DemoFailed("runs that failed: " + "; ".join(failed))
+    return runs
+
+
+def chat(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> str:
+    """Ask the chat API one question with the openai SDK; the answer.
+
+    Raises:
+        DemoFailed: the call failed, or came back without an answer.
+    """
+    settings = system.chat.settings
+    model = next(iter(settings.MODEL_ALIASES), settings.MODEL_IDS[0])
+    question = "In one sentence: what does Amazon Bedrock's batch inference do?"
+    say(f"\n== Chat API ==\nPOST {system.chat.url}/chat/completions with the openai SDK (model {model}):")
+    say(f"  user: {question}")
+    client = openai.OpenAI(
+        base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
+    )
+    try:
+        with client:
+            completion = client.chat.completions.create(
+                model=model, messages=[{"role": "user", "content": question}], reasoning_effort="low"
+            )
+    except openai.OpenAIError as error:
+        raise DemoFailed(f"the chat API call failed: {error}") from None
+    choice = completion.choices[0]
+    if not choice.message.content:
+        raise DemoFailed(f"the chat API answered without content (finish_reason {choice.finish_reason})")
+    usage = completion.usage
+    tokens = f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else "no usage"
+    say(f"  assistant: {choice.message.content}")
+    say(f"  (finish_reason {choice.finish_reason}, {tokens})")
+    return choice.message.content
+
+
+def drop_samples(system: RunningSystem, *, say: Callable[[str], None]) -> list[Dropped]:
+    """Upload every sample file under inbox/demo/ through the S3 endpoint, as `aws s3 cp` would."""
+    s3 = boto3.client(
+        "s3",
+        endpoint_url=system.s3_url,
+        region_name="us-east-1",
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 - the local endpoint checks no signature
+    )
+    inbox = f"s3://{system.bucket}/{INBOX_FOLDER}"
+    say(f"\n== Batch pipeline ==\nDropping {_shown(SAMPLES)}/ into {inbox} through {system.s3_url}:")
+    dropped = []
+    try:
+        for path in sorted(SAMPLES.iterdir()):
+            key = f"{INBOX_FOLDER}{path.name}"
+            s3.upload_file(str(path), system.bucket, key)
+            version_id = s3.head_object(Bucket=system.bucket, Key=key)["VersionId"]
+            say(f"  {path.name} -> s3://{system.bucket}/{key}")
+            dropped.append(Dropped(path=path, key=key, version_id=version_id))
+    finally:
+        s3.close()
+    return dropped
+
+
+def show_run(item: Dropped, run: Run, bucket: str, *, say: Callable[[str], None]) -> None:
+    """A run's outcome, a few of its results and its rejections."""
+    say(f"{item.path.name}: run {run.run_id}")
+    say(f"  {finished_line(run, bucket)}")
+    for result in run.results[:RESULTS_SHOWN]:
+        say(f"  {result.get('id') or result['recordId']} [{result['status']}]: {_answer(result)}")
+    if len(run.results) > RESULTS_SHOWN:
+        say(f"  ... {len(run.results) - RESULTS_SHOWN} more in results.jsonl")
+    for rejection in run.rejected:
+        say(f"  rejected line {rejection['line']}: {rejection['reason']}")
+
+
+def _answer(result: Mapping[str, Any]) -> str:
+    if result["status"] != "ok":
+        return str(result.get("error"))
+    text = " ".join(str(result.get("answer") or "").split())
+    suffix = f" (finish_reason {result['finish_reason']})" if result.get("finish_reason") != "stop" else ""
+    return (text[:ANSWER_CHARACTERS] + ("..." if len(text) > ANSWER_CHARACTERS else "")) + suffix
+
+
+def fail(message: str) -> int:
+    """Say why the demo failed, on stderr; the exit status."""
+    print(f"demo FAILED: {message}", file=sys.stderr, flush=True)
+    return 1
+
+
+def _shown(path: Path) -> str:
+    """A path as the user would type it from the current folder, when it is under it."""
+    try:
+        return str(path.relative_to(Path.cwd()))
+    except ValueError:
+        return str(path)
