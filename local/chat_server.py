@@ -12,7 +12,6 @@ read the environment once).
 from __future__ import annotations
 
 import importlib
-import os
 import sys
 import threading
 import time
@@ -39,6 +38,7 @@ from local.bedrock import (
     WordGuardrail,
     build_model,
 )
+from local.environment import applied_environment
 from local.lambda_context import REGION, LocalLambdaContext
 from local.services import serving
 from local.templates import ChatFunction, Template, guardrail_messages
@@ -185,21 +185,12 @@ def function_environment(variables: Mapping[str, str], *, unset: Iterable[str] =
     The chat function's caches of what it read from the environment are cleared on entry and on exit,
     as if a new execution environment started.
     """
-    changed = {*variables, *unset}
-    saved = {name: os.environ.get(name) for name in changed}
-    for name in unset:
-        os.environ.pop(name, None)
-    os.environ.update(variables)
-    reset_function_caches()
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    with applied_environment(variables, unset=unset):
         reset_function_caches()
+        try:
+            yield
+        finally:
+            reset_function_caches()
 
 
 def reset_function_caches() -> None:

@@ -40,6 +40,7 @@ from werkzeug.serving import ThreadedWSGIServer
 from infra.config import guardrail_parameter_names
 from local import moto_ext
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
+from local.environment import applied_environment
 from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
 from local.services import serving
 
@@ -104,6 +105,11 @@ class Run:
             for key in event
             if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
         ]
+
+
+# A backstop against a hung run, not a speed target: a loaded 2-core machine can take tens of seconds
+# for a run whose retries and poll laps all execute (without real waiting).
+RUN_TIMEOUT_SECONDS = 300.0
 
 
 class _Resolver:
@@ -361,7 +367,7 @@ class OfflinePipeline:
         pages = self.sfn.get_paginator("list_executions").paginate(stateMachineArn=self.state_machine_arn)
         return [execution["name"] for page in pages for execution in page["executions"]]
 
-    def wait(self, run_id: str, *, timeout_seconds: float = 60.0) -> Run:
+    def wait(self, run_id: str, *, timeout_seconds: float = RUN_TIMEOUT_SECONDS) -> Run:
         """Poll the execution until it ends; its status, output, history, summary and results.
 
         Raises:
@@ -391,7 +397,7 @@ class OfflinePipeline:
             jobs=self.bedrock.for_run(run_id),
         )
 
-    def run(self, key: str, body: bytes | str, *, timeout_seconds: float = 60.0) -> Run:
+    def run(self, key: str, body: bytes | str, *, timeout_seconds: float = RUN_TIMEOUT_SECONDS) -> Run:
         """Drop a file and wait for its run.
 
         Raises:
@@ -523,7 +529,7 @@ def _container(handler: Callable[[Any, Any], Any], runtime: Mapping[str, str]) -
     different environments share this process."""
 
     def invoke(event: Any, context: Any) -> Any:
-        with moto_ext.applied_environment(runtime):
+        with applied_environment(runtime):
             _clear_function_caches()
             _clear_logger_keys()
             return handler(event, context)

@@ -40,7 +40,6 @@ import functools
 import hashlib
 import inspect
 import json
-import os
 import random
 import re
 import threading
@@ -48,7 +47,6 @@ import time
 import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, MutableMapping
-from contextlib import contextmanager
 from importlib import import_module
 from importlib.metadata import version
 from types import ModuleType
@@ -60,6 +58,8 @@ import botocore.session
 from botocore import xform_name
 from botocore.client import BaseClient
 from botocore.model import OperationModel, ServiceModel
+
+from local.environment import applied_environment
 
 MOTO_VERSION = "5.2.5"
 
@@ -817,21 +817,6 @@ class LambdaContext:
     def get_remaining_time_in_millis(self) -> int:
         """What Lambda reports: the timeout minus the time spent so far."""
         return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
-
-
-@contextmanager
-def applied_environment(variables: Mapping[str, str]) -> Iterator[None]:
-    """Set only these variables for the duration (others are untouched: other threads keep reading them)."""
-    saved = {name: os.environ.get(name) for name in variables}
-    os.environ.update(variables)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def _invoke(
