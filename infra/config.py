@@ -93,6 +93,10 @@ class ChatConfig(_Frozen):
     api_keys: bool = False
     throttle_rate_limit: Annotated[float, Field(gt=0)] = 50.0
     throttle_burst_limit: Annotated[int, Field(gt=0)] = 100
+    # Reserved concurrency of the chat function: a ceiling on its share of the account's Lambda concurrency
+    # and a floor no other function can take. None (the default) reserves nothing: a reservation is taken
+    # from the account's unreserved pool, and deploys fail on accounts whose quota leaves too little of it.
+    reserved_concurrency: Annotated[int, Field(ge=1, le=10_000)] | None = None
     # API Gateway writes execution and access logs through one CloudWatch role per account and Region.
     # True: this stack creates one and sets it; False: the account is already set up
     # (`aws apigateway update-account`, path /cloudwatchRoleArn), or the stage cannot log.
@@ -269,6 +273,7 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "apiKeys": ("chat", "api_keys"),
     "throttleRateLimit": ("chat", "throttle_rate_limit"),
     "throttleBurstLimit": ("chat", "throttle_burst_limit"),
+    "chatReservedConcurrency": ("chat", "reserved_concurrency"),
     "apiGatewayCloudWatchRole": ("chat", "api_gateway_cloudwatch_role"),
     "webAclArn": ("chat", "web_acl_arn"),
     "batchModelId": ("batch", "model_id"),

@@ -24,6 +24,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.batch_workflow import TIMEOUT_WAVES, BatchWorkflow, JobTarget, run_timeout
+from infra.constructs.checkov import skip_checkov
 from infra.constructs.guardrail import GuardrailReference
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
@@ -177,6 +178,13 @@ class BatchPipeline(Construct):
                 )
             ],
             removal_policy=RemovalPolicy.RETAIN,
+        )
+        skip_checkov(
+            access_logs,
+            {
+                "CKV_AWS_18": "This bucket is the server access log target of the pipeline bucket; logging its "
+                "own accesses into itself would loop (the same reason as the AwsSolutions-S1 acknowledgement).",
+            },
         )
         Validations.of(access_logs).acknowledge(
             Acknowledgment(

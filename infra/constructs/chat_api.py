@@ -16,6 +16,8 @@ from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.constructs.checkov import skip_checkov
+from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
@@ -158,7 +160,11 @@ class ChatApi(Construct):
         self.service_name = CHAT_FUNCTION_ID
         self.function = self._chat_function(config, guardrail)
         self.access_logs = logs.LogGroup(
-            self, "AccessLogs", retention=log_retention(config), removal_policy=RemovalPolicy.DESTROY
+            self,
+            "AccessLogs",
+            retention=log_retention(config),
+            encryption_key=stack_key(self),
+            removal_policy=RemovalPolicy.DESTROY,
         )
         self.api = self._rest_api(config)
         self._execution_logs(config)
@@ -204,6 +210,7 @@ class ChatApi(Construct):
             # API Gateway does, and an orphaned generation does not run on.
             timeout=self.integration_timeout.plus(Duration.seconds(1)),
             memory_size=chat.memory_mb,
+            reserved_concurrency=chat.reserved_concurrency,
         )
         stack = Stack.of(self)
         # Converse is authorised as bedrock:InvokeModel. Only our models, and only with our guardrail's
@@ -271,6 +278,13 @@ class ChatApi(Construct):
                 "authorization, so there is no Cognito user pool to authorize against.",
             )
         )
+        skip_checkov(
+            api.deployment_stage,
+            {
+                "CKV_AWS_120": "No stage cache: every chat completion is a new answer to a new prompt; a cache "
+                "would return one caller's answer to another and keep prompts and answers outside our keys.",
+            },
+        )
         cloud_watch_role = api.node.try_find_child("CloudWatchRole")
         if cloud_watch_role is not None:
             Validations.of(cloud_watch_role).acknowledge(
@@ -291,6 +305,7 @@ class ChatApi(Construct):
             "ExecutionLogs",
             log_group_name=f"API-Gateway-Execution-Logs_{self.api.rest_api_id}/{config.stage}",
             retention=log_retention(config),
+            encryption_key=stack_key(self),
             removal_policy=RemovalPolicy.DESTROY,
         )
         self.api.deployment_stage.node.add_dependency(execution_logs)

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy
+from aws_cdk import Duration
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as cloudwatch_actions
 from aws_cdk import aws_iam as iam
-from aws_cdk import aws_kms as kms
 from aws_cdk import aws_sns as sns
 from aws_cdk import aws_sns_subscriptions as subscriptions
 from constructs import Construct
@@ -15,6 +14,7 @@ from infra.config import DeploymentConfig
 from infra.constructs.batch_pipeline import COLLECT_ID, BatchPipeline
 from infra.constructs.batch_workflow import OVERDUE_METRIC_NAME
 from infra.constructs.chat_api import ChatApi
+from infra.constructs.encryption import stack_key
 from infra.constructs.python_function import metrics_namespace
 
 PERIOD = Duration.minutes(5)
@@ -44,14 +44,7 @@ class Monitoring(Construct):
         self._namespace = metrics_namespace(config)
         # CloudWatch cannot publish to a topic encrypted with the AWS managed SNS key: it needs a key
         # whose policy lets the CloudWatch service use it.
-        self.key = kms.Key(
-            self,
-            "AlarmTopicKey",
-            description="Encrypts the alarm topic",
-            enable_key_rotation=True,
-            removal_policy=RemovalPolicy.DESTROY,
-            pending_window=Duration.days(7),
-        )
+        self.key = stack_key(self)
         self.key.add_to_resource_policy(
             iam.PolicyStatement(
                 sid="CloudWatchAlarmsPublish",

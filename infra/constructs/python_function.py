@@ -12,12 +12,29 @@ from aws_cdk import aws_logs as logs
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.constructs.checkov import skip_checkov
+from infra.constructs.encryption import stack_key
 from infra.layer import dependency_layer_dir
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
 METRICS_NAMESPACE = "GptOssBedrock"
 _LAYER_ID = "DependencyLayer"
+# Checks that do not fit any function of this app (pinned in tests/infra/test_security_checkov.py).
+FUNCTION_CHECKOV_SKIPS = {
+    "CKV_AWS_115": "No reserved concurrency (for chat: unless chatReservedConcurrency is set): it is taken "
+    "from the account's unreserved pool and fails deploys on accounts with a low concurrency quota. "
+    "Concurrency is bounded upstream instead: the API stage's throttling for chat, the SQS event source's "
+    "maximum concurrency for the starter and the Distributed Map's MaxConcurrency for the batch tasks.",
+    "CKV_AWS_116": "No dead-letter queue: a function DLQ only catches asynchronous invocations, and none is "
+    "invoked asynchronously. API Gateway and Step Functions invoke synchronously (the error returns to the "
+    "caller or the state machine's retry/catch) and the SQS event source leaves failed messages to the "
+    "queue's own redrive to its dead-letter queue.",
+    "CKV_AWS_117": "No VPC: the functions reach no VPC resource, only Bedrock, S3, Step Functions and "
+    "CloudWatch over their AWS endpoints with IAM; a VPC would add NAT or endpoint cost and isolate nothing.",
+    "CKV_AWS_173": "Environment variables hold no secret (model ids, bucket name, guardrail id, limits); Lambda "
+    "encrypts them at rest with its AWS managed key, a customer key would add nothing.",
+}
 
 
 def metrics_namespace(config: DeploymentConfig) -> str:
@@ -50,6 +67,7 @@ def python_function(
     environment: Mapping[str, str],
     timeout: Duration,
     memory_size: int = 512,
+    reserved_concurrency: int | None = None,
 ) -> lambda_.Function:
     """Create a Python function from `functions/` with the app's runtime, logging, tracing and layer.
 
@@ -60,6 +78,7 @@ def python_function(
         scope,
         f"{construct_id}Logs",
         retention=log_retention(config),
+        encryption_key=stack_key(scope),
         removal_policy=RemovalPolicy.DESTROY,
     )
     role = iam.Role(
@@ -77,7 +96,7 @@ def python_function(
             "resource but '*'; tests/infra allows Resource '*' only for a listed set of such actions.",
         )
     )
-    return lambda_.Function(
+    function = lambda_.Function(
         scope,
         construct_id,
         runtime=RUNTIME,
@@ -98,8 +117,12 @@ def python_function(
         log_group=log_group,
         timeout=timeout,
         memory_size=memory_size,
+        reserved_concurrent_executions=reserved_concurrency,
         role=role,
     )
+    reserved = {"CKV_AWS_115"} if reserved_concurrency is not None else set()
+    skip_checkov(function, {check: why for check, why in FUNCTION_CHECKOV_SKIPS.items() if check not in reserved})
+    return function
 
 
 _RETENTION = {

@@ -18,7 +18,8 @@ VARIANT_BATCH_STACK = "GptOssBatch-prod"
 VPC_ENDPOINT_IDS = ["vpce-123", "vpce-0a1b2c3d4e5f67890"]
 WEB_ACL_ARN = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/chat/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 # Every optional branch at once: private endpoint, API keys, an existing guardrail, the account's
-# CloudWatch role, a web ACL and alarm e-mail; batch answers guarded after the fact, quotas from settings only.
+# CloudWatch role, a web ACL and alarm e-mail, the chat function's reserved concurrency; batch answers
+# guarded after the fact, quotas from settings only.
 # Values arrive as text, as `cdk synth -c key=value` gives them.
 VARIANT_CONTEXT: Mapping[str, str] = {
     "stage": "prod",
@@ -32,6 +33,7 @@ VARIANT_CONTEXT: Mapping[str, str] = {
     "alarmEmail": "ops@example.com",
     "batchApplyGuardrail": "true",
     "batchReadServiceQuotas": "false",
+    "chatReservedConcurrency": "20",
 }
 
 
