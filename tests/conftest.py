@@ -39,6 +39,13 @@ settings.register_profile("suite", deadline=None, suppress_health_check=[HealthC
 settings.load_profile("suite")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the `row` marker (tests/test_rows.py checks that every row has a test or a stated reason)."""
+    config.addinivalue_line(
+        "markers", "row(*n): ties a test to row n of the 25 fault/bad-input tests in limits-security.md"
+    )
+
+
 @pytest.fixture
 def load_event() -> Callable[[str], Any]:
     """Load a canonical event or fixture file from tests/events/."""

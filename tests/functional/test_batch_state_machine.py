@@ -74,6 +74,7 @@ def assert_one_job_per_shard(run: Run) -> None:
 # --- the three paths --------------------------------------------------------------------------------
 
 
+@pytest.mark.row(18, 19)
 def test_a_mixed_folder_runs_each_file_on_its_path(pipeline: OfflinePipeline) -> None:
     big = [*prompts(20), "{not json", *prompts(45, start=20), '{"prompt": ""}', "[1, 2]"]
     small = prompts(3)
@@ -170,6 +171,7 @@ SHARD_ZERO = range(13)  # 25 records in two shards: 13 + 12
     ],
     ids=lambda value: value.status if isinstance(value, JobScenario) else None,
 )
+@pytest.mark.row(22)
 def test_each_terminal_status_of_a_job_keeps_the_other_shards(
     pipeline: OfflinePipeline, scenario: JobScenario, expected: dict[str, int]
 ) -> None:
@@ -196,6 +198,7 @@ def test_each_terminal_status_of_a_job_keeps_the_other_shards(
     assert [job.checks for job in run.jobs] == [1, 1]
 
 
+@pytest.mark.row(21)
 def test_a_throttled_submit_is_retried_and_creates_exactly_one_job(pipeline: OfflinePipeline) -> None:
     pipeline.bedrock.create_errors = ["ThrottlingException", "ServiceQuotaExceededException"]
 
@@ -209,6 +212,7 @@ def test_a_throttled_submit_is_retried_and_creates_exactly_one_job(pipeline: Off
     assert run.summary["counts"]["ok"] == 8
 
 
+@pytest.mark.row(21)
 def test_a_submit_that_keeps_failing_ends_its_shard_with_the_aws_error_name(pipeline: OfflinePipeline) -> None:
     pipeline.bedrock.create_errors = ["ValidationException"]  # not retried
 
@@ -240,6 +244,7 @@ def test_a_status_check_that_keeps_failing_ends_its_shard_and_keeps_the_job(pipe
     assert {result["error"]["code"] for result in run.results} == {"PollFailed"}
 
 
+@pytest.mark.row(22)
 def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdue(
     pipeline: OfflinePipeline,
 ) -> None:
@@ -286,6 +291,7 @@ def test_a_failed_task_still_writes_a_summary_and_fails_the_execution(pipeline: 
     assert run.jobs == []
 
 
+@pytest.mark.row(16)
 def test_a_duplicate_event_starts_no_second_run_and_a_new_version_does(pipeline: OfflinePipeline) -> None:
     first = pipeline.drop("inbox/twice.jsonl", jsonl(*prompts(8)))
     assert first.run_id is not None

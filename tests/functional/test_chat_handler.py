@@ -148,6 +148,7 @@ def test_the_canonical_event_gets_a_chat_completion(
     assert (finished["input_tokens"], finished["output_tokens"]) == (91, 23)
 
 
+@pytest.mark.row(4, 6)
 def test_max_tokens_and_the_guardrail_are_always_sent(bedrock: BedrockFake) -> None:
     bedrock.reply(
         converse_response(),
@@ -165,6 +166,7 @@ def test_max_tokens_and_the_guardrail_are_always_sent(bedrock: BedrockFake) -> N
     )
 
 
+@pytest.mark.row(6)
 def test_callers_cannot_choose_the_guardrail(bedrock: BedrockFake) -> None:
     response = post(chat(guardrailConfig={"guardrailIdentifier": "other", "guardrailVersion": "DRAFT"}))
     assert response.status == 400
@@ -328,6 +330,7 @@ def test_the_bridge_builds_canonical_events(load_event: Callable[[str], Any]) ->
         (chat(response_format={"type": "json_object"}), 400, "unsupported_value", "response_format.type"),
     ],
 )
+@pytest.mark.row(2)
 def test_invalid_requests_never_reach_bedrock(
     bedrock: BedrockFake, body: dict[str, Any] | str, status: int, code: str, param: str | None
 ) -> None:
@@ -339,6 +342,7 @@ def test_invalid_requests_never_reach_bedrock(
     assert bedrock.calls == []
 
 
+@pytest.mark.row(1)
 def test_a_body_over_the_limit_is_413_before_parsing(bedrock: BedrockFake, chat_env: ChatSettings) -> None:
     padding = "x" * chat_env.MAX_REQUEST_BYTES
     for body in (json.dumps(chat(padding)), "{not even json" + padding):
@@ -354,6 +358,7 @@ def test_a_non_json_body_is_415(bedrock: BedrockFake) -> None:
     assert bedrock.calls == []
 
 
+@pytest.mark.row(5)
 def test_an_obviously_too_long_prompt_is_rejected_without_a_call(
     bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch, chat_env: ChatSettings
 ) -> None:
@@ -370,6 +375,7 @@ def test_an_obviously_too_long_prompt_is_rejected_without_a_call(
 # --- guardrail interventions (row 6) -----------------------------------------------------------------------
 
 
+@pytest.mark.row(6)
 def test_a_guardrail_intervention_is_a_200_content_filter(
     bedrock: BedrockFake, load_event: Callable[[str], Any], capfd: pytest.CaptureFixture[str], logs: io.StringIO
 ) -> None:
@@ -400,6 +406,7 @@ def test_a_guardrail_intervention_is_a_200_content_filter(
     assert "pipe bomb" not in output
 
 
+@pytest.mark.row(6)
 def test_an_intervention_on_the_answer_is_a_content_filter_too(bedrock: BedrockFake) -> None:
     body = converse_response("Sorry, the answer was blocked by the content policy.", stop_reason="guardrail_intervened")
     body["trace"] = {
@@ -422,6 +429,7 @@ def test_an_intervention_on_the_answer_is_a_content_filter_too(bedrock: BedrockF
 # --- upstream faults (rows 5, 7-11) ---------------------------------------------------------------------------
 
 
+@pytest.mark.row(7)
 def test_throttling_on_every_attempt_is_a_bounded_429(
     bedrock: BedrockFake, chat_env: ChatSettings, capfd: pytest.CaptureFixture[str]
 ) -> None:
@@ -439,6 +447,7 @@ def test_throttling_on_every_attempt_is_a_bounded_429(
 
 
 @pytest.mark.parametrize(("status", "code"), [(503, "ServiceUnavailableException"), (500, "InternalServerException")])
+@pytest.mark.row(8)
 def test_one_transient_failure_then_success_takes_exactly_two_attempts(
     bedrock: BedrockFake, status: int, code: str
 ) -> None:
@@ -456,6 +465,7 @@ def test_one_transient_failure_then_success_takes_exactly_two_attempts(
     assert time.monotonic() - started < REMAINING_MS / 1000 - MARGIN_S
 
 
+@pytest.mark.row(9)
 def test_a_slow_model_gets_a_504_before_the_deadline(bedrock: BedrockFake, logs: io.StringIO) -> None:
     # 4 s left: the budget is 2.5 s, so the read timeout is 1 s and no second call can fit after it.
     def slow(request: AWSPreparedRequest, _: int) -> AWSResponse:
@@ -477,6 +487,7 @@ def test_a_slow_model_gets_a_504_before_the_deadline(bedrock: BedrockFake, logs:
     assert failed_call["will_retry"] is False
 
 
+@pytest.mark.row(9)
 def test_a_model_timeout_with_little_time_left_is_not_retried(bedrock: BedrockFake) -> None:
     def model_timeout(request: AWSPreparedRequest, _: int) -> AWSResponse:
         time.sleep(0.9)
@@ -500,6 +511,7 @@ def test_a_quick_model_timeout_is_retried_while_the_budget_allows(bedrock: Bedro
     assert bedrock.sent == 2
 
 
+@pytest.mark.row(9)
 def test_no_call_is_made_when_the_lambda_has_no_time_left(bedrock: BedrockFake) -> None:
     bedrock.on_send(lambda request, _: http_response(request, 200, converse_response()))
     response = post(chat(), remaining_ms=2_500)
@@ -523,6 +535,7 @@ def test_no_call_is_made_when_the_lambda_has_no_time_left(bedrock: BedrockFake) 
         ),
     ],
 )
+@pytest.mark.row(10)
 def test_access_and_configuration_errors_are_generic_500s(
     bedrock: BedrockFake, capfd: pytest.CaptureFixture[str], code: str, status: int, message: str
 ) -> None:
@@ -536,6 +549,7 @@ def test_access_and_configuration_errors_are_generic_500s(
     assert metrics_in(capfd.readouterr().out)["UpstreamErrors"] == [1.0]
 
 
+@pytest.mark.row(5)
 def test_a_bedrock_validation_error_is_a_400(bedrock: BedrockFake) -> None:
     bedrock.fail("ValidationException", 400, "Input is too long for requested model.")
     response = post(chat())
@@ -551,6 +565,7 @@ def test_a_bedrock_validation_error_is_a_400(bedrock: BedrockFake) -> None:
         lambda fake: fake.reply(converse_response(stop_reason="malformed_tool_use")),
     ],
 )
+@pytest.mark.row(11)
 def test_model_failures_are_502s(bedrock: BedrockFake, fault: Callable[[BedrockFake], None]) -> None:
     fault(bedrock)
     response = post(chat())
@@ -558,6 +573,7 @@ def test_model_failures_are_502s(bedrock: BedrockFake, fault: Callable[[BedrockF
     assert error_of(response)["code"] == "upstream_error"
 
 
+@pytest.mark.row(5)
 def test_a_context_window_stop_is_a_length_finish(bedrock: BedrockFake) -> None:
     bedrock.reply(converse_response("Partial", stop_reason="model_context_window_exceeded"))
     assert json.loads(post(chat()).body)["choices"][0]["finish_reason"] == "length"

@@ -88,6 +88,7 @@ def test_bad_requests_raise_bad_request_error_with_code_and_param(client: openai
     assert bedrock.calls == []
 
 
+@pytest.mark.row(3)
 def test_unknown_models_raise_not_found(client: openai.OpenAI, bedrock: BedrockFake) -> None:
     with pytest.raises(openai.NotFoundError) as raised:
         client.chat.completions.create(model="gpt-4o", messages=MESSAGES)

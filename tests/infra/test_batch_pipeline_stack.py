@@ -115,6 +115,7 @@ def bucket_id(batch: dict[str, Any]) -> str:
 # --- storage and trigger ----------------------------------------------------------------------------
 
 
+@pytest.mark.row(15)
 def test_bucket_is_kms_encrypted_versioned_private_and_logged(batch: dict[str, Any], bucket_id: str) -> None:
     buckets = resources(batch, "AWS::S3::Bucket")
     properties = buckets[bucket_id]["Properties"]
@@ -135,6 +136,7 @@ def test_bucket_is_kms_encrypted_versioned_private_and_logged(batch: dict[str, A
     assert not [r for r in batch["Resources"].values() if r["Type"] == "Custom::S3BucketNotifications"]
 
 
+@pytest.mark.row(15)
 def test_every_bucket_denies_plain_http_and_old_tls(batch: dict[str, Any]) -> None:
     policies = {
         policy["Properties"]["Bucket"]["Ref"]: policy["Properties"]["PolicyDocument"]["Statement"]
@@ -147,6 +149,7 @@ def test_every_bucket_denies_plain_http_and_old_tls(batch: dict[str, Any]) -> No
         assert {"NumericLessThan": {"s3:TlsVersion": 1.2}} in denials
 
 
+@pytest.mark.row(15)
 def test_lifecycle_expires_work_and_output_and_cleans_up(batch: dict[str, Any], bucket_id: str) -> None:
     rules = {
         rule["Id"]: rule
@@ -278,6 +281,7 @@ def test_long_tasks_get_lambdas_limit_and_streaming_memory(batch: dict[str, Any]
 # --- IAM -----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.row(14)
 def test_bedrock_assumes_the_batch_role_only_for_this_accounts_jobs(batch: dict[str, Any]) -> None:
     _, role = _role(batch, "Assumed by Amazon Bedrock")
     (trust,) = role["Properties"]["AssumeRolePolicyDocument"]["Statement"]
@@ -305,6 +309,7 @@ def test_the_batch_role_reads_work_writes_output_and_invokes_the_batch_model(
     assert kms["Resource"] == key["KMSMasterKeyID"]
 
 
+@pytest.mark.row(14)
 def test_the_state_machine_creates_and_reads_jobs_and_passes_only_the_batch_role(batch: dict[str, Any]) -> None:
     statements = role_statements(batch, _state_machine_role(batch))
     by_action: dict[str, list[dict[str, Any]]] = {}
@@ -490,6 +495,7 @@ def test_shards_run_as_a_distributed_map_capped_at_the_concurrent_jobs_quota(bat
     assert shards["ItemSelector"]["lap"] == {"count": 0}
 
 
+@pytest.mark.row(21)
 def test_submit_job_is_the_sdk_integration_with_the_shards_idempotency_token(
     batch: dict[str, Any], bucket_id: str
 ) -> None:
@@ -572,6 +578,7 @@ def test_every_shard_ends_with_an_outcome_collect_accepts(batch: dict[str, Any])
         assert outcome["index"] == 3, name
 
 
+@pytest.mark.row(22)
 def test_the_lap_limit_covers_the_job_timeout_within_the_history_budget(batch: dict[str, Any]) -> None:
     limit = BATCH.poll_lap_limit
     assert limit * BATCH.poll_interval_seconds >= (BATCH.job_timeout_hours + POLL_MARGIN_HOURS) * 3600

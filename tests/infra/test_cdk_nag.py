@@ -95,6 +95,7 @@ def acknowledgements(app: App) -> list[tuple[str, str, str]]:
     return found
 
 
+@pytest.mark.row(15)
 def test_synth_reports_no_violation(synthesized_apps: list[Synthesized]) -> None:
     for synthesized in synthesized_apps:
         report = json.loads((synthesized.outdir / "validation-report.json").read_text())
@@ -112,6 +113,7 @@ def test_rules_pass_when_run_directly(synthesized_apps: list[Synthesized]) -> No
 
 
 @pytest.mark.parametrize(("which", "expected"), [("default", EXPECTED_DEFAULT), ("variant", EXPECTED_VARIANT)])
+@pytest.mark.row(15)
 def test_acknowledgements_are_specific_and_explained(
     which: str, expected: set[tuple[str, str]], default_app: Synthesized, variant_app: Synthesized
 ) -> None:

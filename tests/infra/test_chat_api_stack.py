@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Match, Template
 
 from chat.settings import ChatSettings
@@ -80,6 +81,7 @@ def test_routes_are_exactly_the_openai_ones(chat: dict[str, Any]) -> None:
     }
 
 
+@pytest.mark.row(13)
 def test_every_method_requires_iam_authorization(chat: dict[str, Any], chat_template: Template) -> None:
     methods = resources(chat, "AWS::ApiGateway::Method")
     assert methods
@@ -194,6 +196,7 @@ def _render_gateway_body(template: str, message: str) -> Any:
     return json.loads(body)
 
 
+@pytest.mark.row(1)
 def test_gateway_responses_use_the_openai_error_envelope(chat: dict[str, Any]) -> None:
     responses = {
         response["Properties"]["ResponseType"]: response["Properties"]
@@ -270,6 +273,7 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
     }
 
 
+@pytest.mark.row(14)
 def test_chat_role_may_only_invoke_gpt_oss_with_the_pinned_guardrail(chat: dict[str, Any]) -> None:
     _, function = _chat_function(chat)
     role_id = function["Properties"]["Role"]["Fn::GetAtt"][0]
@@ -433,6 +437,7 @@ def test_outputs(chat: dict[str, Any]) -> None:
     assert outputs["GuardrailVersion"]["Value"] == {"Fn::GetAtt": [version_id, "Version"]}
 
 
+@pytest.mark.row(14)
 def test_no_wildcard_actions_and_star_resources_only_where_nothing_narrower_exists(
     synthesized_apps: list[Synthesized],
 ) -> None:

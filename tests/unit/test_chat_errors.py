@@ -113,12 +113,14 @@ def body_errors(body: Any) -> list[dict[str, Any]]:
         ),
     ],
 )
+@pytest.mark.row(2)
 def test_validation_errors_name_the_field(body: dict[str, Any], param: str, code: str) -> None:
     error = from_validation(body_errors(body))
     assert (error.status, error.openai_type, error.param, error.code) == (400, "invalid_request_error", param, code)
     assert param in error.message
 
 
+@pytest.mark.row(2)
 def test_malformed_json_and_non_objects_are_400s_without_a_param() -> None:
     malformed = from_validation([{"type": "json_invalid", "loc": ("body", 1), "msg": "JSON decode error"}])
     assert (malformed.status, malformed.code, malformed.param) == (400, "invalid_json", None)
@@ -182,12 +184,14 @@ def test_bedrock_errors_map_once(error: BedrockError, status: int, openai_type: 
     assert (chat_error.status, chat_error.openai_type, chat_error.code) == (status, openai_type, code)
 
 
+@pytest.mark.row(7)
 def test_rate_limits_carry_retry_after() -> None:
     assert from_bedrock(BedrockThrottled(retry_after=7)).headers() == {"Retry-After": "7"}
     assert from_bedrock(BedrockThrottled()).headers() == {"Retry-After": "1"}
     assert RateLimited("x", retry_after=0).headers() == {"Retry-After": "1"}
 
 
+@pytest.mark.row(10)
 def test_access_errors_are_generic() -> None:
     chat_error = from_bedrock(BedrockAccessDenied(ARN_MESSAGE))
     assert "arn:" not in chat_error.message

@@ -103,6 +103,7 @@ def complete(body: dict[str, Any], *, include_reasoning: bool = False, tools_off
         ("gpt-oss-120b", GPT_OSS_120B),
     ],
 )
+@pytest.mark.row(3)
 def test_allowed_ids_and_aliases_resolve(settings: ChatSettings, name: str, model_id: str) -> None:
     assert resolve_model(name, settings) == model_id
 
@@ -119,6 +120,7 @@ def test_allowed_ids_and_aliases_resolve(settings: ChatSettings, name: str, mode
         "",
     ],
 )
+@pytest.mark.row(3)
 def test_anything_else_is_model_not_found(settings: ChatSettings, name: str) -> None:
     with pytest.raises(ModelNotFound) as raised:
         resolve_model(name, settings)
@@ -255,6 +257,7 @@ def test_an_assistant_refusal_is_replayed_as_its_text(settings: ChatSettings) ->
         ([{"role": "user", "content": [{"type": "text"}]}], "messages[0].content[0].text"),
     ],
 )
+@pytest.mark.row(2)
 def test_conversations_that_cannot_be_sent_are_rejected_by_field(
     settings: ChatSettings, messages: list[dict[str, Any]], param: str
 ) -> None:
@@ -272,6 +275,7 @@ def test_conversations_that_cannot_be_sent_are_rejected_by_field(
         {"type": "file", "file": {"file_id": "file-abc"}},
     ],
 )
+@pytest.mark.row(2)
 def test_non_text_parts_are_rejected_by_field(settings: ChatSettings, part: dict[str, Any]) -> None:
     with pytest.raises(UnsupportedValue) as raised:
         converse(settings, messages=[{"role": "user", "content": [{"type": "text", "text": "Look:"}, part]}])
@@ -308,6 +312,7 @@ def test_turns_always_alternate_and_open_with_the_user(roles: list[str]) -> None
 # --- inference parameters ---------------------------------------------------------------------------
 
 
+@pytest.mark.row(4)
 def test_max_tokens_is_always_sent(settings: ChatSettings) -> None:
     assert converse(settings)["inferenceConfig"] == {"maxTokens": settings.DEFAULT_MAX_TOKENS}
     assert converse(settings, max_tokens=300)["inferenceConfig"] == {"maxTokens": 300}
@@ -325,6 +330,7 @@ def test_max_tokens_is_always_sent(settings: ChatSettings) -> None:
         ({"max_completion_tokens": 100_000, "max_tokens": 10}, "max_completion_tokens"),
     ],
 )
+@pytest.mark.row(4)
 def test_bad_max_tokens_are_rejected(settings: ChatSettings, fields: dict[str, Any], param: str) -> None:
     with pytest.raises(InvalidRequest) as raised:
         converse(settings, **fields)
@@ -409,6 +415,7 @@ def test_no_op_values_are_accepted(settings: ChatSettings, field: str, value: An
     assert "additionalModelRequestFields" not in converse(settings, **fields)
 
 
+@pytest.mark.row(2)
 def test_more_than_one_choice_is_rejected(settings: ChatSettings) -> None:
     with pytest.raises(UnsupportedValue) as raised:
         converse(settings, n=2)
@@ -587,6 +594,7 @@ def test_a_caller_requestmetadata_cannot_carry_is_left_out(settings: ChatSetting
     assert "requestMetadata" not in converse(settings, caller="caller<with>brackets")
 
 
+@pytest.mark.row(5)
 def test_an_obviously_oversized_prompt_is_rejected_before_bedrock(settings: ChatSettings) -> None:
     with pytest.raises(ContextLengthExceeded) as raised:
         converse(settings, messages=[{"role": "user", "content": "word " * 110_000}])
@@ -597,6 +605,7 @@ def test_an_obviously_oversized_prompt_is_rejected_before_bedrock(settings: Chat
 # --- responses --------------------------------------------------------------------------------------
 
 
+@pytest.mark.row(11)
 def test_reasoning_blocks_never_reach_content(load_event: Any) -> None:
     hidden = complete(load_event("converse_end_turn.json"))
     shown = complete(load_event("converse_end_turn.json"), include_reasoning=True)
@@ -612,6 +621,7 @@ def test_reasoning_in_text_form_never_reaches_content() -> None:
     assert complete(body, include_reasoning=True).choices[0].message.reasoning_content == "Think first."
 
 
+@pytest.mark.row(11)
 def test_usage_and_identity_come_through(load_event: Any) -> None:
     completion = complete(load_event("converse_end_turn.json"))
     assert completion.usage.model_dump() == {"prompt_tokens": 91, "completion_tokens": 23, "total_tokens": 114}
@@ -629,11 +639,13 @@ def test_usage_and_identity_come_through(load_event: Any) -> None:
         ("content_filtered", "content_filter"),
     ],
 )
+@pytest.mark.row(11)
 def test_stop_reasons_become_finish_reasons(stop_reason: str, finish: str) -> None:
     assert complete(converse_response(stop_reason=stop_reason)).choices[0].finish_reason == finish
 
 
 @pytest.mark.parametrize("stop_reason", ["malformed_model_output", "malformed_tool_use"])
+@pytest.mark.row(11)
 def test_malformed_output_is_an_upstream_error(stop_reason: str) -> None:
     with pytest.raises(BedrockModelError):
         complete(converse_response(stop_reason=stop_reason))
@@ -650,11 +662,13 @@ def test_tool_use_becomes_tool_calls(load_event: Any) -> None:
     assert json.loads(call.function.arguments) == {"city": "Paris", "unit": "celsius"}
 
 
+@pytest.mark.row(11)
 def test_tool_use_when_no_tools_were_offered_is_an_upstream_error(load_event: Any) -> None:
     with pytest.raises(BedrockModelError):
         complete(load_event("converse_tool_use.json"), tools_offered=False)
 
 
+@pytest.mark.row(6)
 def test_a_guardrail_intervention_returns_only_the_guardrail_message(load_event: Any) -> None:
     body = load_event("converse_guardrail_intervened.json")
     body["output"]["message"]["content"].insert(0, {"reasoningContent": {"reasoningText": {"text": "hidden"}}})

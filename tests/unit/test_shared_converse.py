@@ -194,6 +194,7 @@ def test_throttling_is_retried_with_backoff_until_it_succeeds(bedrock: BedrockFa
     ("status", "code"),
     [(503, "ServiceUnavailableException"), (500, "InternalServerException"), (429, "ModelNotReadyException")],
 )
+@pytest.mark.row(8)
 def test_transient_failures_are_retried(bedrock: BedrockFake, gateway: ConverseGateway, status: int, code: str) -> None:
     bedrock.on_send(
         lambda request, attempt: (
@@ -204,6 +205,7 @@ def test_transient_failures_are_retried(bedrock: BedrockFake, gateway: ConverseG
     assert bedrock.sent == 2
 
 
+@pytest.mark.row(7)
 def test_attempts_are_bounded_and_the_last_throttle_says_when_to_retry(
     bedrock: BedrockFake, gateway: ConverseGateway
 ) -> None:
@@ -263,6 +265,7 @@ def test_a_quick_read_timeout_is_retried_when_time_allows(bedrock: BedrockFake, 
     assert bedrock.sent == 2
 
 
+@pytest.mark.row(9)
 def test_a_timed_out_generation_is_not_retried_without_time_for_another(
     bedrock: BedrockFake, gateway: ConverseGateway
 ) -> None:

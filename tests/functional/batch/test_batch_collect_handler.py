@@ -286,6 +286,7 @@ def test_a_run_that_failed_around_its_jobs_still_harvests_their_output(aws: Aws,
     assert "the run failed before it finished: States.Timeout: The execution timed out." in summary["reasons"]
 
 
+@pytest.mark.row(23)
 def test_damaged_output_is_tolerated_and_reported(aws: Aws, lambda_context: LambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 5)
     lines = [
@@ -371,6 +372,7 @@ def test_prepare_failing_after_conversion_reports_every_prompt_missing(
     assert "InfeasiblePlan" in line["error"]["message"]
 
 
+@pytest.mark.row(18)
 def test_a_file_without_prompts_ends_empty_and_failed(aws: Aws, lambda_context: LambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 0, extra="\n{oops\n")
     assert prepared["path"] == "empty"
@@ -381,6 +383,7 @@ def test_a_file_without_prompts_ends_empty_and_failed(aws: Aws, lambda_context: 
     assert summary["jobs"] == []
 
 
+@pytest.mark.row(19)
 def test_the_on_demand_path_end_to_end(
     aws: Aws, lambda_context: LambdaContext, bedrock: FakeBedrock, batch_env: Callable[..., BatchSettings]
 ) -> None:

@@ -96,6 +96,7 @@ def test_a_txt_file_is_one_prompt(aws: Aws, lambda_context: LambdaContext) -> No
     }
 
 
+@pytest.mark.row(20)
 def test_batch_shards_are_balanced_under_every_limit(aws: Aws, lambda_context: LambdaContext) -> None:
     prompts = [{"prompt": f"Prompt number {n}"} for n in range(1, 15)]
     body = _jsonl(prompts[:7]) + "{broken\n\n" + _jsonl(prompts[7:])
@@ -149,6 +150,7 @@ def test_byte_limits_that_leave_jobs_below_the_minimum_fail_clearly(
         _run(aws, "inbox/big.jsonl", _jsonl(prompts), lambda_context)
 
 
+@pytest.mark.row(20)
 def test_a_rerun_writes_identical_keys_and_bytes(aws: Aws, lambda_context: LambdaContext) -> None:
     prompts = [{"prompt": f"p{n}", "id": n} for n in range(13)]
     body = _jsonl(prompts) + '{"prompt": ""}\n'

@@ -73,6 +73,7 @@ def test_the_canonical_event_starts_one_run(
     assert emitted_metrics(capsys.readouterr().out) == {"RunsStarted": 1.0}
 
 
+@pytest.mark.row(16)
 def test_duplicate_events_start_one_run(
     aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
 ) -> None:
@@ -82,6 +83,7 @@ def test_duplicate_events_start_one_run(
     assert [item["name"] for item in aws.executions()] == [run_id(BUCKET, "inbox/a.jsonl", version)]
 
 
+@pytest.mark.row(16)
 def test_a_new_version_is_a_new_run(aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext) -> None:
     first = aws.put("inbox/a.jsonl", '{"prompt": "x"}\n')
     second = aws.put("inbox/a.jsonl", '{"prompt": "y"}\n')
@@ -103,6 +105,7 @@ def test_a_new_version_is_a_new_run(aws: Aws, sqs_event: Callable[..., Event], l
         ("inbox/plain.json", "inbox/plain.json"),
     ],
 )
+@pytest.mark.row(17)
 def test_keys_are_resolved_however_they_are_spelled(
     aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext, key: str, spelled: str
 ) -> None:

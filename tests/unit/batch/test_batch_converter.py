@@ -143,6 +143,7 @@ def test_the_model_may_be_named_by_id_or_short_name_but_not_another() -> None:
         ("[" * 2000, "invalid JSON: RecursionError"),
     ],
 )
+@pytest.mark.row(18)
 def test_invalid_prompts_are_rejected_with_a_reason(line: dict[str, Any] | str, reason: str) -> None:
     assert reason in _reason(line)
 
@@ -167,6 +168,7 @@ def test_ids_come_from_the_file_or_the_line_and_label_rejections() -> None:
     assert rejected.to_json() == {"line": 3, "reason": "empty prompt", "id": "bad-1"}
 
 
+@pytest.mark.row(18)
 def test_jsonl_bom_crlf_blank_lines_invalid_utf8_and_long_lines() -> None:
     data = (
         b'\xef\xbb\xbf{"prompt": "one"}\r\n'
@@ -197,10 +199,12 @@ def test_a_record_that_grows_past_the_limit_when_encoded_is_rejected() -> None:
 
 @pytest.mark.parametrize("key", ["inbox/p.jsonl", "inbox/p.json", "inbox/p.csv", "inbox/p.txt"])
 @pytest.mark.parametrize("data", [b"", b"\xef\xbb\xbf", b" \r\n\n  \n"])
+@pytest.mark.row(18)
 def test_empty_files_have_no_prompt_and_nothing_to_reject(key: str, data: bytes) -> None:
     assert _convert(key, data) == []
 
 
+@pytest.mark.row(18)
 def test_an_unknown_extension_rejects_the_whole_file() -> None:
     assert _rejections(_convert("inbox/report.pdf", b"%PDF-1.7")) == [
         (0, "unsupported file type .pdf; supported: .jsonl, .json, .csv, .txt")
@@ -322,6 +326,7 @@ def _generated(lines: int, prompt_bytes: int) -> Iterator[bytes]:
     yield bytes(chunk)
 
 
+@pytest.mark.row(20)
 def test_memory_stays_bounded_whatever_the_file_size() -> None:
     options = Options(model_id=MODEL, default_max_tokens=4096, max_record_bytes=64 * 1024)
     tracemalloc.start()

@@ -44,6 +44,7 @@ def _valid_run_id(value: str) -> bool:
 
 @given(bucket=buckets, key=keys, version=versions)
 @settings(max_examples=300)
+@pytest.mark.row(17)
 def test_run_id_is_a_valid_stable_execution_name(bucket: str, key: str, version: str | None) -> None:
     name = run_id(bucket, key, version)
     assert _valid_run_id(name)
@@ -79,6 +80,7 @@ def test_run_id_keeps_a_readable_stem(key: str, stem: str) -> None:
     assert _valid_run_id(name)
 
 
+@pytest.mark.row(17)
 def test_a_1024_byte_key_still_fits() -> None:
     key = "inbox/" + "é" * 509
     assert len(key.encode()) == 1024

@@ -43,6 +43,7 @@ def test_no_records_is_empty() -> None:
 
 
 @pytest.mark.parametrize("count", [1, 5, 99])
+@pytest.mark.row(19)
 def test_below_the_minimum_runs_on_demand(count: int) -> None:
     chosen = plan(count, count * 300, 300, _quotas())
     assert chosen.path == "on_demand"
@@ -153,6 +154,7 @@ def _fits(count: int, shards: int, total: int, largest: int, quotas: Quotas) -> 
     job_bytes=st.integers(min_value=1, max_value=4_000_000),
 )
 @settings(max_examples=500)
+@pytest.mark.row(20)
 def test_any_plan_respects_every_limit_and_is_the_smallest(
     count: int,
     largest: int,

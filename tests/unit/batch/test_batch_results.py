@@ -128,6 +128,7 @@ def test_unreadable_lines(data: bytes) -> None:
     assert parse_line(data) is None
 
 
+@pytest.mark.row(23)
 def test_join_on_record_id_with_damage_counted() -> None:
     entries = _entries(6)
     lines = [
@@ -170,6 +171,7 @@ def test_a_too_long_output_line_counts_as_unreadable() -> None:
     truncated=st.booleans(),
 )
 @settings(max_examples=200)
+@pytest.mark.row(23)
 def test_every_prompt_exactly_once_whatever_the_output(
     count: int, seed: int, answered: float, duplicates: int, unknown: int, truncated: bool
 ) -> None:
@@ -192,6 +194,7 @@ def test_every_prompt_exactly_once_whatever_the_output(
     assert tally.unreadable == int(truncated)
 
 
+@pytest.mark.row(23)
 def test_manifest_reconciliation() -> None:
     tally = Tally(success_lines=8, error_lines=1)
     manifest = {
