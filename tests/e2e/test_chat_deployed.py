@@ -24,6 +24,7 @@ def test_completion_through_the_guardrail(api_url: str, region: str) -> None:
     assert answer.usage is not None and answer.usage.total_tokens > 0
 
 
+@pytest.mark.row(13)
 def test_unsigned_request_is_refused_by_the_gateway_in_the_openai_envelope(api_url: str, region: str) -> None:
     with pytest.raises(openai.PermissionDeniedError) as refused:
         _client(api_url, region, signed=False).models.list()
