@@ -19,13 +19,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from functools import cache
 from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch import layout, storage
+from batch import bedrock, layout, storage
 from batch.jsonl import encode
 from batch.models import (
     CollectInput,
@@ -162,12 +161,6 @@ class Sink:
         self.writer.write(encode(result.to_json(with_reasoning=self.with_reasoning)))
 
 
-@cache
-def gateway() -> ConverseGateway:
-    """The container's Bedrock runtime gateway (for ApplyGuardrail)."""
-    return ConverseGateway(max_attempts=load_settings(BatchSettings).BEDROCK_MAX_ATTEMPTS)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -175,7 +168,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     """Write the run's results and summary; returns the summary's status and counts."""
     settings = load_settings(BatchSettings)
     deadline = time.monotonic() + context.get_remaining_time_in_millis() / 1000 - FINISH_MARGIN_SECONDS
-    guard = Guard(settings, gateway(), deadline) if settings.APPLY_GUARDRAIL else None
+    guard = Guard(settings, bedrock.gateway(), deadline) if settings.APPLY_GUARDRAIL else None
     return collect(CollectInput.model_validate(event), settings, guard).model_dump()
 
 

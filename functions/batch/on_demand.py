@@ -15,12 +15,11 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from functools import cache
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch import layout, storage
+from batch import bedrock, layout, storage
 from batch.converse_mapping import batch_error, chat_completion, converse_request
 from batch.jsonl import encode
 from batch.models import OnDemandResult, Prepared
@@ -55,12 +54,6 @@ class Budget:
         return min(time.monotonic() + self.per_record, self.deadline)
 
 
-@cache
-def gateway() -> ConverseGateway:
-    """The container's Converse gateway."""
-    return ConverseGateway(max_attempts=load_settings(BatchSettings).BEDROCK_MAX_ATTEMPTS)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -74,7 +67,7 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
     settings = load_settings(BatchSettings)
     remaining = context.get_remaining_time_in_millis() / 1000 - FINISH_MARGIN_SECONDS
     budget = Budget(deadline=time.monotonic() + remaining, per_record=settings.ON_DEMAND_RECORD_TIMEOUT_SECONDS)
-    return run(Prepared.model_validate(event), settings, gateway(), budget).model_dump()
+    return run(Prepared.model_validate(event), settings, bedrock.gateway(), budget).model_dump()
 
 
 def run(prepared: Prepared, settings: BatchSettings, converse: ConverseGateway, budget: Budget) -> OnDemandResult:

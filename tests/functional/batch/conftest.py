@@ -13,7 +13,8 @@ from botocore.stub import Stubber
 from moto import mock_aws
 from moto.core.models import botocore_stubber
 
-from batch import collect, executions, on_demand, quotas, storage
+from batch import bedrock as batch_bedrock
+from batch import executions, quotas, storage
 from batch.settings import BatchSettings
 from shared.settings import load_settings
 from tests.functional.batch.harness import (
@@ -28,7 +29,7 @@ from tests.functional.batch.harness import (
 )
 
 # Taken before any test patches the module attributes, so the real caches can always be cleared.
-_CACHED = (load_settings, storage.client, executions.client, quotas.client, on_demand.gateway, collect.gateway)
+_CACHED = (load_settings, storage.client, executions.client, quotas.client, batch_bedrock.gateway)
 
 
 def _clear_caches() -> None:
@@ -85,8 +86,7 @@ def bedrock(batch_env: Callable[..., BatchSettings], monkeypatch: pytest.MonkeyP
     moto_hook: Any = botocore_stubber
     client.meta.events.unregister("before-send", moto_hook)
     fake = FakeBedrock(client=client, stubber=Stubber(client))
-    monkeypatch.setattr(on_demand, "gateway", fake.gateway)
-    monkeypatch.setattr(collect, "gateway", fake.gateway)
+    monkeypatch.setattr(batch_bedrock, "gateway", fake.gateway)
     yield fake
     fake.stubber.assert_no_pending_responses()
     fake.stubber.deactivate()
