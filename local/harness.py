@@ -42,7 +42,7 @@ from local import moto_ext
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.environment import applied_environment
 from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
-from local.services import serving
+from local.services import repeating, serving
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -332,24 +332,13 @@ class OfflinePipeline:
         stay queued, to be received again once their visibility timeout ends, as with SQS. Once the block
         ends, the delivery in progress (if any) finishes unreported. Use it inside the pipeline's block.
         """
-        stop = threading.Event()
-        report = on_error or _report_to_stderr
-
-        def poll() -> None:
-            while not stop.wait(interval_seconds):
-                try:
-                    self.deliver()
-                except Exception as error:  # the trigger keeps polling, as the event source mapping does
-                    if not stop.is_set():
-                        report(error)
-
-        thread = threading.Thread(target=poll, name="sqs-event-source")
-        thread.start()
-        try:
+        with repeating(
+            self.deliver,
+            interval_seconds=interval_seconds,
+            name="sqs-event-source",
+            on_error=on_error or _report_to_stderr,
+        ):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
     def run_of(self, key: str, version_id: str) -> str | None:
         """The execution started for one object version, if any."""

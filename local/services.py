@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 import socketserver
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
@@ -30,6 +30,34 @@ def serving(server: ServerT, name: str) -> Iterator[ServerT]:
         server.shutdown()
         thread.join()
         server.server_close()
+
+
+@contextmanager
+def repeating(
+    tick: Callable[[], object], *, interval_seconds: float, name: str, on_error: Callable[[Exception], None]
+) -> Iterator[None]:
+    """Call `tick` every `interval_seconds` in a background thread for the duration of the block.
+
+    A failing tick is reported to `on_error` (unless the block is already ending) and the next one runs
+    as usual; at the end, the tick in progress finishes and the thread is joined.
+    """
+    stop = threading.Event()
+
+    def loop() -> None:
+        while not stop.wait(interval_seconds):
+            try:
+                tick()
+            except Exception as error:  # a poller keeps polling, as the service it stands in for does
+                if not stop.is_set():
+                    on_error(error)
+
+    thread = threading.Thread(target=loop, name=name)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def wait_for_stop_signal() -> signal.Signals:

@@ -33,7 +33,7 @@ from local import moto_ext
 from local.bedrock import AmazonBedrock, BedrockStandIn, Model, WordGuardrail, build_model
 from local.chat_server import ChatApiOptions, RunningChatApi, chat_guardrail, running_chat_api
 from local.harness import OfflinePipeline, Run
-from local.services import serving
+from local.services import repeating, serving
 from local.templates import Template, batch_template, chat_template, stage_of
 
 # What the local synthesis sets on top of cdk.json and -c: moto has no Service Quotas for bedrock, so the
@@ -219,25 +219,14 @@ class RunMonitor:
     @contextmanager
     def running(self) -> Iterator[None]:
         """Poll in a background thread for the duration of the block (a last poll reports what just ended)."""
-        stop = threading.Event()
-
-        def watch() -> None:
-            while not stop.wait(self.interval_seconds):
-                self._poll_reporting_errors()
-
-        thread = threading.Thread(target=watch, name="run-monitor")
-        thread.start()
-        try:
+        # The monitor only reports: a failed poll never stops the system.
+        with repeating(
+            self.poll, interval_seconds=self.interval_seconds, name="run-monitor", on_error=self._report_error
+        ):
             yield
-        finally:
-            stop.set()
-            thread.join()
 
-    def _poll_reporting_errors(self) -> None:
-        try:
-            self.poll()
-        except Exception as error:  # the monitor only reports: it never stops the system
-            self.report(f"[batch] monitor: could not read the runs ({type(error).__name__}: {error})")
+    def _report_error(self, error: Exception) -> None:
+        self.report(f"[batch] monitor: could not read the runs ({type(error).__name__}: {error})")
 
     def poll(self) -> None:
         """Report what changed since the last poll (callable from any thread: each change is reported once)."""
