@@ -1,0 +1,230 @@
+"""Orchestration rows: state transitions per run, per shard and per poll lap, counted from executed histories.
+
+The state machine `cdk synth` makes is executed offline (local.harness: moto's interpreter with the real
+handlers in-process and Bedrock faked at its wire shapes). The parent's history is a run's; each shard's
+child execution is run as an execution of the Distributed Map's item processor (moto runs the children
+inline and keeps no history of them), once with a job that needs FEW_LAPS status checks and once with one
+that needs MANY_LAPS, so the per-lap and fixed parts fall out of the difference exactly.
+
+Counting rule (what AWS bills for Standard workflows: "a state transition each time a step of your workflow
+is executed, including retries"; a Distributed Map also bills one transition per child execution it
+starts): transitions = StateEntered events + task retries (task attempts beyond the first of each state
+entered) + 1 per child execution.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.table import Row
+
+# Small quotas so that a few dozen prompts make several shards; hourly checks: a lap limit of 30 and the
+# overdue report at the second check (both inside FEW_LAPS, so the report is in every shard's fixed part).
+BENCH_QUOTAS = {
+    "min_records_per_job": 5,
+    "max_records_per_job": 20,
+    "max_records_per_file": 20,
+    "max_file_bytes": 20_000,
+    "max_job_bytes": 100_000,
+    "max_concurrent_jobs": 2,
+}
+BENCH_CONTEXT = {
+    "stage": "bench",
+    "batchQuotas": json.dumps(BENCH_QUOTAS),
+    "batchPollIntervalSeconds": "3600",
+    "batchJobTimeoutHours": "24",
+    "batchExpectedRunHours": "2",
+    "batchReadServiceQuotas": "false",
+}
+SHARDS = 3
+FEW_LAPS = 3
+MANY_LAPS = 7
+TARGET_PER_RUN = 25
+TARGET_PER_LAP = 3
+# A deployed run, for the per-1,000-prompts figure: 50,000 records per job (the default quota), checked every
+# 300 s (batchPollIntervalSeconds) for a job of 24 h (Bedrock's batch jobs commonly take hours).
+PROMPTS_PER_SHARD = 50_000
+TYPICAL_LAPS = 24 * 3600 // 300
+_TASK_ATTEMPTS = ("TaskScheduled", "LambdaFunctionScheduled")
+
+
+@dataclass(frozen=True)
+class Count:
+    """Transitions of one execution history, by the counting rule of the module docstring."""
+
+    entered: int
+    retries: int
+
+    @property
+    def transitions(self) -> int:
+        """What AWS bills for the execution itself (child starts are counted by the parent's Map)."""
+        return self.entered + self.retries
+
+
+def count(history: Sequence[Mapping[str, Any]]) -> Count:
+    """Count one execution history."""
+    entered = sum(1 for event in history if event["type"].endswith("StateEntered"))
+    task_entries = sum(1 for event in history if event["type"] == "TaskStateEntered")
+    attempts = sum(1 for event in history if event["type"] in _TASK_ATTEMPTS)
+    return Count(entered=entered, retries=max(0, attempts - task_entries))
+
+
+@dataclass(frozen=True)
+class Orchestration:
+    """The measured parts: a run's own (parent) transitions, a shard's fixed part and one poll lap."""
+
+    parent: int
+    shard_fixed: int
+    per_lap: int
+    parent_states: list[str]
+    lap_states: list[str]
+
+    def run(self, shards: int, laps: int) -> int:
+        """Transitions of a run of `shards` shards whose jobs each take `laps` status checks."""
+        return self.parent + shards * (1 + self.shard_fixed + laps * self.per_lap)
+
+
+def _prompts(number: int) -> str:
+    return "".join(json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(number))
+
+
+def _shard_history(pipeline: Any, laps: int) -> list[dict[str, Any]]:
+    """One shard's child execution, for a job that answers InProgress `laps` - 1 times, then Completed."""
+    from local.moto_ext import JobScenario
+
+    processor = dict(json.loads(pipeline.definition())["States"]["Shards"]["ItemProcessor"])
+    processor.pop("ProcessorConfig")
+    sfn = pipeline.sfn
+    arn = sfn.create_state_machine(
+        name=f"Shard{laps}", definition=json.dumps(processor), roleArn="arn:aws:iam::123456789012:role/bench"
+    )["stateMachineArn"]
+    key = f"work/probe-{laps}/shard-00000/records.jsonl"
+    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=_prompts(5).encode())
+    pipeline.bedrock.scenario = lambda _request: JobScenario(polls=laps)
+    item = {
+        "shard": {
+            "index": 0,
+            "jobName": f"probe-{laps}-00000",
+            "clientRequestToken": f"probe{laps}",
+            "inputUri": f"s3://{pipeline.bucket}/{key}",
+            "outputUri": f"s3://{pipeline.bucket}/bedrock-output/probe-{laps}/shard-00000/",
+            "recordCount": 5,
+        },
+        "runId": f"probe-{laps}",
+        "modelId": "openai.gpt-oss-120b-1:0",
+        "stateMachine": arn,
+        "lap": {"count": 0},
+    }
+    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(item))["executionArn"]
+    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+        time.sleep(0.01)
+    if described["status"] != "SUCCEEDED" or json.loads(described["output"])["status"] != "Completed":
+        raise RuntimeError(f"the probe shard did not complete: {described}")
+    return [dict(event) for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]]
+
+
+def _entered(history: list[dict[str, Any]]) -> list[str]:
+    return [
+        event[key]["name"]
+        for event in history
+        for key in event
+        if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
+    ]
+
+
+def measure_orchestration(template: Mapping[str, Any] | None = None) -> Orchestration:
+    """Execute a run of SHARDS shards, and one shard at FEW_LAPS and MANY_LAPS status checks; the counts."""
+    from local.harness import OfflinePipeline, synthesize_batch_stack
+    from local.moto_ext import JobScenario
+
+    if template is None:
+        from infra.app_builder import cli_context
+
+        with tempfile.TemporaryDirectory(prefix="bench-cdk-") as outdir:
+            template = synthesize_batch_stack({**cli_context(), **BENCH_CONTEXT}, Path(outdir))
+    with OfflinePipeline(template, stage=BENCH_CONTEXT["stage"]) as pipeline:
+        pipeline.bedrock.scenario = lambda _request: JobScenario(polls=FEW_LAPS)
+        run = pipeline.run("inbox/bench.jsonl", _prompts(SHARDS * 15))
+        if run.status != "SUCCEEDED" or len(run.jobs) != SHARDS:
+            raise RuntimeError(f"the bench run did not succeed with {SHARDS} jobs: {run.status} {run.error}")
+        parent = count(run.history)
+        few, many = _shard_history(pipeline, FEW_LAPS), _shard_history(pipeline, MANY_LAPS)
+    per_lap, remainder = divmod(count(many).transitions - count(few).transitions, MANY_LAPS - FEW_LAPS)
+    if remainder:
+        raise RuntimeError("poll laps differ in their transitions")
+    few_names = _entered(few)
+    lap_start = few_names.index("WaitForJob")
+    return Orchestration(
+        parent=parent.transitions,
+        shard_fixed=count(few).transitions - FEW_LAPS * per_lap,
+        per_lap=per_lap,
+        parent_states=_entered(run.history),
+        lap_states=few_names[lap_start : lap_start + per_lap],
+    )
+
+
+def measure_in_child() -> Orchestration:
+    """measure_orchestration in a fresh interpreter: moto's process-wide state and the handlers' logs stay there."""
+    completed = subprocess.run(
+        [sys.executable, "-m", "bench.orchestration"], capture_output=True, check=False, text=True
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"the orchestration bench failed:\n{completed.stderr[-4000:]}")
+    return Orchestration(**json.loads(completed.stdout.strip().splitlines()[-1]))
+
+
+def rows(*, quick: bool) -> list[Row]:
+    """Transitions per run (fixed), per shard, per poll lap, and per 1,000 prompts of a deployed run."""
+    measured = measure_in_child()
+    one_shard = measured.parent + 1 + measured.shard_fixed
+    per_thousand = measured.run(1, TYPICAL_LAPS) * 1000 / PROMPTS_PER_SHARD
+    return [
+        Row(
+            "orchestration",
+            "transitions per run, fixed (run + 1 shard, 0 laps)",
+            str(one_shard),
+            f"run {measured.parent} ({' '.join(measured.parent_states)}) + shard {1 + measured.shard_fixed}",
+            str(one_shard),
+            f"<= {TARGET_PER_RUN}",
+            one_shard <= TARGET_PER_RUN,
+        ),
+        Row(
+            "orchestration",
+            "transitions per extra shard (0 laps)",
+            str(1 + measured.shard_fixed),
+            f"1 child start + {measured.shard_fixed} in the child",
+            str(1 + measured.shard_fixed),
+            "-",
+            None,
+        ),
+        Row(
+            "orchestration",
+            "transitions per poll lap",
+            str(measured.per_lap),
+            " ".join(measured.lap_states),
+            str(measured.per_lap),
+            f"<= {TARGET_PER_LAP}",
+            measured.per_lap <= TARGET_PER_LAP,
+        ),
+        Row(
+            "orchestration",
+            f"transitions per 1,000 prompts ({PROMPTS_PER_SHARD:,}/job, {TYPICAL_LAPS} laps)",
+            f"{per_thousand:.1f}",
+            f"{measured.run(1, TYPICAL_LAPS)} per job",
+            f"{per_thousand:.1f}",
+            "-",
+            None,
+        ),
+    ]
+
+
+if __name__ == "__main__":
+    print(json.dumps(asdict(measure_orchestration())))
