@@ -15,7 +15,6 @@ ROWS = range(1, 26)
 
 # Rows no offline test can carry, and why. A row leaves this list as soon as a test is marked with it.
 ROWS_WITHOUT_OFFLINE_TEST: dict[int, str] = {
-    12: "Idempotency-Key with DynamoDB is not implemented in this project yet (no idempotency layer to test)",
     24: (
         "deployed-stage load test (locust, stage throttle, Lambda concurrency, real TPM); offline, "
         "tests/local/test_load_chat.py only runs a bounded loopback load against the local chat server"

@@ -71,6 +71,35 @@ class ContextLengthExceeded(InvalidRequest):
     default_code = "context_length_exceeded"
 
 
+class IdempotencyKeyReused(ChatError):
+    """The Idempotency-Key was already used by this caller with a different request body."""
+
+    status = HTTPStatus.UNPROCESSABLE_ENTITY
+    openai_type = "invalid_request_error"
+    default_code = "idempotency_key_reused"
+
+
+class IdempotencyInProgress(ChatError):
+    """A request with the same Idempotency-Key (and caller) is still being answered."""
+
+    status = HTTPStatus.CONFLICT
+    openai_type = "invalid_request_error"
+    default_code = "idempotency_request_in_progress"
+    # The first request usually answers within seconds; OpenAI SDKs retry a 409 after this wait.
+    retry_after = 2
+
+    def headers(self) -> dict[str, str]:
+        """Tell the client when the first request's answer may be ready to replay."""
+        return {"Retry-After": str(self.retry_after)}
+
+
+class IdempotencyStoreUnavailable(ChatError):
+    """The idempotency store could not be read or written, so the request was not answered."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    default_code = "idempotency_store_unavailable"
+
+
 class ModelNotFound(ChatError):
     """The requested model is neither an allowed model id nor a configured alias."""
 

@@ -12,7 +12,7 @@ import time
 import traceback
 import uuid
 from collections.abc import Mapping
-from functools import cache
+from functools import cache, partial
 from http import HTTPStatus
 from pathlib import Path
 from typing import Annotated, Any
@@ -25,6 +25,7 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from chat.errors import ChatError, MethodNotAllowed, ModelNotFound, RequestTooLarge, RouteNotFound, to_chat_error
+from chat.idempotency import answer_once, requested_key
 from chat.models import ChatCompletion, ChatCompletionRequest, ErrorBody, ErrorEnvelope, ModelCard, ModelList
 from chat.settings import ChatSettings
 from chat.streaming import EVENT_STREAM, render_sse
@@ -79,8 +80,17 @@ def create_chat_completion(request: Annotated[ChatCompletionRequest, Body()]) ->
     settings = chat_settings()
     budget_ms = min(settings.INTEGRATION_TIMEOUT_MS, app.lambda_context.get_remaining_time_in_millis())
     deadline = time.monotonic() + (budget_ms - settings.DEADLINE_MARGIN_MS) / 1000
-    caller = _caller(app.current_event.raw_event)
-    completion = complete(request, settings=settings, gateway=converse_gateway(), deadline=deadline, caller=caller)
+    event = app.current_event.raw_event
+    caller = _caller(event)
+    key = requested_key(event)
+    answer = partial(complete, request, settings=settings, gateway=converse_gateway(), deadline=deadline, caller=caller)
+    completion = (
+        answer()
+        if key is None
+        else answer_once(
+            key, caller=caller, request=request, settings=settings, context=app.lambda_context, answer=answer
+        )
+    )
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = render_sse(completion, include_usage=include_usage)

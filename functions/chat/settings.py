@@ -28,6 +28,10 @@ class ChatSettings(BaseModel):
     BEDROCK_BACKOFF_BASE_MS: Annotated[int, Field(ge=1)] = 250
     BEDROCK_BACKOFF_MAX_MS: Annotated[int, Field(ge=1)] = 4000
     RETURN_REASONING: bool = False
+    # The DynamoDB table of Idempotency-Key records; without one, a request with the header is refused.
+    IDEMPOTENCY_TABLE_NAME: Annotated[str, Field(min_length=3)] | None = None
+    # How long a finished answer is replayed for its Idempotency-Key.
+    IDEMPOTENCY_TTL_SECONDS: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
 
     @field_validator("MODEL_IDS", mode="before")
     @classmethod

@@ -1,0 +1,181 @@
+"""`Idempotency-Key` on POST /v1/chat/completions: one answer per caller and key, replayed from DynamoDB.
+
+Powertools' idempotency utility keeps one record per (signing principal, header value):
+- IN_PROGRESS while the first request runs: a duplicate gets 409. The record also carries the Lambda
+  deadline, so when the container dies mid-request the key becomes usable again once the function's
+  timeout has passed.
+- COMPLETED with the chat.completion for IDEMPOTENCY_TTL_SECONDS: a duplicate gets it back (as JSON or,
+  with `stream: true`, as server-sent events) without a model call.
+- deleted when the request fails, so a failed request can be retried with the same key.
+
+The record id hashes the caller's ARN with the key, so one caller can never read another's answer; the
+whole validated request body is hashed too, so the same key with another body is a 422. The prompt is
+never stored, only its hash; the answer is (in a table encrypted with the stack's KMS key).
+
+Requests without the header never get past `requested_key`: Powertools' idempotency package (and boto3's
+DynamoDB client) load on the first request that carries one.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping
+from functools import cache
+from typing import TYPE_CHECKING, Any
+
+from chat.errors import (
+    IdempotencyInProgress,
+    IdempotencyKeyReused,
+    IdempotencyStoreUnavailable,
+    InvalidRequest,
+    ServiceMisconfigured,
+)
+from chat.models import ChatCompletion, ChatCompletionRequest
+from chat.settings import ChatSettings
+from shared.observability import logger
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from aws_lambda_powertools.utilities.typing import LambdaContext
+
+HEADER = "Idempotency-Key"
+MAX_KEY_LENGTH = 255
+_HEADER_NAME = HEADER.lower()
+# Printable ASCII without leading or trailing blanks (HTTP strips those anyway).
+_KEY_SHAPE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
+# The record ids' prefix: fixed, so records do not depend on the function's (generated) name.
+_RECORD_PREFIX = "chat.completions"
+
+
+def requested_key(event: Mapping[str, Any]) -> str | None:
+    """The request's Idempotency-Key header (any letter case), validated; None when it is absent.
+
+    Raises:
+        InvalidRequest: the header is empty, longer than 255 characters, not printable ASCII, or repeated.
+    """
+    values = [
+        value
+        for name, listed in (event.get("multiValueHeaders") or {}).items()
+        if name.lower() == _HEADER_NAME
+        for value in listed or ()
+    ] or [value for name, value in (event.get("headers") or {}).items() if name.lower() == _HEADER_NAME]
+    if not values:
+        return None
+    if len(values) > 1:
+        raise InvalidRequest(f"The {HEADER} header must be given once.", param=HEADER)
+    key = values[0]
+    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH or not _KEY_SHAPE.fullmatch(key):
+        raise InvalidRequest(
+            f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER
+        )
+    return key
+
+
+def answer_once(
+    key: str,
+    *,
+    caller: str | None,
+    request: ChatCompletionRequest,
+    settings: ChatSettings,
+    context: LambdaContext,
+    answer: Callable[[], ChatCompletion],
+) -> ChatCompletion:
+    """`answer()` at most once per caller and key while its record lives; a duplicate gets the stored answer.
+
+    Raises:
+        IdempotencyInProgress: the first request with this key is still running (409).
+        IdempotencyKeyReused: the key was used with another request body (422).
+        IdempotencyStoreUnavailable: the store failed before an answer existed (503).
+        ServiceMisconfigured: no table is configured, or the request carries no caller to scope the key to.
+        ChatError, BedrockError: whatever `answer()` raised (nothing is stored then).
+    """
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+    from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyInconsistentStateError,
+        IdempotencyPersistenceLayerError,
+        IdempotencyValidationError,
+    )
+    from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
+
+    if settings.IDEMPOTENCY_TABLE_NAME is None or caller is None:
+        # Deployed, every request is SigV4-signed and the stack sets the table: this is a wiring fault.
+        raise ServiceMisconfigured(f"This deployment cannot honour the {HEADER} header.")
+    config = IdempotencyConfig(
+        event_key_jmespath="[caller, key]",
+        payload_validation_jmespath="request",
+        raise_on_no_idempotency_key=True,
+        expires_after_seconds=settings.IDEMPOTENCY_TTL_SECONDS,
+        # Record ids must not collide across callers, whatever keys they choose.
+        hash_function="sha256",
+    )
+    # Per request, so the in-progress deadline is this invocation's even if invocations ever overlap.
+    config.register_lambda_context(context)
+    produced: list[ChatCompletion] = []
+    failed: list[Exception] = []
+
+    def run() -> ChatCompletion:
+        try:
+            completion = answer()
+        except Exception as error:
+            failed.append(error)
+            raise
+        produced.append(completion)
+        return completion
+
+    handler = IdempotencyHandler(
+        function=run,
+        function_payload={"caller": caller, "key": key, "request": request.model_dump(mode="json")},
+        config=config,
+        persistence_store=persistence_store(settings.IDEMPOTENCY_TABLE_NAME),
+        output_serializer=PydanticSerializer(ChatCompletion),
+        key_prefix=_RECORD_PREFIX,
+        function_args=(),
+        function_kwargs={},
+    )
+    try:
+        result = handler.handle()
+    except IdempotencyAlreadyInProgressError:
+        raise IdempotencyInProgress(
+            f"A request with this {HEADER} is still in progress; retry after it has finished.", param=HEADER
+        ) from None
+    except IdempotencyValidationError:
+        raise IdempotencyKeyReused(
+            f"This {HEADER} was already used with a different request body; use a new key for a new request.",
+            param=HEADER,
+        ) from None
+    except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as error:
+        return _after_store_failure(error, produced=produced, failed=failed)
+    if not isinstance(result, ChatCompletion):
+        raise IdempotencyStoreUnavailable("The stored answer for this key could not be read; please retry.")
+    if not produced:
+        logger.info("chat completion replayed", idempotency="replayed")
+    return result
+
+
+def _after_store_failure(
+    error: Exception, *, produced: list[ChatCompletion], failed: list[Exception]
+) -> ChatCompletion:
+    # The key stays IN_PROGRESS until the function's timeout: a retry before then gets 409, after it a new run.
+    logger.warning("idempotency store failed", error_type=type(error).__name__, answered=bool(produced))
+    if produced:
+        # The model already answered (and was paid for): the caller gets it, it just cannot be replayed.
+        return produced[0]
+    if failed:
+        # Powertools reports the failed cleanup; the caller needs the request's own error.
+        raise failed[0]
+    raise IdempotencyStoreUnavailable(f"The {HEADER} store is unavailable; please retry.") from None
+
+
+@cache
+def persistence_store(table_name: str) -> DynamoDBPersistenceLayer:
+    """The container's DynamoDB persistence layer for `table_name` (its client is built on first use)."""
+    import boto3
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+    from botocore.config import Config
+
+    # DynamoDB answers in milliseconds; these keep a sick endpoint from eating the request's whole budget.
+    config = Config(connect_timeout=2, read_timeout=2, retries={"mode": "standard", "max_attempts": 3})
+    client = boto3.session.Session().client("dynamodb", config=config)
+    return DynamoDBPersistenceLayer(table_name=table_name, boto3_client=client)
