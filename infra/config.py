@@ -103,6 +103,8 @@ class ChatConfig(_Frozen):
     api_gateway_cloudwatch_role: bool = False
     # An existing regional AWS WAF web ACL to associate with the stage.
     web_acl_arn: str | None = None
+    # How long a finished answer is replayed for its Idempotency-Key (the record's DynamoDB TTL).
+    idempotency_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatConfig:
@@ -276,6 +278,7 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "chatReservedConcurrency": ("chat", "reserved_concurrency"),
     "apiGatewayCloudWatchRole": ("chat", "api_gateway_cloudwatch_role"),
     "webAclArn": ("chat", "web_acl_arn"),
+    "chatIdempotencyTtlSeconds": ("chat", "idempotency_ttl_seconds"),
     "batchModelId": ("batch", "model_id"),
     "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),
     "batchJobTimeoutHours": ("batch", "job_timeout_hours"),

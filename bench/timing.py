@@ -1,0 +1,61 @@
+"""Side-by-side timing: interleaved blocks so that the machine's noise falls on every contender alike."""
+
+from __future__ import annotations
+
+import math
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Latencies:
+    """One contender's per-call times, in milliseconds."""
+
+    samples: Sequence[float]
+
+    @property
+    def p50(self) -> float:
+        """The median."""
+        return statistics.median(self.samples)
+
+    @property
+    def p99(self) -> float:
+        """The 99th percentile (nearest rank)."""
+        return percentile(self.samples, 99)
+
+
+def percentile(samples: Sequence[float], q: float) -> float:
+    """The q-th percentile of `samples` by nearest rank."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q / 100 * len(ordered)) - 1)]
+
+
+# Prepares one call untimed (a new event, a new context) and returns the call to time.
+Contender = Callable[[], Callable[[], object]]
+
+
+def interleaved(
+    contenders: Mapping[str, Contender], *, requests: int, block: int = 50, warmup: int = 200
+) -> dict[str, Latencies]:
+    """Time `requests` calls of each contender in alternating blocks (ABAB...), after `warmup` untimed calls each."""
+    for prepare in contenders.values():
+        for _ in range(warmup):
+            prepare()()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    clock = time.perf_counter_ns
+    while any(len(taken) < requests for taken in samples.values()):
+        for name, prepare in contenders.items():
+            taken = samples[name]
+            for _ in range(min(block, requests - len(taken))):
+                call = prepare()
+                started = clock()
+                call()
+                taken.append((clock() - started) / 1e6)
+    return {name: Latencies(taken) for name, taken in samples.items()}
+
+
+def ratio(ours: float, baseline: float) -> float:
+    """ours / baseline (infinite when the baseline is zero)."""
+    return ours / baseline if baseline else math.inf
