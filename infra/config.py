@@ -25,9 +25,9 @@ API_GATEWAY_DEFAULT_TIMEOUT_SECONDS = 29
 HISTORY_EVENT_LIMIT = 25_000
 HISTORY_EVENT_BUDGET = 20_000
 # History events of one poll lap: Wait (entered, exited), GetJob (entered, scheduled, started, succeeded,
-# exited), JobStatus choice (entered, exited), CountLap pass (entered, exited), PollLimit choice (entered,
-# exited). tests/functional measures it on the executed definition.
-EVENTS_PER_POLL_LAP = 13
+# exited; it also counts the lap), JobStatus choice (entered, exited; it also tests the lap limit).
+# tests/functional measures it on the executed definition.
+EVENTS_PER_POLL_LAP = 9
 # Events of one shard outside the poll loop, at most: execution start and end, the submit task with every
 # retry it may make, the overdue report, the outcome states (tests/infra derives the actual bound).
 SHARD_FIXED_EVENTS = 300

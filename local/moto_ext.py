@@ -26,6 +26,9 @@ running a half-patched interpreter. What is patched, and why:
     invocation at a time: the environment is process-wide); an exception becomes a function error
     (`x-amz-function-error`), so Retry/Catch see its type as the error name, as with Lambda.
 (e) No real waiting: Wait states and retry intervals return at once (the requested seconds are recorded).
+(g) Workflow variables in JSONPath states: moto reads every `$variable` reference through JSONata, which it
+    ships without an evaluator (no JVM), so any read failed; a plain reference (`$laps`, `$job.arn`) in a
+    JSONPath state is now read from the execution's variable store. JSONata states are left as they were.
 
 Also relied on, not patched: moto's before-send hook (`unmocked` detaches it from one client that must reach
 the real endpoint while a mock is active) and the WSGI application moto's server is made of (`S3_SERVER_PARTS`:
@@ -34,6 +37,7 @@ the local runner serves the mock's state over HTTP with it).
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import datetime
 import functools
@@ -73,6 +77,7 @@ _BEDROCK_MODELS = "moto.bedrock.models"
 _EXCEPTIONS = "moto.core.exceptions"
 _CORE_MODELS = "moto.core.models"
 _SERVER = "moto.server"
+_STRING_EXPRESSION = "moto.stepfunctions.parser.asl.component.common.string.string_expression"
 
 # The error-name prefixes Step Functions uses for the SDK services the pipeline calls.
 SERVICE_ERROR_NAMES = {"bedrock": "Bedrock", "s3": "S3", "cloudwatch": "CloudWatch"}
@@ -140,6 +145,9 @@ _TARGETS = (
     _Target(_WAIT, "WaitFunction._eval_body", ("self", "env"), calls="self._wait_interval("),
     _Target(_RETRIER, "time"),
     _Target(_RETRIER, "RetrierDecl._eval_body", ("self", "env"), calls="time.sleep("),
+    # (g) variable reads in JSONPath states.
+    _Target(_STRING_EXPRESSION, "StringVariableSample._eval_body", ("self", "env"), calls="eval_jsonata_expression("),
+    _Target(_STRING_EXPRESSION, "QueryLanguageMode"),
     # Relied on: the mock's before-send hook (see `unmocked`) and the parts moto's server is made of.
     _Target(_CORE_MODELS, "botocore_stubber"),
     _Target(_SERVER, "DomainDispatcherApplication.__init__", ("self", "create_app")),
@@ -201,7 +209,7 @@ def _check_target(target: _Target) -> str | None:
 
 
 def install() -> None:
-    """Apply (a)-(e) once per process.
+    """Apply (a)-(g) once per process.
 
     Raises:
         MotoInternalsMoved: a patched moto attribute is missing or changed (see `check`).
@@ -219,6 +227,7 @@ def install() -> None:
         _patch(service, "_normalise_response", _normalise_response)
         aws_sdk._SERVICE_ERROR_NAMES.update(SERVICE_ERROR_NAMES)
         _patch(import_module(_WAIT).WaitFunction, "_wait_interval", _wait_interval)
+        _patch(import_module(_STRING_EXPRESSION).StringVariableSample, "_eval_body", _variable_sample)
         retrier: Any = import_module(_RETRIER)
         retrier.time = _InstantTime(retrier.time)
         _patch(import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend, "invoke", _invoke)
@@ -854,6 +863,27 @@ def _invoke(
 
 def _error_payload(error_type: str, message: str, stack: list[str]) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack}).encode()
+
+
+# --- (g) workflow variables in JSONPath states -----------------------------------------------------
+
+_VARIABLE_REFERENCE = re.compile(r"\$(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?P<fields>(?:\.[A-Za-z0-9_]+)*)")
+
+
+def _variable_sample(self: Any, env: Any) -> None:
+    """A JSONPath state's `$name` or `$name.field...` from the variable store; anything else as moto does it.
+
+    A variable that was never assigned raises moto's NoSuchVariable, which fails the state as AWS does.
+    """
+    match = _VARIABLE_REFERENCE.fullmatch(self.expression)
+    jsonpath = self.query_language_mode == import_module(_STRING_EXPRESSION).QueryLanguageMode.JSONPath
+    if match is None or not jsonpath:
+        _variable_sample.__wrapped_original__(self, env)  # type: ignore[attr-defined]
+        return
+    value = env.variable_store.get(match["name"])
+    for field in match["fields"].split(".")[1:]:
+        value = value[field]
+    env.stack.append(copy.deepcopy(value))
 
 
 # --- (e) no real waiting ------------------------------------------------------------------------

@@ -1,7 +1,7 @@
 """BatchWorkflow: the state machine definition of one run, and the retry, lap and timeout arithmetic behind it.
 
 Begin -> Prepare -> Route: batch     -> Shards (Distributed Map, one child execution per shard:
-                                        SubmitJob -> WaitForJob -> GetJob -> JobStatus -> CountLap -> PollLimit)
+                                        SubmitJob -> WaitForJob -> GetJob -> JobStatus, 3 states per lap)
                            on_demand -> OnDemand
                            empty     --------------------------------------------------------------> Collect -> Done
 A failure of Prepare, Shards, OnDemand or Collect is caught: CollectFailure writes the summary anyway, then
@@ -23,6 +23,7 @@ from constructs import Construct
 from infra.config import BatchConfig
 
 TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+# Polled again, as any status this code does not know yet (bounded by the lap limit).
 RUNNING_JOB_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
 # Emitted by the poll loop once a job has run for batchExpectedRunHours (alarm in monitoring.py).
 OVERDUE_METRIC_NAME = "RunsOverdue"
@@ -32,6 +33,9 @@ TASKS_BUDGET = Duration.hours(2)
 # refuses a file that needs more jobs (MAX_JOBS_PER_RUN). The timeout is a backstop only: every shard ends
 # by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
 TIMEOUT_WAVES = 3
+# The shard's workflow variable counting successful status checks (poll laps), and its reference.
+_LAPS = "laps"
+_LAPS_PATH = f"${_LAPS}"
 # A JSON null in a Parameters field (CDK drops None values).
 _NULL = "States.StringToJson('null')"
 
@@ -203,7 +207,6 @@ class BatchWorkflow(Construct):
                 "runId": sfn.JsonPath.string_at("$.prepared.runId"),
                 "modelId": sfn.JsonPath.string_at("$.prepared.modelId"),
                 "stateMachine": sfn.JsonPath.string_at("$$.StateMachine.Id"),
-                "lap": {"count": 0},
             },
             max_concurrency=self._config.quotas.max_concurrent_jobs,
             map_execution_type=sfn.StateMachineType.STANDARD,
@@ -214,7 +217,11 @@ class BatchWorkflow(Construct):
         return shards
 
     def _shard_workflow(self) -> sfn.IChainable:
-        """Submit, then Wait -> GetJob -> JobStatus until a terminal status or the lap limit; always an outcome."""
+        """Submit, then Wait -> GetJob -> JobStatus until a terminal status or the lap limit; always an outcome.
+
+        A lap is three state transitions (each one billed): GetJob counts the laps in the workflow variable
+        `laps` (SubmitJob sets it to 0) and JobStatus tests the lap limit and the overdue lap beside the status.
+        """
         config = self._config
         submit = self._submit_job()
         submit.add_catch(
@@ -232,6 +239,8 @@ class BatchWorkflow(Construct):
             parameters={"JobIdentifier": sfn.JsonPath.string_at("$.job.jobArn")},
             iam_resources=[self._target.job_arns],
             result_path="$.poll",
+            # Assigned only when the check succeeds: a retried or failed check is not a lap.
+            assign={_LAPS: sfn.JsonPath.math_add(sfn.JsonPath.number_at(_LAPS_PATH), 1)},
         )
         for policy in STATUS_RETRIES:
             policy.add_to(get_job)
@@ -254,32 +263,20 @@ class BatchWorkflow(Construct):
             )
             .otherwise(_outcome(self, "JobEnded", None, job=True))
         )
-        count_lap = sfn.Pass(
-            self,
-            "CountLap",
-            parameters={"count": sfn.JsonPath.math_add(sfn.JsonPath.number_at("$.lap.count"), 1)},
-            result_path="$.lap",
-        )
         poll_limit = _outcome(
             self,
             "PollLimitReached",
             "PollLimit",
             job=True,
-            message=("job still {} after {} status checks", "$.poll.Status", "$.lap.count"),
-        )
-        report_overdue = self._report_overdue(wait)
-        count_lap.next(
-            sfn.Choice(self, "PollLimit", comment="Stop before the history limit; report a run running late")
-            .when(sfn.Condition.number_greater_than_equals("$.lap.count", config.poll_lap_limit), poll_limit)
-            .when(sfn.Condition.number_equals("$.lap.count", config.overdue_lap), report_overdue)
-            .otherwise(wait)
+            message=("job still {} after {} status checks", "$.poll.Status", _LAPS_PATH),
         )
         job_status = (
-            sfn.Choice(self, "JobStatus")
+            sfn.Choice(self, "JobStatus", comment="Stop before the history limit; report a run running late")
             .when(_status_in(TERMINAL_JOB_STATUSES), finished)
-            .when(_status_in(RUNNING_JOB_STATUSES), count_lap)
-            # A status this code does not know yet: keep polling (bounded by the lap limit).
-            .otherwise(count_lap)
+            # Running or a status this code does not know yet: keep polling, bounded by the lap limit.
+            .when(sfn.Condition.number_greater_than_equals(_LAPS_PATH, config.poll_lap_limit), poll_limit)
+            .when(sfn.Condition.number_equals(_LAPS_PATH, config.overdue_lap), self._report_overdue(wait))
+            .otherwise(wait)
         )
         return submit.next(wait).next(get_job).next(job_status)
 
@@ -328,6 +325,7 @@ class BatchWorkflow(Construct):
             ],
             result_selector={"jobArn": sfn.JsonPath.string_at("$.JobArn")},
             result_path="$.job",
+            assign={_LAPS: 0},
         )
         for policy in SUBMIT_RETRIES:
             policy.add_to(submit)

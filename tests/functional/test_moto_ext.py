@@ -144,6 +144,42 @@ def test_sdk_tasks_speak_pascal_case_with_aws_error_names_and_never_wait() -> No
     assert moto_ext.waits == [3600.0, 600.0]  # asked for, never slept
 
 
+# --- (g) workflow variables in JSONPath states ---------------------------------------------------------------
+
+
+@pytest.mark.usefixtures("aws")
+def test_jsonpath_states_read_workflow_variables_in_assign_choice_and_intrinsics() -> None:
+    described = _execute(
+        {
+            "StartAt": "Start",
+            "States": {
+                "Start": {"Type": "Pass", "Assign": {"laps": 0, "box": {"x": 5}}, "Next": "Lap"},
+                "Lap": {"Type": "Pass", "Assign": {"laps.$": "States.MathAdd($laps, 1)"}, "Next": "Enough"},
+                "Enough": {
+                    "Type": "Choice",
+                    "Choices": [{"Variable": "$laps", "NumericGreaterThanEquals": 3, "Next": "Done"}],
+                    "Default": "Lap",
+                },
+                "Done": {
+                    "Type": "Pass",
+                    "Parameters": {"laps.$": "$laps", "x.$": "$box.x", "text.$": "States.Format('{} laps', $laps)"},
+                    "End": True,
+                },
+            },
+        }
+    )
+    assert described["status"] == "SUCCEEDED"
+    assert json.loads(described["output"]) == {"laps": 3, "x": 5, "text": "3 laps"}
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_variable_never_assigned_fails_the_execution() -> None:
+    described = _execute(
+        {"StartAt": "Read", "States": {"Read": {"Type": "Pass", "Parameters": {"n.$": "$n"}, "End": True}}}
+    )
+    assert described["status"] == "FAILED"
+
+
 # --- (c) Bedrock ------------------------------------------------------------------------------------------
 
 

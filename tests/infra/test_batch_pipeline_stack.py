@@ -492,7 +492,9 @@ def test_shards_run_as_a_distributed_map_capped_at_the_concurrent_jobs_quota(bat
     assert shards["MaxConcurrency"] == BATCH.quotas.max_concurrent_jobs
     assert shards["ItemProcessor"]["ProcessorConfig"] == {"Mode": "DISTRIBUTED", "ExecutionType": "STANDARD"}
     assert shards["ResultPath"] == "$.shardOutcomes"
-    assert shards["ItemSelector"]["lap"] == {"count": 0}
+    # The lap counter is the child's own workflow variable, set by SubmitJob (not part of the item).
+    assert "lap" not in shards["ItemSelector"]
+    assert _shard_states(batch)["SubmitJob"]["Assign"] == {"laps": 0}
 
 
 @pytest.mark.row(21)
@@ -539,28 +541,31 @@ def test_the_poll_loop_waits_checks_and_counts_laps_up_to_the_limit(batch: dict[
     get = states["GetJob"]
     assert render(get["Resource"]) == "arn:${AWS::Partition}:states:::aws-sdk:bedrock:getModelInvocationJob"
     assert get["Parameters"] == {"JobIdentifier.$": "$.job.jobArn"}
+    # A successful check counts the lap (Assign is not applied when the task fails or is retried).
+    assert get["Assign"] == {"laps.$": "States.MathAdd($laps, 1)"}
     (retry,) = get["Retry"]
     assert "Bedrock.ThrottlingException" in retry["ErrorEquals"]
     assert get["Next"] == "JobStatus"
-    routes = {}
-    for choice in states["JobStatus"]["Choices"]:
-        for rule in choice["Or"]:
-            routes[rule["StringEquals"]] = choice["Next"]
-    assert routes == {
-        **dict.fromkeys(("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"), "HasMessage"),
-        **dict.fromkeys(("Submitted", "Validating", "Scheduled", "InProgress", "Stopping"), "CountLap"),
-    }
-    assert states["JobStatus"]["Default"] == "CountLap"
-    assert states["CountLap"]["Parameters"] == {"count.$": "States.MathAdd($.lap.count, 1)"}
-    limit, overdue = states["PollLimit"]["Choices"]
+    terminal, limit, overdue = states["JobStatus"]["Choices"]
+    assert {rule["StringEquals"]: terminal["Next"] for rule in terminal["Or"]} == dict.fromkeys(
+        ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"), "HasMessage"
+    )
+    assert all(rule["Variable"] == "$.poll.Status" for rule in terminal["Or"])
+    # Every other status (running, or one this code does not know) polls again, bounded by the lap limit.
     assert (limit["Variable"], limit["NumericGreaterThanEquals"], limit["Next"]) == (
-        "$.lap.count",
+        "$laps",
         BATCH.poll_lap_limit,
         "PollLimitReached",
     )
-    assert (overdue["NumericEquals"], overdue["Next"]) == (BATCH.overdue_lap, "ReportOverdue")
-    assert states["PollLimit"]["Default"] == "WaitForJob"
+    assert (overdue["Variable"], overdue["NumericEquals"], overdue["Next"]) == (
+        "$laps",
+        BATCH.overdue_lap,
+        "ReportOverdue",
+    )
+    assert states["JobStatus"]["Default"] == "WaitForJob"
     assert states["ReportOverdue"]["Next"] == "WaitForJob"
+    # A lap is three states: nothing else sits between the check and the next wait.
+    assert {"CountLap", "PollLimit"}.isdisjoint(states)
 
 
 def test_every_shard_ends_with_an_outcome_collect_accepts(batch: dict[str, Any]) -> None:
@@ -594,7 +599,7 @@ def test_the_lap_limit_covers_the_job_timeout_within_the_history_budget(batch: d
 @pytest.mark.parametrize(
     ("context", "message"),
     [
-        ({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "60"}, "poll every 414 s or more"),
+        ({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "60"}, "poll every 287 s or more"),
         ({"batchJobTimeoutHours": "24", "batchExpectedRunHours": "30"}, "batchExpectedRunHours"),
     ],
 )
