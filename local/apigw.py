@@ -2,7 +2,8 @@
 
 The tests and the local chat server share this one implementation. `ApiGateway` adds what the deployed
 REST API does before and after the function, read from the synthesized template: its routes, the request
-body model, the 10 MB body limit, and its gateway responses (the OpenAI error envelope).
+body model, the 10 MB body limit, the stage's method throttling (a token bucket per method, from the
+stage's MethodSettings) and its gateway responses (the OpenAI error envelope).
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ from __future__ import annotations
 import base64
 import json
 import re
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, NamedTuple
@@ -30,6 +32,7 @@ _DEFAULT_STATUS = {
     "BAD_REQUEST_BODY": HTTPStatus.BAD_REQUEST,
     "MISSING_AUTHENTICATION_TOKEN": HTTPStatus.FORBIDDEN,
     "REQUEST_TOO_LARGE": HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+    "THROTTLED": HTTPStatus.TOO_MANY_REQUESTS,
     "INTEGRATION_TIMEOUT": HTTPStatus.GATEWAY_TIMEOUT,
     "DEFAULT_5XX": HTTPStatus.BAD_GATEWAY,
 }
@@ -146,13 +149,55 @@ class _GatewayResponse:
     headers: Mapping[str, str]
 
 
-class ApiGateway:
-    """The REST API of one synthesized template: routes, request body models and gateway responses."""
+@dataclass(frozen=True)
+class Throttle:
+    """A method's throttle: `burst` requests at once, refilled at `rate` per second (API Gateway's token bucket)."""
 
-    def __init__(self, methods: list[_Method], responses: Mapping[str, _GatewayResponse], stage: str) -> None:
+    rate: float
+    burst: int
+
+
+class TokenBucket:
+    """One method's token bucket: starts full, refills continuously, one token per admitted request."""
+
+    def __init__(self, throttle: Throttle, clock: Callable[[], float] = time.monotonic) -> None:
+        self.throttle = throttle
+        self._clock = clock
+        self._tokens = float(throttle.burst)
+        self._updated = clock()
+        self._lock = threading.Lock()
+
+    def take(self) -> bool:
+        """Spend a token if one is left (the request goes on); False means API Gateway answers 429."""
+        with self._lock:
+            now = self._clock()
+            refill = (now - self._updated) * self.throttle.rate
+            self._tokens = min(float(self.throttle.burst), self._tokens + refill)
+            self._updated = now
+            if self._tokens < 1:
+                return False
+            self._tokens -= 1
+            return True
+
+
+class ApiGateway:
+    """The REST API of one synthesized template: routes, request body models, throttles and gateway responses."""
+
+    def __init__(
+        self,
+        methods: list[_Method],
+        responses: Mapping[str, _GatewayResponse],
+        stage: str,
+        throttles: Mapping[tuple[str, str], Throttle] | None = None,
+    ) -> None:
         self._methods = methods
         self._responses = responses
         self.stage = stage
+        # (HTTP method, resource path) -> throttle; ("*", "/*") is the stage's default for every method.
+        self.throttles: Mapping[tuple[str, str], Throttle] = dict(throttles or {})
+        # Per method, as API Gateway applies stage throttling: one method's traffic never throttles another's.
+        self._buckets: dict[tuple[str, str], TokenBucket] = {}
+        self._buckets_lock = threading.Lock()
 
     @classmethod
     def from_template(cls, template: Mapping[str, Any]) -> ApiGateway:
@@ -191,8 +236,13 @@ class ApiGateway:
             )
             for resource in _of_type(resources, "AWS::ApiGateway::GatewayResponse")
         }
-        stages = [resource["StageName"] for resource in _of_type(resources, "AWS::ApiGateway::Stage")]
-        return cls(methods, responses, stage=stages[0] if stages else STAGE)
+        stages = _of_type(resources, "AWS::ApiGateway::Stage")
+        return cls(
+            methods,
+            responses,
+            stage=stages[0]["StageName"] if stages else STAGE,
+            throttles=_stage_throttles(stages[0]) if stages else None,
+        )
 
     def admit(self, method: str, path: str, body: bytes, *, request_id: str) -> Route | HttpResponse:
         """The route a request invokes the function through, or the gateway response sent instead.
@@ -204,10 +254,27 @@ class ApiGateway:
         for candidate in self._methods:
             match = candidate.pattern.match(path)
             if match and candidate.http_method in (method.upper(), "ANY"):
+                if not self._admitted_by_throttle(candidate):
+                    return self.error("THROTTLED", "Too Many Requests", request_id=request_id)
                 if (candidate.required or candidate.property_types) and not _body_matches(candidate, body):
                     return self.error("BAD_REQUEST_BODY", "Invalid request body", request_id=request_id)
                 return Route(candidate.resource, match.groupdict(), candidate.timeout_seconds)
         return self.error("MISSING_AUTHENTICATION_TOKEN", "Missing Authentication Token", request_id=request_id)
+
+    def throttle_of(self, http_method: str, resource: str) -> Throttle | None:
+        """The throttle of one method: its own MethodSettings entry, else the stage's default, else none."""
+        return self.throttles.get((http_method, resource)) or self.throttles.get(("*", "/*"))
+
+    def _admitted_by_throttle(self, method: _Method) -> bool:
+        throttle = self.throttle_of(method.http_method, method.resource)
+        if throttle is None:
+            return True
+        key = (method.http_method, method.resource)
+        with self._buckets_lock:
+            bucket = self._buckets.get(key)
+            if bucket is None:
+                bucket = self._buckets[key] = TokenBucket(throttle)
+        return bucket.take()
 
     def error(self, response_type: str, message: str, *, request_id: str | None = None) -> HttpResponse:
         """A gateway response of the template (DEFAULT_4XX / DEFAULT_5XX when it defines no such type)."""
@@ -229,6 +296,23 @@ def _json_headers(request_id: str) -> dict[str, str]:
 
 def _of_type(resources: Mapping[str, Any], kind: str) -> list[Mapping[str, Any]]:
     return [resource["Properties"] for resource in resources.values() if resource["Type"] == kind]
+
+
+def _stage_throttles(stage: Mapping[str, Any]) -> dict[tuple[str, str], Throttle]:
+    """The stage's throttles by (HTTP method, resource path), from MethodSettings entries that set both limits.
+
+    MethodSettings write a resource path with `/` escaped as `~1` (`/~1v1~1models`); `/*` with `*` is every method.
+    """
+    throttles = {}
+    for setting in stage.get("MethodSettings") or []:
+        if "ThrottlingRateLimit" not in setting or "ThrottlingBurstLimit" not in setting:
+            continue
+        path = str(setting.get("ResourcePath", "/*"))
+        resource = path if path == "/*" else "/" + path.lstrip("/").replace("~1", "/")
+        throttles[(str(setting.get("HttpMethod", "*")), resource)] = Throttle(
+            rate=float(setting["ThrottlingRateLimit"]), burst=int(setting["ThrottlingBurstLimit"])
+        )
+    return throttles
 
 
 def _resource_paths(resources: Mapping[str, Any]) -> dict[str, str]:

@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 import boto3
@@ -41,12 +41,17 @@ from local.bedrock import (
 from local.environment import applied_environment
 from local.lambda_context import REGION, LocalLambdaContext
 from local.services import serving
-from local.templates import ChatFunction, Template, guardrail_messages
+from local.templates import ChatFunction, Template, chat_table, guardrail_messages
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb import DynamoDBClient
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # Who the function sees as the (IAM-authenticated) caller of every local request.
 LOCAL_CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/local-developer/local"
 _GUARDRAIL_VARIABLES = frozenset({"GUARDRAIL_ID", "GUARDRAIL_VERSION"})
+# The Idempotency-Key table's name: locally, a table of the template's shape in moto's DynamoDB.
+_TABLE_VARIABLE = "IDEMPOTENCY_TABLE_NAME"
 # Credentials that could override the stand-in's dummy ones, or name a profile that does not exist here.
 _AMBIENT_CREDENTIALS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 
@@ -72,6 +77,7 @@ class RunningChatApi:
     bedrock_url: str | None  # the stand-in's endpoint; None with the aws backend
     settings: ChatSettings
     guardrail: WordGuardrail
+    dynamodb_url: str | None = None  # moto's DynamoDB with the Idempotency-Key table; None: the template has none
 
 
 @contextmanager
@@ -80,20 +86,24 @@ def running_chat_api(
     options: ChatApiOptions,
     *,
     bedrock_url: str | None = None,
+    dynamodb_url: str | None = None,
     invocation_lock: AbstractContextManager[Any] | None = None,
 ) -> Iterator[RunningChatApi]:
     """Serve the chat API of a synthesized chat stack until the block ends; then stop and join everything.
 
     `bedrock_url`: a Bedrock runtime endpoint the caller serves; the function calls it, whatever the backend,
-    and no stand-in of its own is started. `invocation_lock`: held for each invocation, to share one process
-    environment with other functions run in this process (by default the chat function's own lock).
+    and no stand-in of its own is started. `dynamodb_url`: a moto server of this process for the Idempotency-Key
+    table (by default one of its own); the table is created there from the template, never in AWS, whatever
+    the backend. `invocation_lock`: held for each invocation, to share one process environment with other
+    functions run in this process (by default the chat function's own lock).
 
     Raises:
         ValueError: the template and the options do not make a runnable function (the message says why).
         OSError: a port could not be bound.
     """
     function = ChatFunction.from_template(template)
-    unknown = function.deploy_time - _GUARDRAIL_VARIABLES
+    table = chat_table(template, _TABLE_VARIABLE)
+    unknown = function.deploy_time - _GUARDRAIL_VARIABLES - ({_TABLE_VARIABLE} if table is not None else set())
     if unknown:
         raise ValueError(f"the chat function's environment has deploy-time values we cannot fill in: {sorted(unknown)}")
     guardrail = chat_guardrail(template, options)
@@ -101,6 +111,8 @@ def running_chat_api(
         **function.environment,
         "GUARDRAIL_ID": guardrail.guardrail_id,
         "GUARDRAIL_VERSION": guardrail.guardrail_version,
+        # One table per run: moto's state is per process, and a run never replays another run's answers.
+        **({_TABLE_VARIABLE: f"local-idempotency-{uuid.uuid4().hex[:12]}"} if table is not None else {}),
     }
     # The function's own contract: fails here, before serving, when infra and runtime disagree.
     settings = ChatSettings.model_validate(variables)
@@ -112,6 +124,12 @@ def running_chat_api(
             stack.callback(model.close)
             bedrock_url = stack.enter_context(serving(BedrockStandIn(model), "bedrock-stand-in")).url
         runtime, unset = _runtime_environment(function, bedrock_url)
+        if table is not None:
+            if dynamodb_url is None:
+                dynamodb_url = stack.enter_context(_moto_endpoint())
+            _create_table(dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE], table)
+            stack.callback(_delete_table, dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE])
+            runtime["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
         stack.enter_context(function_environment({**variables, **runtime}, unset=unset))
         handler = load_handler(function.handler)
         server = ChatServer(
@@ -122,7 +140,51 @@ def running_chat_api(
             invocation_lock=invocation_lock,
         )
         stack.enter_context(serving(server, "chat-api"))
-        yield RunningChatApi(url=server.url, bedrock_url=bedrock_url, settings=settings, guardrail=guardrail)
+        yield RunningChatApi(
+            url=server.url,
+            bedrock_url=bedrock_url,
+            settings=settings,
+            guardrail=guardrail,
+            dynamodb_url=dynamodb_url if table is not None else None,
+        )
+
+
+@contextmanager
+def _moto_endpoint() -> Iterator[str]:
+    """moto's server on a free loopback port for the duration (its URL): DynamoDB for the chat function."""
+    from local.harness import S3Endpoint  # imports moto's server (Flask): only when a table needs it
+
+    with serving(S3Endpoint(), "dynamodb-endpoint") as endpoint:
+        yield endpoint.url
+
+
+def _dynamodb(endpoint_url: str, region: str) -> DynamoDBClient:
+    # moto checks no signature: any key will do, and real credentials never go anywhere but loopback.
+    return boto3.client(
+        "dynamodb",
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id="local",
+        aws_secret_access_key="local",  # noqa: S106 (a placeholder moto accepts)
+    )
+
+
+def _create_table(endpoint_url: str, region: str, name: str, properties: Mapping[str, Any]) -> None:
+    """Create the template's table (keys, billing, TTL) under `name` at `endpoint_url`."""
+    client = _dynamodb(endpoint_url, region)
+    client.create_table(
+        TableName=name,
+        KeySchema=properties["KeySchema"],
+        AttributeDefinitions=properties["AttributeDefinitions"],
+        BillingMode=properties.get("BillingMode", "PAY_PER_REQUEST"),
+    )
+    ttl = properties.get("TimeToLiveSpecification")
+    if ttl:
+        client.update_time_to_live(TableName=name, TimeToLiveSpecification=ttl)
+
+
+def _delete_table(endpoint_url: str, region: str, name: str) -> None:
+    _dynamodb(endpoint_url, region).delete_table(TableName=name)
 
 
 def chat_guardrail(template: Template, options: ChatApiOptions) -> WordGuardrail:
@@ -194,14 +256,16 @@ def function_environment(variables: Mapping[str, str], *, unset: Iterable[str] =
 
 
 def reset_function_caches() -> None:
-    """Forget the settings, gateway and boto3 clients the chat function built from the environment."""
+    """Forget the settings, gateway, idempotency store and clients the chat function built from the environment."""
     import chat.handler
+    import chat.idempotency
     import shared.converse
     import shared.settings
 
     shared.settings.load_settings.cache_clear()
     chat.handler.converse_gateway.cache_clear()
     shared.converse.runtime_client.cache_clear()
+    chat.idempotency.persistence_store.cache_clear()
 
 
 def load_handler(dotted: str) -> Handler:
@@ -217,6 +281,9 @@ class ChatServer(ThreadingHTTPServer):
     # server_close() waits for requests in flight (they end within the function's timeout).
     daemon_threads = False
     block_on_close = True
+    # API Gateway takes every connection a burst opens and answers the excess with 429s; socketserver's
+    # default backlog of 5 would reset them instead.
+    request_queue_size = 128
 
     def __init__(
         self,

@@ -29,6 +29,9 @@ running a half-patched interpreter. What is patched, and why:
 (g) Workflow variables in JSONPath states: moto reads every `$variable` reference through JSONata, which it
     ships without an evaluator (no JVM), so any read failed; a plain reference (`$laps`, `$job.arn`) in a
     JSONPath state is now read from the execution's variable store. JSONata states are left as they were.
+(f) Lambda service errors: a task whose Resource is a function ARN calls every error of the Lambda API
+    (throttling, a 5xx) `Exception`; AWS names it `Lambda.<code>` (`Lambda.ServiceException`,
+    `Lambda.TooManyRequestsException`), which is what the definition's Retry lists.
 
 Also relied on, not patched: moto's before-send hook (`unmocked` detaches it from one client that must reach
 the real endpoint while a mock is active) and the WSGI application moto's server is made of (`S3_SERVER_PARTS`:
@@ -61,6 +64,7 @@ import boto3
 import botocore.session
 from botocore import xform_name
 from botocore.client import BaseClient
+from botocore.exceptions import ClientError
 from botocore.model import OperationModel, ServiceModel
 
 from local.environment import applied_environment
@@ -71,6 +75,7 @@ _AWS_SDK = "moto.stepfunctions.parser.asl.component.state.exec.state_task.servic
 _WAIT = "moto.stepfunctions.parser.asl.component.state.wait.wait_function.wait_function"
 _RETRIER = "moto.stepfunctions.parser.asl.component.common.retry.retrier_decl"
 _LAMBDA_SIMPLE = "moto.awslambda_simple.models"
+_LAMBDA_TASK = "moto.stepfunctions.parser.asl.component.state.exec.state_task.state_task_lambda"
 _BEDROCK_RESPONSES = "moto.bedrock.responses"
 _RUNTIME_RESPONSES = "moto.bedrockruntime.responses"
 _BEDROCK_MODELS = "moto.bedrock.models"
@@ -140,6 +145,13 @@ _TARGETS = (
         ("self", "function_name", "qualifier", "body", "headers", "response_headers"),
     ),
     _Target(_LAMBDA_SIMPLE, "LambdaSimpleBackend.get_function", ("self", "function_name_or_arn", "qualifier")),
+    # (f) Lambda service error names.
+    _Target(_LAMBDA_TASK, "StateTaskLambda._from_error", ("self", "env", "ex"), calls='error = "Exception"'),
+    _Target(_LAMBDA_TASK, "FailureEvent", kind=type),
+    _Target(_LAMBDA_TASK, "CustomErrorName", kind=type),
+    _Target(_LAMBDA_TASK, "EventDetails"),
+    _Target(_LAMBDA_TASK, "LambdaFunctionFailedEventDetails"),
+    _Target(_LAMBDA_TASK, "HistoryEventType"),
     # (e) no waiting: the Wait states' one wait, and the retrier's module-level `time.sleep`.
     _Target(_WAIT, "WaitFunction._wait_interval", ("self", "env", "wait_seconds")),
     _Target(_WAIT, "WaitFunction._eval_body", ("self", "env"), calls="self._wait_interval("),
@@ -231,6 +243,7 @@ def install() -> None:
         retrier: Any = import_module(_RETRIER)
         retrier.time = _InstantTime(retrier.time)
         _patch(import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend, "invoke", _invoke)
+        _patch(import_module(_LAMBDA_TASK).StateTaskLambda, "_from_error", _lambda_task_error)
         for module, class_name, added in (
             (_BEDROCK_RESPONSES, "BedrockResponse", _ADDED),
             (_RUNTIME_RESPONSES, "BedrockRuntimeResponse", _ADDED_RUNTIME),
@@ -863,6 +876,24 @@ def _invoke(
 
 def _error_payload(error_type: str, message: str, stack: list[str]) -> bytes:
     return json.dumps({"errorMessage": message, "errorType": error_type, "stackTrace": stack}).encode()
+
+
+def _lambda_task_error(self: Any, env: Any, ex: Exception) -> Any:
+    """A failed Lambda task's error: `Lambda.<code>` for an error of the Lambda service, as AWS names it."""
+    if not isinstance(ex, ClientError):
+        return _lambda_task_error.__wrapped_original__(self, env, ex)  # type: ignore[attr-defined]
+    task = import_module(_LAMBDA_TASK)
+    error = f"Lambda.{ex.response['Error']['Code']}"
+    return task.FailureEvent(
+        env=env,
+        error_name=task.CustomErrorName(error),
+        event_type=task.HistoryEventType.LambdaFunctionFailed,
+        event_details=task.EventDetails(
+            lambdaFunctionFailedEventDetails=task.LambdaFunctionFailedEventDetails(
+                error=error, cause=ex.response["Error"]["Message"]
+            )
+        ),
+    )
 
 
 # --- (g) workflow variables in JSONPath states -----------------------------------------------------

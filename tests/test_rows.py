@@ -14,13 +14,7 @@ TESTS = Path(__file__).parent
 ROWS = range(1, 26)
 
 # Rows no offline test can carry, and why. A row leaves this list as soon as a test is marked with it.
-ROWS_WITHOUT_OFFLINE_TEST: dict[int, str] = {
-    24: (
-        "deployed-stage load test (locust, stage throttle, Lambda concurrency, real TPM); offline, "
-        "tests/local/test_load_chat.py only runs a bounded loopback load against the local chat server"
-    ),
-    25: "fault injection with AWS FIS on deployed Lambdas; needs a deployed stage",
-}
+ROWS_WITHOUT_OFFLINE_TEST: dict[int, str] = {}
 
 
 def _row_marks(decorator: ast.expr) -> list[int]:

@@ -1,0 +1,89 @@
+"""Row 25 offline (b): the synthesized state machine when its Lambda invocations fail at the Lambda service.
+
+FIS makes invocations fail on a deployed stage; offline, moto's Lambda API answers the state machine's
+invoke with a service error (HTTP 5xx, or 429 throttling) before the function runs, which Step Functions
+names `Lambda.<code>`. The definition's Retry must absorb it: the run succeeds as if nothing happened,
+with exactly one batch job per shard.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Iterator
+from importlib import import_module
+from typing import Any
+
+import pytest
+from moto.core.exceptions import JsonRESTError
+
+from local import moto_ext
+from local.harness import OfflinePipeline
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
+
+_LAMBDA_SIMPLE = "moto.awslambda_simple.models"
+
+
+class LambdaServiceError(JsonRESTError):
+    """An error of the Lambda service itself (not of the function): what `Lambda.<code>` names in Step Functions."""
+
+    def __init__(self, code: str, status: int) -> None:
+        super().__init__(code, f"{code} (injected before the function ran)")
+        self.code = status
+
+
+@pytest.fixture
+def faults(pipeline: OfflinePipeline, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, list[tuple[str, int]]]]:
+    """Handler (e.g. `batch.prepare.lambda_handler`) -> service errors its next invocations get, in order."""
+    handlers = {
+        pipeline.resolve.name(logical_id): resource["Properties"]["Handler"]
+        for logical_id, resource in pipeline.template["Resources"].items()
+        if resource["Type"] == "AWS::Lambda::Function" and "Handler" in resource["Properties"]
+    }
+    pending: dict[str, list[tuple[str, int]]] = {}
+
+    def invoke(self: Any, function_name: str, *args: Any) -> bytes:
+        queued = pending.get(handlers.get(function_name.rsplit(":", 1)[-1], ""), [])
+        if queued:
+            code, status = queued.pop(0)
+            raise LambdaServiceError(code, status)
+        result: bytes = moto_ext._invoke(self, function_name, *args)
+        return result
+
+    monkeypatch.setattr(import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend, "invoke", invoke)
+    yield pending
+    assert all(not queued for queued in pending.values()), f"faults never reached their function: {pending}"
+
+
+def _failed_invocations(history: list[dict[str, Any]]) -> Counter[str]:
+    return Counter(
+        event["lambdaFunctionFailedEventDetails"]["error"]
+        for event in history
+        if event["type"] == "LambdaFunctionFailed"
+    )
+
+
+@pytest.mark.row(25)
+def test_lambda_service_errors_are_retried_and_the_run_creates_one_job_per_shard(
+    pipeline: OfflinePipeline, faults: dict[str, list[tuple[str, int]]]
+) -> None:
+    faults["batch.prepare.lambda_handler"] = [("ServiceException", 500)]
+    faults["batch.collect.lambda_handler"] = [("TooManyRequestsException", 429), ("ServiceException", 500)]
+    prompts = [json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) for n in range(45)]
+
+    run = pipeline.run("inbox/faulty.jsonl", "".join(f"{line}\n" for line in prompts))
+
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert _failed_invocations(run.history) == Counter(
+        {"Lambda.ServiceException": 2, "Lambda.TooManyRequestsException": 1}
+    )
+    # Each task was entered once: the retries happened inside it, not by running the path again.
+    assert run.states_entered() == ["Begin", "Prepare", "Route", "Shards", "Collect", "Done"]
+    assert run.summary is not None
+    assert run.summary["status"] == "SUCCEEDED"
+    assert run.summary["counts"]["ok"] == 45
+    shards = [job for job in run.summary["jobs"] if job["jobArn"] is not None]
+    assert len(shards) == len(run.jobs) == pipeline.bedrock.create_calls == 3
+    assert sorted(job.arn for job in run.jobs) == sorted(job["jobArn"] for job in shards)
+    assert len({job.request.client_request_token for job in run.jobs}) == 3

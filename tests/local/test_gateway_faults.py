@@ -1,0 +1,77 @@
+"""Row 25's offline half on the chat side: what callers get when FIS breaks the chat function's invocations.
+
+`aws:lambda:invocation-error` fails the invocation: API Gateway answers 502 through its DEFAULT_5XX gateway
+response. `aws:lambda:invocation-add-delay` past the integration timeout: API Gateway answers 504
+(INTEGRATION_TIMEOUT). Both must stay in the OpenAI error envelope, from the template's gateway responses.
+A delay the function itself sees (a slow model against its deadline: its own 504) is row 9's
+tests/functional/test_chat_handler.py::test_a_slow_model_gets_a_504_before_the_deadline.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from typing import Any
+
+import pytest
+
+from local.apigw import ApiGateway
+from local.chat_server import ChatServer
+from local.templates import ChatFunction, Template
+
+pytestmark = [pytest.mark.enable_socket]
+
+REQUEST = json.dumps({"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}]}).encode()
+
+
+def _server(template: Template, handler: Any) -> ChatServer:
+    function = ChatFunction.from_template(template)
+    return ChatServer(handler, function=function, gateway=ApiGateway.from_template(template))
+
+
+def _openai_error(body: str) -> dict[str, Any]:
+    error: dict[str, Any] = json.loads(body)["error"]
+    assert set(error) >= {"message", "type", "param", "code"}
+    return error
+
+
+@pytest.mark.row(25)
+def test_a_failed_invocation_is_a_502_in_the_openai_envelope(template: Template) -> None:
+    def failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        raise RuntimeError("injected by aws:lambda:invocation-error")
+
+    server = _server(template, failing)
+    try:
+        status, headers, body = server.respond("POST", "/v1/chat/completions", {}, REQUEST)
+    finally:
+        server.server_close()
+    assert status == 502
+    error = _openai_error(body)
+    assert (error["type"], error["message"]) == ("server_error", "Internal server error")
+    assert "injected" not in body
+    assert headers["x-amzn-ErrorType"] == "GatewayError"
+
+
+@pytest.mark.row(25)
+def test_an_invocation_delayed_past_the_integration_timeout_is_a_504_in_the_openai_envelope(
+    template: Template,
+) -> None:
+    # A 0.2 s integration timeout stands for the 29 s one: the delay FIS adds runs past it.
+    short = copy.deepcopy(template)
+    for resource in short["Resources"].values():
+        if resource["Type"] == "AWS::ApiGateway::Method" and "Integration" in resource["Properties"]:
+            resource["Properties"]["Integration"]["TimeoutInMillis"] = 200
+
+    def delayed(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        time.sleep(0.3)
+        return {"statusCode": 200, "headers": {}, "body": "{}"}
+
+    server = _server(short, delayed)
+    try:
+        status, _, body = server.respond("POST", "/v1/chat/completions", {}, REQUEST)
+    finally:
+        server.server_close()
+    assert status == 504
+    error = _openai_error(body)
+    assert (error["type"], error["code"]) == ("timeout", "timeout")
