@@ -1,7 +1,8 @@
 """Rows 1 and 13 of the fault suite against a deployed stage: oversized bodies and refused callers.
 
-Their offline halves: tests/functional/test_chat_handler.py (the function's own 413) and
-tests/infra/test_chat_api_stack.py (gateway responses, AWS_IAM on every method, the private resource policy).
+Their offline halves: tests/functional/test_chat_handler.py (the function's own 413),
+tests/infra/test_chat_api_stack.py (gateway responses, AWS_IAM on every method) and
+tests/infra/test_chat_api_variants.py (the private stage's resource policy denies other VPC endpoints).
 """
 
 from __future__ import annotations
@@ -74,3 +75,29 @@ def test_a_principal_without_execute_api_invoke_is_refused_before_the_function(a
     response = _post(api_url, region, _padded_request(10), auth=auth)
     assert response.status_code == 403
     _assert_openai_error(response)
+
+
+@pytest.mark.row(13)
+def test_a_private_stage_refuses_a_vpc_endpoint_outside_its_allow_list(region: str) -> None:
+    # Run from inside a VPC. GPTOSS_PRIVATE_API_URL: the ApiUrl output of a stage deployed with
+    # endpointType=PRIVATE; GPTOSS_OTHER_VPCE_DNS: the DNS name of an execute-api VPC endpoint that is NOT in its
+    # vpcEndpointIds (e.g. vpce-0abc-xyz.execute-api.us-east-1.vpce.amazonaws.com). GPTOSS_ALLOWED_VPCE_DNS
+    # (optional): one that is, to show the refusal comes from the resource policy, not from the network.
+    private_url = os.environ.get("GPTOSS_PRIVATE_API_URL")
+    other_endpoint = os.environ.get("GPTOSS_OTHER_VPCE_DNS")
+    if not (private_url and other_endpoint):
+        pytest.skip("set GPTOSS_PRIVATE_API_URL and GPTOSS_OTHER_VPCE_DNS (a non-allowed execute-api endpoint)")
+    url = httpx.URL(private_url)
+    api_id = url.host.split(".", 1)[0]
+    path = f"{url.path.rstrip('/')}/models"
+
+    def through(endpoint: str) -> httpx.Response:
+        with httpx.Client(auth=SigV4(region), timeout=30) as client:
+            return client.get(f"https://{endpoint}{path}", headers={"x-apigw-api-id": api_id})
+
+    refused = through(other_endpoint)
+    assert refused.status_code == 403
+    assert _assert_openai_error(refused)["code"] == "access_denied"
+    allowed_endpoint = os.environ.get("GPTOSS_ALLOWED_VPCE_DNS")
+    if allowed_endpoint:
+        assert through(allowed_endpoint).status_code == 200

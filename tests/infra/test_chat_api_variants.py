@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aws_cdk.assertions import Template
 
 from tests.infra.cfn import as_list, only, render, resources
@@ -13,6 +14,7 @@ from tests.infra.synth import VPC_ENDPOINT_IDS, WEB_ACL_ARN
 EXISTING_GUARDRAIL_ARN = "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:guardrail/abc123def456"
 
 
+@pytest.mark.row(13)
 def test_private_endpoint_only_through_the_configured_vpc_endpoints(variant: dict[str, Any]) -> None:
     _, api = only(variant, "AWS::ApiGateway::RestApi")
     assert api["Properties"]["EndpointConfiguration"]["Types"] == ["PRIVATE"]
@@ -30,6 +32,7 @@ def test_private_endpoint_only_through_the_configured_vpc_endpoints(variant: dic
     assert deny["Condition"] == {"StringNotEquals": {"aws:SourceVpce": VPC_ENDPOINT_IDS}}
 
 
+@pytest.mark.row(13)
 def test_api_keys_are_required_on_top_of_iam(variant: dict[str, Any]) -> None:
     methods = resources(variant, "AWS::ApiGateway::Method").values()
     assert {(m["Properties"]["AuthorizationType"], m["Properties"]["ApiKeyRequired"]) for m in methods} == {
