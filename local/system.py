@@ -142,7 +142,14 @@ def running_system(
         )
         s3_url = stack.enter_context(pipeline.serving_s3(options.s3_port))
         api = stack.enter_context(
-            running_chat_api(chat, options.chat, bedrock_url=bedrock_url, invocation_lock=moto_ext.INVOCATION_LOCK)
+            running_chat_api(
+                chat,
+                options.chat,
+                bedrock_url=bedrock_url,
+                # The pipeline's moto server holds the Idempotency-Key table too.
+                dynamodb_url=s3_url,
+                invocation_lock=moto_ext.INVOCATION_LOCK,
+            )
         )
         # Stopped in reverse: the monitor, then no function runs any more (before the chat API gives the
         # process its environment back), then the trigger.

@@ -117,6 +117,26 @@ class ChatFunction:
         )
 
 
+def chat_table(template: Template, variable: str) -> Mapping[str, Any] | None:
+    """The properties of the DynamoDB table whose name the chat function gets in `variable` (None: no such table).
+
+    Raises:
+        ValueError: the template holds no chat function, or more than one.
+    """
+    found = _functions(template, CHAT_HANDLER)
+    if len(found) != 1:
+        raise ValueError(f"expected one function with handler {CHAT_HANDLER}, found {len(found)}")
+    [properties] = found.values()
+    value = properties.get("Environment", {}).get("Variables", {}).get(variable)
+    if not isinstance(value, dict) or set(value) != {"Ref"}:
+        return None
+    resource = template.get("Resources", {}).get(value["Ref"], {})
+    if resource.get("Type") != "AWS::DynamoDB::Table":
+        return None
+    table: Mapping[str, Any] = resource["Properties"]
+    return table
+
+
 def guardrail_messages(template: Template) -> tuple[str, str] | None:
     """The blocked input and output messages of the guardrail the template creates (None: it creates none)."""
     guardrails = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::Bedrock::Guardrail"]

@@ -19,6 +19,7 @@ from infra.config import DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
+from infra.constructs.idempotency_table import IdempotencyTable
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
 CHAT_HANDLER = "chat.handler.lambda_handler"
@@ -158,6 +159,7 @@ class ChatApi(Construct):
         chat = config.chat
         self.integration_timeout = Duration.seconds(chat.integration_timeout_seconds)
         self.service_name = CHAT_FUNCTION_ID
+        self.idempotency = IdempotencyTable(self, "Idempotency")
         self.function = self._chat_function(config, guardrail)
         self.access_logs = logs.LogGroup(
             self,
@@ -205,6 +207,8 @@ class ChatApi(Construct):
                 "BEDROCK_BACKOFF_BASE_MS": str(chat.bedrock_backoff_base_ms),
                 "BEDROCK_BACKOFF_MAX_MS": str(chat.bedrock_backoff_max_ms),
                 "RETURN_REASONING": "true" if chat.return_reasoning else "false",
+                "IDEMPOTENCY_TABLE_NAME": self.idempotency.table.table_name,
+                "IDEMPOTENCY_TTL_SECONDS": str(chat.idempotency_ttl_seconds),
             },
             # One second past the integration timeout: the function gives up (with its own 504) before
             # API Gateway does, and an orphaned generation does not run on.
@@ -212,6 +216,7 @@ class ChatApi(Construct):
             memory_size=chat.memory_mb,
             reserved_concurrency=chat.reserved_concurrency,
         )
+        self.idempotency.grant_records(function)
         stack = Stack.of(self)
         # Converse is authorised as bedrock:InvokeModel. Only our models, and only with our guardrail's
         # pinned version: a call without it (or with another guardrail) is denied by IAM.

@@ -1,4 +1,4 @@
-"""The one KMS key of each stack for its log groups and alarm topic (the batch data keeps its own key)."""
+"""The one KMS key of each stack for its log groups, alarm topic and caches (the batch data keeps its own key)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,8 @@ _KEY_ID = "StackKey"
 def stack_key(scope: Construct) -> kms.Key:
     """Return the stack's key: rotated yearly, usable by CloudWatch Logs only for this account's log groups.
 
-    It holds no data of its own (logs and alarm notifications are transient), so it goes with the stack.
+    It holds no data of its own (logs, alarm notifications and the chat API's TTL-bound Idempotency-Key
+    records are transient), so it goes with the stack.
     """
     stack = Stack.of(scope)
     existing = stack.node.try_find_child(_KEY_ID)
@@ -22,7 +23,7 @@ def stack_key(scope: Construct) -> kms.Key:
     key = kms.Key(
         stack,
         _KEY_ID,
-        description="Encrypts this stack's log groups and alarm topic",
+        description="Encrypts this stack's log groups, alarm topic and Idempotency-Key records",
         enable_key_rotation=True,
         removal_policy=RemovalPolicy.DESTROY,
         pending_window=Duration.days(7),

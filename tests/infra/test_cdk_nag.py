@@ -26,11 +26,14 @@ EXPECTED_DEFAULT = {
     ("GptOssChat-dev/ChatApi/Api", "AwsSolutions-COG4"),
     ("GptOssChat-dev/ChatApi/Api/DeploymentStage.dev", "AwsSolutions-APIG3"),
     ("GptOssChat-dev/Guardrail/Version", "CloudFormation-Validate::W3011"),
+    # The Idempotency-Key records: a TTL-bound cache, nothing to restore (reason: idempotency_table.py).
+    ("GptOssChat-dev/ChatApi/Idempotency/Table", "AwsSolutions-DDB3"),
 }
 EXPECTED_VARIANT = {
     ("GptOssChat-prod/ChatApi/ChatFunctionRole", IAM_FINDING),
     ("GptOssChat-prod/ChatApi/Api", "AwsSolutions-COG4"),
     ("GptOssChat-prod/ChatApi/Api/CloudWatchRole", CLOUDWATCH_ROLE_FINDING),
+    ("GptOssChat-prod/ChatApi/Idempotency/Table", "AwsSolutions-DDB3"),
 }
 _BUCKET = "<BatchPipelineBucketD437C9D7.Arn>"
 _MACHINE = '{"Fn::Select":[6,{"Fn::Split":[":",{"Ref":"BatchPipelineStateMachine14486008"}]}]}'

@@ -258,7 +258,9 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
     settings = ChatSettings.model_validate(
         {name: value if isinstance(value, str) else "resolved-at-deploy" for name, value in variables.items()}
     )
-    assert settings.model_dump(exclude={"GUARDRAIL_ID", "GUARDRAIL_VERSION"}) == {
+    table_id, _ = only(chat, "AWS::DynamoDB::Table")
+    assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": table_id}
+    assert settings.model_dump(exclude={"GUARDRAIL_ID", "GUARDRAIL_VERSION", "IDEMPOTENCY_TABLE_NAME"}) == {
         "MODEL_IDS": CONFIG.model_ids,
         "MODEL_ALIASES": dict(CONFIG.model_aliases),
         "DEFAULT_MAX_TOKENS": CONFIG.chat.default_max_tokens,
@@ -270,6 +272,7 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
         "BEDROCK_BACKOFF_BASE_MS": CONFIG.chat.bedrock_backoff_base_ms,
         "BEDROCK_BACKOFF_MAX_MS": CONFIG.chat.bedrock_backoff_max_ms,
         "RETURN_REASONING": CONFIG.chat.return_reasoning,
+        "IDEMPOTENCY_TTL_SECONDS": CONFIG.chat.idempotency_ttl_seconds,
     }
 
 

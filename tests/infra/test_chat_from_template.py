@@ -19,7 +19,12 @@ from tests.infra.synth import DEFAULT_STACK, Synthesized
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "apigw_chat_completion.json"
 # Values CloudFormation fills in at deploy time (Ref / Fn::GetAtt): what they become in a real stack.
-DEPLOY_TIME_VALUES = {"GUARDRAIL_ID": "gr0a1b2c3d4e", "GUARDRAIL_VERSION": "1"}
+DEPLOY_TIME_VALUES = {
+    "GUARDRAIL_ID": "gr0a1b2c3d4e",
+    "GUARDRAIL_VERSION": "1",
+    # The event carries no Idempotency-Key, so the function never calls this table.
+    "IDEMPOTENCY_TABLE_NAME": "GptOssChat-dev-ChatApiIdempotencyTable-0A1B2C3D4E5F",
+}
 
 # Lambda imports the handler by its dotted string with the asset root on sys.path; this does the same.
 LAMBDA_BOOTSTRAP = """

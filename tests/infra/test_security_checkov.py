@@ -23,6 +23,8 @@ EXPECTED_SKIPS = {
     # The variant sets chatReservedConcurrency, so its chat function passes CKV_AWS_115 instead.
     *{("GptOssChat", "ChatApiChatFunction07189F43", check) for check in _FUNCTION_SKIPS - {"CKV_AWS_115"}},
     ("GptOssChat", "ChatApiDeploymentStage", "CKV_AWS_120"),
+    # No point-in-time recovery on the Idempotency-Key records: a TTL-bound cache.
+    ("GptOssChat", "ChatApiIdempotencyTableF75FE747", "CKV_AWS_28"),
     ("GptOssBatch", "BatchPipelineAccessLogs6CCEB55A", "CKV_AWS_18"),
     *{
         ("GptOssBatch", function, check)

@@ -199,3 +199,20 @@ def test_a_body_over_api_gateways_limit_is_413(api: RunningChatApi) -> None:
     response = httpx.post(f"{api.url}/chat/completions", content=b"x" * (10 * 1024 * 1024 + 1))
     assert response.status_code == 413
     assert response.json()["error"]["code"] == "request_too_large"
+
+
+@pytest.mark.row(12)
+def test_an_idempotency_key_replays_from_the_local_table(client: openai.OpenAI, api: RunningChatApi) -> None:
+    # moto's DynamoDB on loopback, never AWS: the table comes from the template, the endpoint from the runner.
+    assert api.dynamodb_url is not None
+    assert api.dynamodb_url.startswith("http://127.0.0.1:")
+    assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == api.dynamodb_url
+    key = {"Idempotency-Key": "local-replay-1"}
+    first = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES, extra_headers=key)
+    again = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES, extra_headers=key)
+    assert again.model_dump() == first.model_dump()
+    other = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES)
+    assert other.id != first.id
+    with pytest.raises(openai.UnprocessableEntityError) as reused:
+        client.chat.completions.create(model="gpt-oss-120b", messages=MESSAGES, extra_headers=key)
+    assert reused.value.code == "idempotency_key_reused"
