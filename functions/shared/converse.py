@@ -24,6 +24,7 @@ from botocore.parsers import ResponseParserError
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
 
+from shared import model_stand_in
 from shared.errors import (
     BedrockAccessDenied,
     BedrockError,
@@ -72,7 +73,9 @@ _jitter = secrets.SystemRandom()
 def runtime_client(read_timeout: int) -> BedrockRuntimeClient:
     """The container's bedrock-runtime client for one whole-second read timeout (created once, then reused).
 
-    No endpoint_url is passed, so AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_BEDROCK_RUNTIME keep working.
+    No endpoint_url is passed, so AWS_ENDPOINT_URL / AWS_ENDPOINT_URL_BEDROCK_RUNTIME keep working. On a
+    load-test stage (MODEL_STAND_IN, see shared/model_stand_in.py) the client answers Converse itself: decided
+    here, once per client, so the normal path pays nothing for the switch.
     """
     config = Config(
         connect_timeout=CONNECT_TIMEOUT_SECONDS,
@@ -82,7 +85,10 @@ def runtime_client(read_timeout: int) -> BedrockRuntimeClient:
     )
     # boto3's default session is not thread-safe while it creates clients (the batch path uses threads).
     with _client_lock:
-        return boto3.client("bedrock-runtime", config=config)
+        client = boto3.client("bedrock-runtime", config=config)
+    if model_stand_in.requested():
+        model_stand_in.install(client)
+    return client
 
 
 def read_timeout_for(remaining: float) -> int | None:

@@ -1,0 +1,82 @@
+"""The model stand-in of load-test stages: Converse answered in-process, at once, without calling Bedrock.
+
+A stage deployed with `chatModelStandIn=true` (refused for production stages by infra/config.py) sets
+`MODEL_STAND_IN=canned` on the chat function. The bedrock-runtime client then answers every Converse request
+at botocore's `before-send`, with a canned response in Bedrock's wire format: request serialisation, the
+retry handler and response parsing all still run, so a load test measures the whole path except the model
+(and burns no tokens per minute). The switch is read once, when a client is created.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.client import BaseClient
+from botocore.compat import HTTPHeaders
+
+STAND_IN_VARIABLE = "MODEL_STAND_IN"
+CANNED = "canned"
+ANSWER = "This answer comes from the load-test model stand-in: no model was called."
+REASONING = "The stage runs a model stand-in; answer with the canned text."
+_EVENT = "before-send.bedrock-runtime.Converse"
+
+
+class StandInMisconfigured(ValueError):
+    """MODEL_STAND_IN holds a value other than `canned`: refuse to guess what the stage wanted."""
+
+
+def requested() -> bool:
+    """Whether this container's environment asks for the stand-in (read when a client is created, not per call).
+
+    Raises:
+        StandInMisconfigured: the variable is set to anything but `canned`.
+    """
+    value = os.environ.get(STAND_IN_VARIABLE, "")
+    if value not in ("", CANNED):
+        raise StandInMisconfigured(f"{STAND_IN_VARIABLE} must be {CANNED!r} or unset, not {value!r}")
+    return value == CANNED
+
+
+def install(client: BaseClient) -> None:
+    """Answer this bedrock-runtime client's Converse calls with the canned response (no network call)."""
+    client.meta.events.register(_EVENT, answer_converse)
+
+
+def answer_converse(request: AWSPreparedRequest, **_: Any) -> Any:
+    """The canned Converse response, as Bedrock sends it on the wire (botocore parses it as a real one)."""
+    # Typed Any: botocore's stubs declare event handlers as returning None, but a before-send handler that
+    # returns a response is how botocore lets one take the place of the HTTP call.
+    body = request.body or b""
+    size = len(body) if isinstance(body, bytes | str) else 0
+    response = {
+        "output": {
+            "message": {
+                "role": "assistant",
+                "content": [{"reasoningContent": {"reasoningText": {"text": REASONING}}}, {"text": ANSWER}],
+            }
+        },
+        "stopReason": "end_turn",
+        # A rough token count of the request, so usage metrics and logs carry plausible values.
+        "usage": {"inputTokens": max(1, size // 4), "outputTokens": 24, "totalTokens": max(1, size // 4) + 24},
+        "metrics": {"latencyMs": 0},
+    }
+    headers = HTTPHeaders()
+    headers["Content-Type"] = "application/json"
+    headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    return AWSResponse(request.url, 200, headers, _Body(json.dumps(response).encode()))
+
+
+class _Body:
+    """The raw body botocore reads a response from."""
+
+    def __init__(self, content: bytes) -> None:
+        self._content = content
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        """The whole body at once."""
+        yield self._content

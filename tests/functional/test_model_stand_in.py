@@ -1,0 +1,81 @@
+"""The model stand-in of load-test stages (row 24): the chat function answers without calling Bedrock.
+
+The switch is the MODEL_STAND_IN variable, read when the bedrock-runtime client is created: with it the
+client answers Converse at before-send (botocore still serialises the request and parses the answer);
+without it nothing is registered and the normal path is unchanged.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from botocore.awsrequest import AWSRequest
+from botocore.hooks import first_non_none_response
+
+import chat.handler
+import shared.converse
+from chat.handler import lambda_handler
+from chat.settings import ChatSettings
+from shared import model_stand_in
+from tests.apigw_bridge import FakeLambdaContext, invoke_handler
+
+pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
+
+SEND = "before-send.bedrock-runtime.Converse"
+BODY = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}], "include_reasoning": True}
+
+
+@pytest.fixture
+def fresh_clients(chat_env: ChatSettings) -> Iterator[None]:
+    """Clients and gateways built anew for the test (the switch is read when a client is created)."""
+    shared.converse.runtime_client.cache_clear()
+    chat.handler.converse_gateway.cache_clear()
+    yield
+    shared.converse.runtime_client.cache_clear()
+    chat.handler.converse_gateway.cache_clear()
+
+
+@pytest.mark.row(24)
+def test_a_stand_in_stage_answers_through_botocore_without_calling_bedrock(
+    fresh_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
+    # Sockets are disabled in this suite: an answer proves no HTTP call was made.
+    response = invoke_handler(
+        lambda_handler,
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps(BODY),
+        context=FakeLambdaContext(),
+    )
+    assert response.status == 200, response.body
+    answer = json.loads(response.body)
+    message = answer["choices"][0]["message"]
+    assert message["content"] == model_stand_in.ANSWER
+    assert message["reasoning_content"] == model_stand_in.REASONING
+    assert answer["choices"][0]["finish_reason"] == "stop"
+    assert answer["usage"]["completion_tokens"] == 24
+
+
+def test_without_the_variable_no_stand_in_is_registered(fresh_clients: None, monkeypatch: pytest.MonkeyPatch) -> None:
+    request = AWSRequest(
+        method="POST", url="https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"
+    ).prepare()
+    monkeypatch.delenv(model_stand_in.STAND_IN_VARIABLE, raising=False)
+    plain = shared.converse.runtime_client(5)
+    assert first_non_none_response(plain.meta.events.emit(SEND, request=request)) is None
+    shared.converse.runtime_client.cache_clear()
+    monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
+    standing_in = shared.converse.runtime_client(5)
+    answered = first_non_none_response(standing_in.meta.events.emit(SEND, request=request))
+    assert answered is not None
+    assert answered.status_code == 200
+
+
+def test_any_other_value_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, "true")
+    with pytest.raises(model_stand_in.StandInMisconfigured, match="must be 'canned' or unset"):
+        model_stand_in.requested()
