@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
+import warnings
 from collections.abc import Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -175,29 +177,65 @@ def deployed_function(deployed: DeployedChat) -> Iterator[BedrockStandIn]:
             boto3.DEFAULT_SESSION = previous_session
 
 
+class _NoMetrics:
+    """Stands in for the handler's Metrics to measure what adding the metrics costs."""
+
+    def add_metric(self, **_: Any) -> None:
+        """Nothing is recorded."""
+
+
+def _handler_metrics(metrics: object) -> None:
+    """Point the handler module's `metrics` (what its routes add to) at `metrics`."""
+    import chat.handler
+
+    vars(chat.handler)["metrics"] = metrics
+
+
+HANDLER = "handler"
+FLOOR = "floor"
+# The handler again without one part of its observability, to tell what that part costs.
+WITHOUT_LOG = "handler without its log record"
+WITHOUT_METRICS = "handler without its metrics"
+
+
 def contenders(deployed: DeployedChat, stand_in: BedrockStandIn) -> dict[str, Callable[[], Callable[[], object]]]:
-    """The handler path and the bare boto3 floor, each preparing one request untimed (event, context)."""
+    """The handler path, the bare boto3 floor and two ablations, each preparing one request untimed."""
     import boto3
 
-    from chat.handler import lambda_handler
+    import chat.handler
     from local.apigw import CALLER_ARN, build_event
     from local.lambda_context import LocalLambdaContext
+    from shared.observability import logger, metrics
 
     function_name = deployed.environment["AWS_LAMBDA_FUNCTION_NAME"]
     client = boto3.client("bedrock-runtime", region_name=REGION)
     request = floor_request(CALLER_ARN)
+    # The standard logger under Powertools' (whose setLevel defers to AWS_LAMBDA_LOG_LEVEL in Lambda).
+    standard = logging.getLogger(logger.service)
+    level = standard.level
 
-    def handler_call() -> Callable[[], object]:
-        event = build_event("POST", "/v1/chat/completions", headers=HEADERS, body=REQUEST_BODY)
-        context = LocalLambdaContext.starting_now(
-            function_name, timeout_seconds=deployed.timeout_seconds, memory_mb=deployed.memory_mb
-        )
-        return lambda: lambda_handler(event, context)
+    def handler_call(*, log: bool = True, emf: bool = True) -> Callable[[], Callable[[], object]]:
+        def prepare() -> Callable[[], object]:
+            # State is set for every call: the blocks of the contenders alternate.
+            standard.setLevel(level if log else logging.WARNING)
+            _handler_metrics(metrics if emf else _NoMetrics())
+            event = build_event("POST", "/v1/chat/completions", headers=HEADERS, body=REQUEST_BODY)
+            context = LocalLambdaContext.starting_now(
+                function_name, timeout_seconds=deployed.timeout_seconds, memory_mb=deployed.memory_mb
+            )
+            return lambda: chat.handler.lambda_handler(event, context)
+
+        return prepare
 
     def floor_call() -> Callable[[], object]:
         return lambda: client.converse(**request)
 
-    return {"handler": handler_call, "floor": floor_call}
+    return {
+        HANDLER: handler_call(),
+        FLOOR: floor_call,
+        WITHOUT_LOG: handler_call(log=False),
+        WITHOUT_METRICS: handler_call(emf=False),
+    }
 
 
 def check_same_request(stand_in: BedrockStandIn, calls: Mapping[str, Callable[[], Callable[[], object]]]) -> None:
@@ -206,35 +244,55 @@ def check_same_request(stand_in: BedrockStandIn, calls: Mapping[str, Callable[[]
     Raises:
         RuntimeError: the handler failed or the two requests differ.
     """
-    result = calls["handler"]()()
+    result = calls[HANDLER]()()
     if not isinstance(result, dict) or result.get("statusCode") != 200:
         raise RuntimeError(f"the chat handler did not answer 200: {str(result)[:500]}")
     handler_body = json.loads(stand_in.last_body or b"{}")
-    calls["floor"]()()
+    calls[FLOOR]()()
     floor_body = json.loads(stand_in.last_body or b"{}")
     if handler_body != floor_body:
         raise RuntimeError(f"the floor sends another request than the handler: {handler_body} != {floor_body}")
 
 
 def measure(*, requests: int, warmup: int, quick: bool) -> dict[str, Latencies]:
-    """p50/p99 inputs: `requests` handler calls and bare calls, interleaved, after `warmup` of each."""
+    """`requests` calls of each contender, interleaved, after `warmup` of each."""
+    from shared.observability import logger, metrics
+
     deployed = deployed_chat(quick=quick)
-    with deployed_function(deployed) as stand_in:
-        calls = contenders(deployed, stand_in)
-        check_same_request(stand_in, calls)
-        return interleaved(calls, requests=requests, warmup=warmup)
+    with deployed_function(deployed) as stand_in, warnings.catch_warnings():
+        # Powertools warns at every flush without metrics (the ablation): the warning is not the point.
+        warnings.filterwarnings("ignore", message="No application metrics to publish")
+        standard = logging.getLogger(logger.service)
+        level = standard.level
+        try:
+            calls = contenders(deployed, stand_in)
+            check_same_request(stand_in, calls)
+            return interleaved(calls, requests=requests, warmup=warmup)
+        finally:
+            standard.setLevel(level)
+            _handler_metrics(metrics)
 
 
 def rows(*, quick: bool) -> list[Row]:
     """Per-request p50 and p99 of the handler path beside the bare boto3 floor."""
     requests, warmup = (200, 50) if quick else (2000, 300)
     timings = measure(requests=requests, warmup=warmup, quick=quick)
-    ours, floor = timings["handler"], timings["floor"]
+    ours, floor = timings[HANDLER], timings[FLOOR]
     p50, p99 = ratio(ours.p50, floor.p50), ratio(ours.p99, floor.p99)
+    log = ours.p50 - timings[WITHOUT_LOG].p50
+    emf = ours.p50 - timings[WITHOUT_METRICS].p50
+    rest = ours.p50 - floor.p50 - log - emf
     what = f"{requests} warm requests, handler vs bare boto3 converse"
+
+    def part(measure: str, cost: float) -> Row:
+        return Row("chat", measure, f"{cost:.3f}", f"{floor.p50:.3f}", f"+{ratio(cost, floor.p50):.2f}x", "-", None)
+
     return [
         Row("chat", f"p50 per request (ms), {what}", f"{ours.p50:.3f}", f"{floor.p50:.3f}", f"{p50:.2f}x",
             "<= 1.25x floor", p50 <= 1.25),
         Row("chat", "p99 per request (ms)", f"{ours.p99:.3f}", f"{floor.p99:.3f}", f"{p99:.2f}x",
             "<= 1.5x floor p99", p99 <= 1.5),
+        part("p50 cost of the JSON log record (ms; handler minus handler without it)", log),
+        part("p50 cost of the EMF metrics (ms; 4 adds + flush)", emf),
+        part("p50 cost of the rest (ms; Powertools resolver + decorators, validation, translation, response)", rest),
     ]  # fmt: skip
