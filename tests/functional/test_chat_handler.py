@@ -358,6 +358,20 @@ def test_a_non_json_body_is_415(bedrock: BedrockFake) -> None:
     assert bedrock.calls == []
 
 
+@pytest.mark.parametrize("content_type", ["application/x-www-form-urlencoded", "multipart/form-data; boundary=x"])
+def test_a_form_body_is_415_too(bedrock: BedrockFake, content_type: str) -> None:
+    response = post("model=gpt-oss-20b", headers={"Content-Type": content_type})
+    assert response.status == 415
+    assert error_of(response)["code"] == "unsupported_media_type"
+    assert bedrock.calls == []
+
+
+def test_a_json_content_type_with_a_charset_is_json(bedrock: BedrockFake) -> None:
+    bedrock.reply(converse_response())
+    response = post(chat(), headers={"Content-Type": "application/json; charset=utf-8"})
+    assert response.status == 200
+
+
 @pytest.mark.row(5)
 def test_an_obviously_too_long_prompt_is_rejected_without_a_call(
     bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch, chat_env: ChatSettings
