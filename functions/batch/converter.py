@@ -26,8 +26,19 @@ from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
+from pydantic_core import from_json
+
 from batch.jsonl import Frame, NotAnArray, encode, iter_array_items, iter_lines, without_bom
-from batch.records import IdEntry, InvalidPrompt, Rejection, build_record, caller_id, id_entry, parse_prompt
+from batch.records import (
+    IdEntry,
+    InvalidPrompt,
+    Rejection,
+    build_record,
+    caller_id,
+    id_entry,
+    parse_prompt,
+    plain_record,
+)
 
 Format = Literal["jsonl", "json", "csv", "txt"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".txt": "txt"}
@@ -98,6 +109,9 @@ def _frames(frames: Iterable[Frame], options: Options, *, skip_blank: bool) -> I
 
 
 def _from_bytes(number: int, data: bytes, options: Options) -> Item:
+    fast = _plain(number, data, options)
+    if fast is not None:
+        return fast
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError as error:
@@ -109,6 +123,24 @@ def _from_bytes(number: int, data: bytes, options: Options) -> Item:
     except (ValueError, RecursionError) as error:  # huge integers, absurd nesting
         return _reject(number, f"invalid JSON: {type(error).__name__}")
     return _from_value(number, value, options)
+
+
+def _plain(number: int, data: bytes, options: Options) -> Accepted | None:
+    """A plain prompt parsed (pydantic-core's parser: the same values as json.loads for every line json.loads
+    reads) and converted without pydantic validation; None sends the line down the precise path."""
+    try:
+        plain = plain_record(
+            from_json(data), number, model_id=options.model_id, default_max_tokens=options.default_max_tokens
+        )
+    except ValueError:  # not JSON, not UTF-8, or an integer str() refuses: the precise path says which
+        return None
+    if plain is None:
+        return None
+    record, entry = plain
+    line = encode(record)
+    if len(line) > options.max_record_bytes:
+        return None
+    return Accepted(line=line, entry=IdEntry.model_construct(**entry))
 
 
 def _from_value(number: int, value: Any, options: Options) -> Item:

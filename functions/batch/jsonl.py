@@ -6,11 +6,12 @@ in memory, whatever the size of the file. Anything longer is reported as `too_lo
 
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+from pydantic_core import to_json
 
 BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
@@ -34,8 +35,12 @@ class NotAnArray(ValueError):
 
 
 def encode(value: Any) -> bytes:
-    """One JSONL line: compact, UTF-8 (not ASCII-escaped), key order as given, newline-terminated."""
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode("utf-8") + b"\n"
+    """One JSONL line: compact, UTF-8 (not ASCII-escaped), key order as given, newline-terminated.
+
+    pydantic-core's serializer writes what json.dumps would (it spells tiny floats `0.00001`, not `1e-05`)
+    several times faster, and straight to bytes.
+    """
+    return to_json(value) + b"\n"
 
 
 def without_bom(chunks: Iterable[bytes]) -> Iterator[bytes]:

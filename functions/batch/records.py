@@ -20,6 +20,7 @@ Decisions:
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -179,9 +180,135 @@ def id_entry(prompt: ChatPrompt | ShortPrompt, line: int) -> IdEntry:
     return IdEntry(recordId=record_id(line), id=generated_id(line) if prompt.id is None else str(prompt.id), line=line)
 
 
+@cache
 def model_names(model_id: str) -> frozenset[str]:
     """The names a prompt may use for the configured model: its id and its short name (`gpt-oss-120b`)."""
     return frozenset({model_id, short_model_name(model_id)})
+
+
+# --- the plain-prompt fast path ---------------------------------------------------------------------------
+
+_OPTION_FIELDS = frozenset(_Options.model_fields)
+_CHAT_FIELDS = _OPTION_FIELDS | {"messages"}
+_SHORT_FIELDS = _OPTION_FIELDS | {"prompt", "system"}
+_SYSTEM_ROLES = frozenset({"system", "developer"})
+_TURN_ROLES = frozenset({"user", "assistant"})
+_EFFORTS = frozenset({"low", "medium", "high"})
+Plain = tuple[dict[str, Any], dict[str, Any]]
+
+
+def plain_record(value: Any, line: int, *, model_id: str, default_max_tokens: int) -> Plain | None:
+    """The record and id-map entry (as JSON objects) of a prompt in its plain form; None for anything else.
+
+    The fast path of parse_prompt + build_record + id_entry, which validate through pydantic and cost most of
+    a conversion: for every prompt accepted here the result is the same (the property tests hold the two
+    paths to it). Anything else (a prompt to reject, text parts, an unusual type) returns None and takes the
+    precise path, which gives the reason.
+    """
+    if type(value) is not dict:
+        return None
+    if "messages" in value:
+        pairs = _plain_messages(value["messages"]) if value.keys() <= _CHAT_FIELDS else None
+    elif "prompt" in value and value.keys() <= _SHORT_FIELDS:
+        pairs = _plain_short(value["prompt"], value.get("system"))
+    else:
+        pairs = None
+    options = None if pairs is None else _plain_options(value, model_id, default_max_tokens)
+    if pairs is None or options is None:
+        return None
+    identifier = value.get("id")
+    if identifier is not None and not (
+        (type(identifier) is str and 0 < len(identifier) <= MAX_ID_LENGTH) or type(identifier) is int
+    ):
+        return None
+    number = record_id(line)
+    entry = {"recordId": number, "id": generated_id(line) if identifier is None else str(identifier), "line": line}
+    return {"recordId": number, "modelInput": {"messages": pairs, **options}}, entry
+
+
+def _plain_messages(messages: Any) -> list[dict[str, str]] | None:
+    if type(messages) is not list or not messages:
+        return None
+    pairs = []
+    for message in messages:
+        if type(message) is not dict or len(message) != 2:
+            return None
+        role, content = message.get("role"), message.get("content")
+        if type(role) is not str or type(content) is not str:
+            return None
+        if role in _SYSTEM_ROLES:
+            if _blank(content):
+                continue  # dropped, as _messages drops blank system turns
+            role = "system"
+        elif role not in _TURN_ROLES:
+            return None
+        pairs.append({"role": role, "content": content})
+    return _plain_checked(pairs)
+
+
+def _plain_short(prompt: Any, system: Any) -> list[dict[str, str]] | None:
+    if type(prompt) is not str or (system is not None and type(system) is not str):
+        return None
+    pairs = [] if system is None or _blank(system) else [{"role": "system", "content": system}]
+    pairs.append({"role": "user", "content": prompt})
+    return _plain_checked(pairs)
+
+
+def _plain_checked(pairs: list[dict[str, str]]) -> list[dict[str, str]] | None:
+    if not pairs or pairs[-1]["role"] != "user":
+        return None
+    for pair in pairs:
+        if _blank(pair["content"]) or "\x00" in pair["content"]:
+            return None
+    return pairs
+
+
+def _plain_options(value: dict[str, Any], model_id: str, default_max_tokens: int) -> dict[str, Any] | None:
+    """max_completion_tokens and the generation options of a valid prompt, in build_record's order."""
+    model, stream, n = value.get("model"), value.get("stream"), value.get("n")
+    if model is not None and not (type(model) is str and model in model_names(model_id)):
+        return None
+    if (stream is not None and type(stream) is not bool) or (n is not None and not (type(n) is int and n == 1)):
+        return None
+    new, old = value.get("max_completion_tokens"), value.get("max_tokens")
+    if not (_plain_tokens(new) and _plain_tokens(old)) or (new is not None and old is not None and new != old):
+        return None
+    tokens = new if new is not None else old if old is not None else default_max_tokens
+    options: dict[str, Any] = {"max_completion_tokens": tokens}
+    return options if _plain_generation(value, options) else None
+
+
+def _plain_generation(value: dict[str, Any], options: dict[str, Any]) -> bool:
+    """Add temperature, top_p, stop and reasoning_effort to `options`; False when one is not plainly valid."""
+    for field, top in (("temperature", 2), ("top_p", 1)):
+        number = value.get(field)
+        if number is not None:
+            if type(number) not in (float, int) or not 0 <= number <= top:
+                return False
+            options[field] = float(number)  # strict pydantic takes an int for a float field and makes it one
+    stop = value.get("stop")
+    if stop is not None:
+        if type(stop) is list:
+            if not 0 < len(stop) <= MAX_STOP_SEQUENCES or any(type(item) is not str for item in stop):
+                return False
+        elif type(stop) is not str:
+            return False
+        options["stop"] = stop
+    effort = value.get("reasoning_effort")
+    if effort is not None:
+        if type(effort) is not str or effort not in _EFFORTS:
+            return False
+        options["reasoning_effort"] = effort
+    return True
+
+
+def _plain_tokens(value: Any) -> bool:
+    return value is None or (type(value) is int and 1 <= value <= CONTEXT_WINDOW_TOKENS)
+
+
+def _blank(text: str) -> bool:
+    """`not text.strip()`, without copying the text."""
+    return not text or text.isspace()
 
 
 def _max_tokens(prompt: ChatPrompt | ShortPrompt, default: int) -> int:
