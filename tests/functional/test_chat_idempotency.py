@@ -45,7 +45,12 @@ def chat(content: str = "What is the capital of France?", **fields: Any) -> dict
 
 
 def post(
-    body: dict[str, Any], key: str | None = None, *, caller: str = CALLER_ARN, headers: dict[str, str] | None = None
+    body: dict[str, Any],
+    key: str | None = None,
+    *,
+    caller: str = CALLER_ARN,
+    headers: dict[str, str] | None = None,
+    remaining_ms: int = REMAINING_MS,
 ) -> BridgeResponse:
     sent = {
         "Content-Type": "application/json",
@@ -53,7 +58,7 @@ def post(
         **(headers or {}),
     }
     event = build_event("POST", "/v1/chat/completions", headers=sent, body=json.dumps(body), caller_arn=caller)
-    return response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=REMAINING_MS)))
+    return response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=remaining_ms)))
 
 
 def error_of(response: BridgeResponse) -> dict[str, Any]:
@@ -226,6 +231,39 @@ def test_callers_never_share_a_key(bedrock: BedrockFake, dynamodb: DynamoDBClien
     assert len(bedrock.calls) == 2
     assert len(items(dynamodb)) == 2
     assert post(chat(), "order-42").body == ours.body
+
+
+class ContainerDied(BaseException):
+    """The execution environment going away mid-request: no handler of ours (or Powertools') runs after it."""
+
+
+@pytest.mark.row(12)
+@pytest.mark.parametrize(("remaining_ms", "retry_status"), [(2100, 200), (REMAINING_MS, 409)])
+def test_a_crashed_request_frees_its_key_when_the_invocation_would_have_timed_out(
+    bedrock: BedrockFake,
+    dynamodb: DynamoDBClient,
+    monkeypatch: pytest.MonkeyPatch,
+    remaining_ms: int,
+    retry_status: int,
+) -> None:
+    # No margin, so a two-second invocation still calls Bedrock (a connect and a read timeout of a second each).
+    monkeypatch.setenv("DEADLINE_MARGIN_MS", "0")
+    load_settings.cache_clear()
+
+    def crash(request: AWSPreparedRequest, attempt: int) -> AWSResponse:
+        if attempt == 1:
+            raise ContainerDied
+        return http_response(request, 200, converse_response("Paris."))
+
+    bedrock.on_send(crash)
+    with pytest.raises(ContainerDied):
+        post(chat(), "order-42", remaining_ms=remaining_ms)
+    [record] = items(dynamodb)
+    assert record["status"] == {"S": "INPROGRESS"}
+    time.sleep(2.2)
+    # The record's in-progress deadline was the crashed invocation's: past it, the key runs again.
+    assert post(chat(), "order-42").status == retry_status
+    assert bedrock.sent == (2 if retry_status == 200 else 1)
 
 
 @pytest.mark.row(12)
