@@ -157,7 +157,8 @@ def answer_once(
 def _after_store_failure(
     error: Exception, *, produced: list[ChatCompletion], failed: list[Exception]
 ) -> ChatCompletion:
-    # The key stays IN_PROGRESS until the function's timeout: a retry before then gets 409, after it a new run.
+    # After a failed answer write or cleanup, the record stays IN_PROGRESS until this invocation's deadline:
+    # a retry before then gets 409, after it a new run.
     logger.warning("idempotency store failed", error_type=type(error).__name__, answered=bool(produced))
     if produced:
         # The model already answered (and was paid for): the caller gets it, it just cannot be replayed.

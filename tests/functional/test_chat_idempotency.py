@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from chat import idempotency
@@ -332,6 +333,42 @@ def test_an_unavailable_store_is_503_before_any_model_call(bedrock: BedrockFake,
     assert error_of(response)["code"] == "idempotency_store_unavailable"
     assert bedrock.calls == []
     assert store_calls.operations == ["PutItem"]
+
+
+def _failing(operation: str) -> None:
+    """Make the function's store fail every `operation` (a DynamoDB API name), as an outage would."""
+
+    def fail(**_: Any) -> None:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "outage"}}, operation)
+
+    idempotency.persistence_store(TABLE).client.meta.events.register(f"before-call.dynamodb.{operation}", fail)
+
+
+@pytest.mark.row(12)
+def test_an_answer_the_store_cannot_keep_still_reaches_the_caller(
+    bedrock: BedrockFake, dynamodb: DynamoDBClient
+) -> None:
+    bedrock.reply(converse_response("Paris."))
+    _failing("UpdateItem")
+    answered = post(chat(), "order-42")
+    assert answered.status == 200
+    assert json.loads(answered.body)["choices"][0]["message"]["content"] == "Paris."
+    # Not replayable: the key stays in progress until the invocation's deadline, then runs again.
+    [record] = items(dynamodb)
+    assert record["status"] == {"S": "INPROGRESS"}
+    assert post(chat(), "order-42").status == 409
+    assert len(bedrock.calls) == 1
+
+
+@pytest.mark.row(12)
+def test_a_failed_request_whose_record_cannot_be_cleared_keeps_its_own_error(
+    bedrock: BedrockFake, dynamodb: DynamoDBClient
+) -> None:
+    bedrock.fail("ValidationException", 400, "prompt rejected")
+    _failing("DeleteItem")
+    failed = post(chat(), "order-42")
+    assert failed.status == 400
+    assert error_of(failed)["code"] == "invalid_request"
 
 
 def test_the_idempotency_machinery_is_not_loaded_by_requests_without_the_header() -> None:
