@@ -53,14 +53,17 @@ def requested_key(event: Mapping[str, Any]) -> str | None:
     Raises:
         InvalidRequest: the header is empty, longer than 255 characters, not printable ASCII, or repeated.
     """
+    headers = event.get("headers") or {}
+    # Every request pays for this check, most without the header: API Gateway puts each header in `headers`
+    # (its last value) as well as in `multiValueHeaders`, so the one scan of names decides.
+    if _HEADER_NAME not in map(str.lower, headers):
+        return None
     values = [
         value
         for name, listed in (event.get("multiValueHeaders") or {}).items()
         if name.lower() == _HEADER_NAME
         for value in listed or ()
-    ] or [value for name, value in (event.get("headers") or {}).items() if name.lower() == _HEADER_NAME]
-    if not values:
-        return None
+    ] or [value for name, value in headers.items() if name.lower() == _HEADER_NAME]
     if len(values) > 1:
         raise InvalidRequest(f"The {HEADER} header must be given once.", param=HEADER)
     key = values[0]

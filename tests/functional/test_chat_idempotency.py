@@ -303,6 +303,21 @@ def test_an_invalid_key_is_400_naming_the_header(
 
 
 @pytest.mark.row(12)
+def test_a_key_given_twice_is_400(bedrock: BedrockFake, dynamodb: DynamoDBClient, store_calls: StoreCalls) -> None:
+    event = build_event(
+        "POST",
+        "/v1/chat/completions",
+        headers={"Content-Type": "application/json", "Idempotency-Key": "b"},
+        body=json.dumps(chat()),
+    )
+    event["multiValueHeaders"]["Idempotency-Key"] = ["a", "b"]
+    response = response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=REMAINING_MS)))
+    assert response.status == 400
+    assert error_of(response)["param"] == "Idempotency-Key"
+    assert (bedrock.calls, store_calls.operations) == ([], [])
+
+
+@pytest.mark.row(12)
 def test_the_longest_key_and_any_header_case_are_accepted(bedrock: BedrockFake, dynamodb: DynamoDBClient) -> None:
     bedrock.reply(converse_response("Paris."))
     key = "~" + "k" * 253 + "!"
