@@ -23,6 +23,7 @@ from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic_core import from_json
 
 from batch import bedrock, layout, storage
 from batch.jsonl import encode
@@ -53,6 +54,7 @@ GUARD_CHUNK = 64
 GUARD_CALL_SECONDS = 30.0
 FINISH_MARGIN_SECONDS = 15.0
 _MAX_ERROR_TEXT = 500
+_ENTRY_TYPES = (("recordId", str), ("id", str), ("line", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,9 +321,24 @@ def _entries(bucket: str, key: str) -> dict[str, IdEntry]:
     entries: dict[str, IdEntry] = {}
     for frame in storage.iter_object_lines(bucket, key, MAX_OUTPUT_LINE_BYTES):
         if frame.data.strip():
-            entry = IdEntry.model_validate_json(frame.data)
+            entry = _entry(frame.data)
             entries.setdefault(entry.recordId, entry)
     return entries
+
+
+def _entry(data: bytes) -> IdEntry:
+    """One id-map line; the lines prepare wrote skip pydantic's validation, anything else goes through it."""
+    try:
+        value = from_json(data)
+    except ValueError:
+        value = None
+    if (
+        type(value) is dict
+        and len(value) == len(_ENTRY_TYPES)
+        and all(type(value.get(name)) is kind for name, kind in _ENTRY_TYPES)
+    ):
+        return IdEntry.model_construct(**value)
+    return IdEntry.model_validate_json(data)
 
 
 def _account(unit: Unit, tally: Tally, manifest: dict[str, Any] | None) -> tuple[JobReport | None, list[str]]:

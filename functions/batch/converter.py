@@ -55,10 +55,15 @@ class Options:
 
 @dataclass(frozen=True, slots=True)
 class Accepted:
-    """A prompt that became a record: the encoded JSONL line and its id-map entry."""
+    """A prompt that became a record: the encoded JSONL line and its encoded id-map line."""
 
     line: bytes
-    entry: IdEntry
+    entry_line: bytes
+
+    @property
+    def entry(self) -> IdEntry:
+        """The id-map entry."""
+        return IdEntry.model_validate_json(self.entry_line)
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,7 +145,7 @@ def _plain(number: int, data: bytes, options: Options) -> Accepted | None:
     line = encode(record)
     if len(line) > options.max_record_bytes:
         return None
-    return Accepted(line=line, entry=IdEntry.model_construct(**entry))
+    return Accepted(line=line, entry_line=encode(entry))
 
 
 def _from_value(number: int, value: Any, options: Options) -> Item:
@@ -152,7 +157,7 @@ def _from_value(number: int, value: Any, options: Options) -> Item:
     line = encode(record.model_dump())
     if len(line) > options.max_record_bytes:
         return _reject(number, f"the record is longer than {options.max_record_bytes} bytes", caller_id(value))
-    return Accepted(line=line, entry=id_entry(prompt, number))
+    return Accepted(line=line, entry_line=encode(id_entry(prompt, number).model_dump()))
 
 
 def _reject(number: int, reason: str, identifier: str | None = None) -> Rejected:

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
-from itertools import islice
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from batch import converter, layout, storage
 from batch.converter import Accepted
-from batch.jsonl import Frame, encode
+from batch.jsonl import encode
 from batch.models import Prepared, RunInput, ShardSpec
 from batch.names import client_request_token, job_name
 from batch.planner import InfeasiblePlan, Plan, plan
@@ -124,7 +123,7 @@ def _convert(run: RunInput, settings: BatchSettings) -> Conversion:
             for item in converter.convert(run.key, chunks, options):
                 if isinstance(item, Accepted):
                     records.write(item.line)
-                    ids.write(encode(item.entry.model_dump()))
+                    ids.write(item.entry_line)
                     result.records += 1
                     result.total_bytes += len(item.line)
                     result.max_record_bytes = max(result.max_record_bytes, len(item.line))
@@ -155,31 +154,74 @@ def _place(run: RunInput, chosen: Plan, settings: BatchSettings) -> list[ShardSp
         storage.copy(run.bucket, layout.all_records_key(run.runId), layout.shard_records_key(run.runId, 0))
         storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.shard_ids_key(run.runId, 0))
     else:
-        _split(run, chosen, settings.MAX_RECORD_BYTES)
+        _split(run, chosen)
     return [_spec(run, shard.index, shard.count) for shard in chosen.shards()]
 
 
-def _split(run: RunInput, chosen: Plan, max_line_bytes: int) -> None:
-    records = _lines(run.bucket, layout.all_records_key(run.runId), max_line_bytes)
-    ids = _lines(run.bucket, layout.all_ids_key(run.runId), max_line_bytes)
+def _split(run: RunInput, chosen: Plan) -> None:
+    """Cut the run's record and id-map files into the shards' files: whole lines, found by counting newlines."""
+    records = _LineBlocks(storage.iter_chunks(run.bucket, layout.all_records_key(run.runId)))
+    ids = _LineBlocks(storage.iter_chunks(run.bucket, layout.all_ids_key(run.runId)))
     for shard in chosen.shards():
         with (
             storage.JsonlWriter(run.bucket, layout.shard_records_key(run.runId, shard.index)) as shard_records,
             storage.JsonlWriter(run.bucket, layout.shard_ids_key(run.runId, shard.index)) as shard_ids,
         ):
-            for record, entry in zip(islice(records, shard.count), islice(ids, shard.count), strict=False):
-                shard_records.write(record)
-                shard_ids.write(entry)
+            try:
+                _write(shard_records, records.take(shard.count))
+                _write(shard_ids, ids.take(shard.count))
+            except storage.ObjectMissing as error:
+                raise InconsistentWork(f"run {run.runId}: a work file of the first pass is gone") from error
             if shard_records.lines != shard.count or shard_ids.lines != shard.count:
                 raise InconsistentWork(f"run {run.runId}: shard {shard.index} is short of records")
 
 
-def _lines(bucket: str, key: str, max_line_bytes: int) -> Iterator[bytes]:
-    frame: Frame
-    for frame in storage.iter_object_lines(bucket, key, max_line_bytes):
-        if frame.too_long or not frame.data:
-            raise InconsistentWork(f"unexpected line {frame.number} in {key}")
-        yield frame.data + b"\n"
+def _write(writer: storage.JsonlWriter, blocks: Iterator[tuple[bytes, int]]) -> None:
+    # Line by line, so the writer counts what it holds; JSON escapes every CR, so a line ends at its LF only.
+    for block, _ in blocks:
+        for line in block.splitlines(keepends=True):
+            writer.write(line)
+
+
+class _LineBlocks:
+    """The lines of one of the run's own work files (every line ends with a newline), handed out by count in
+    blocks of whole lines: splitting copies bytes and counts newlines, it never looks at a line."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._ready = b""  # whole lines read and not handed out yet
+        self._rest = b""  # the start of a line whose end is in a later chunk
+
+    def take(self, count: int) -> Iterator[tuple[bytes, int]]:
+        """The next `count` lines (fewer when the file ends), as (block, lines in it)."""
+        while count > 0 and (block := self._next_block()):
+            lines = block.count(b"\n")
+            if lines > count:
+                cut = _after_newline(block, count)
+                block, self._ready, lines = block[:cut], block[cut:], count
+            count -= lines
+            yield block, lines
+
+    def _next_block(self) -> bytes:
+        if self._ready:
+            block, self._ready = self._ready, b""
+            return block
+        for chunk in self._chunks:
+            data = self._rest + chunk
+            end = data.rfind(b"\n") + 1
+            self._rest = data[end:]
+            if end:
+                return data[:end]
+        rest, self._rest = self._rest, b""
+        return rest + b"\n" if rest else b""  # a last line without its newline
+
+
+def _after_newline(block: bytes, count: int) -> int:
+    """The offset just after the `count`-th newline of `block` (which holds more than `count`)."""
+    position = -1
+    for _ in range(count):
+        position = block.index(b"\n", position + 1)
+    return position + 1
 
 
 def _spec(run: RunInput, index: int, count: int) -> ShardSpec:

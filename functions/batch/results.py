@@ -8,10 +8,11 @@ recordIds (the first wins), recordIds that are not in the map. All of these are 
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal
+
+from pydantic_core import from_json
 
 from batch.jsonl import Frame
 from batch.models import JobStatus, RunStatus
@@ -126,7 +127,7 @@ class Tally:
 def parse_line(data: bytes) -> OutputLine | None:
     """Read one output line; None when it is not a JSON object with a string recordId (e.g. truncated)."""
     try:
-        value = json.loads(data)
+        value = from_json(data)  # pydantic-core's parser: json.loads's values, several times faster
     except (ValueError, RecursionError):
         return None
     if not isinstance(value, dict) or not isinstance(value.get("recordId"), str):
