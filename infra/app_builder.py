@@ -40,7 +40,8 @@ def build_app(context: Mapping[str, Any], *, outdir: str | None = None) -> App:
         app,
         f"GptOssChat-{config.stage}",
         config=config,
-        description=f"gpt-oss chat API on Amazon Bedrock ({config.stage})",
+        description=f"gpt-oss chat API on Amazon Bedrock ({config.stage})"
+        + (" [MODEL STAND-IN: answers without any model, for load tests]" if config.chat.model_stand_in else ""),
     )
     BatchPipelineStack(
         app,

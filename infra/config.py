@@ -41,6 +41,10 @@ _STAGE = re.compile(r"^[a-z][a-z0-9-]{0,19}$")
 _GUARDRAIL_ID = re.compile(r"^[a-z0-9]{1,64}$")
 _GUARDRAIL_VERSION = re.compile(r"^[1-9][0-9]{0,7}$")
 _VPC_ENDPOINT_ID = re.compile(r"^vpce-[0-9a-f]{1,17}$")
+# Stages a load-test stand-in or fault injection may never reach: `prod`, `prd`, `production`, `live`, alone or
+# as the first part of the name (`prod-eu`). Anything else is a stage one may break on purpose.
+_PRODUCTION_STAGE = re.compile(r"^(prod|prd|production|live)(-|$)")
+_LAYER_VERSION_ARN = re.compile(r"^arn:aws[a-z-]*:lambda:[a-z0-9-]+:[0-9]{12}:layer:[A-Za-z0-9_-]+:[0-9]+$")
 _WEB_ACL_ARN = re.compile(r"^arn:aws[a-z-]*:wafv2:[a-z0-9-]+:[0-9]{12}:regional/webacl/[A-Za-z0-9_-]+/[0-9a-f-]+$")
 
 
@@ -103,6 +107,8 @@ class ChatConfig(_Frozen):
     api_gateway_cloudwatch_role: bool = False
     # An existing regional AWS WAF web ACL to associate with the stage.
     web_acl_arn: str | None = None
+    # Load tests only: the function answers from shared/model_stand_in.py instead of Bedrock (never in production).
+    model_stand_in: bool = False
     # How long a finished answer is replayed for its Idempotency-Key (the record's DynamoDB TTL).
     idempotency_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
 
@@ -199,6 +205,30 @@ class BatchConfig(_Frozen):
         return self
 
 
+class FaultInjectionConfig(_Frozen):
+    """AWS FIS on the buffered chat function and the pipeline functions: the extension layer and the experiments."""
+
+    enabled: bool = False
+    # The AWS FIS Lambda extension (arm64) of the Region: published per Region, e.g. by the public SSM parameter
+    # /aws/service/fis/lambda-extension/AWS-FIS-extension-arm64/1.x.x.
+    extension_layer_arn: str | None = None
+
+    @model_validator(mode="after")
+    def _layer_when_enabled(self) -> FaultInjectionConfig:
+        if self.enabled and self.extension_layer_arn is None:
+            raise ValueError("faultInjection needs fisExtensionLayerArn (the AWS FIS Lambda extension of the Region)")
+        if not self.enabled and self.extension_layer_arn is not None:
+            raise ValueError("fisExtensionLayerArn only applies with faultInjection=true")
+        if self.extension_layer_arn is not None and not _LAYER_VERSION_ARN.match(self.extension_layer_arn):
+            raise ValueError("fisExtensionLayerArn must be a Lambda layer version ARN (…:layer:<name>:<version>)")
+        return self
+
+
+def is_production_stage(stage: str) -> bool:
+    """Whether a stage name is production's: no model stand-in and no fault injection may be deployed to it."""
+    return bool(_PRODUCTION_STAGE.match(stage))
+
+
 class DeploymentConfig(_Frozen):
     """Everything a stage varies: read once from context in app.py, passed down as typed props."""
 
@@ -210,6 +240,7 @@ class DeploymentConfig(_Frozen):
     batch: BatchConfig = BatchConfig()
     log_retention_days: Literal[1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731] = 30
     alarm_email: str | None = None
+    fault_injection: FaultInjectionConfig = FaultInjectionConfig()
 
     @field_validator("stage")
     @classmethod
@@ -235,6 +266,16 @@ class DeploymentConfig(_Frozen):
             deployed = (deployed,) if isinstance(deployed, str) else tuple(deployed)
             data = {**data, "model_aliases": {alias: m for alias, m in DEFAULT_ALIASES.items() if m in deployed}}
         return data
+
+    @model_validator(mode="after")
+    def _no_test_rig_in_production(self) -> DeploymentConfig:
+        if not is_production_stage(self.stage):
+            return self
+        if self.chat.model_stand_in:
+            raise ValueError(f"chatModelStandIn answers without any model: refused for stage {self.stage!r}")
+        if self.fault_injection.enabled:
+            raise ValueError(f"faultInjection breaks invocations on purpose: refused for stage {self.stage!r}")
+        return self
 
     @model_validator(mode="after")
     def _aliases_point_at_models(self) -> DeploymentConfig:
@@ -278,6 +319,9 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "chatReservedConcurrency": ("chat", "reserved_concurrency"),
     "apiGatewayCloudWatchRole": ("chat", "api_gateway_cloudwatch_role"),
     "webAclArn": ("chat", "web_acl_arn"),
+    "chatModelStandIn": ("chat", "model_stand_in"),
+    "faultInjection": ("fault_injection", "enabled"),
+    "fisExtensionLayerArn": ("fault_injection", "extension_layer_arn"),
     "chatIdempotencyTtlSeconds": ("chat", "idempotency_ttl_seconds"),
     "batchModelId": ("batch", "model_id"),
     "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),

@@ -6,7 +6,7 @@ import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, ArnFormat, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, ArnFormat, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_apigateway as apigateway
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
@@ -23,6 +23,9 @@ from infra.constructs.idempotency_table import IdempotencyTable
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
 CHAT_HANDLER = "chat.handler.lambda_handler"
+# The switch of functions/shared/model_stand_in.py (infra never imports functions/: the names are the contract).
+MODEL_STAND_IN_VARIABLE = "MODEL_STAND_IN"
+MODEL_STAND_IN_VALUE = "canned"
 # The construct id of the function is also its Powertools service name (the `service` metric dimension).
 CHAT_FUNCTION_ID = "ChatFunction"
 THROTTLED_METRIC_NAME = "Http429Responses"
@@ -209,6 +212,8 @@ class ChatApi(Construct):
                 "RETURN_REASONING": "true" if chat.return_reasoning else "false",
                 "IDEMPOTENCY_TABLE_NAME": self.idempotency.table.table_name,
                 "IDEMPOTENCY_TTL_SECONDS": str(chat.idempotency_ttl_seconds),
+                # Load-test stages only (config refuses it for production): read by shared/model_stand_in.py.
+                **({MODEL_STAND_IN_VARIABLE: MODEL_STAND_IN_VALUE} if chat.model_stand_in else {}),
             },
             # One second past the integration timeout: the function gives up (with its own 504) before
             # API Gateway does, and an orphaned generation does not run on.
@@ -242,6 +247,12 @@ class ChatApi(Construct):
                 sid="ApplyOurGuardrail", actions=["bedrock:ApplyGuardrail"], resources=[guardrail.guardrail_arn]
             )
         )
+        if chat.model_stand_in:
+            Annotations.of(function).add_warning_v2(
+                "gpt-oss:model-stand-in",
+                f"stage {config.stage}: the chat function answers every request from a canned stand-in, "
+                "never from a model (chatModelStandIn=true, for load tests only)",
+            )
         return function
 
     def _rest_api(self, config: DeploymentConfig) -> apigateway.RestApi:

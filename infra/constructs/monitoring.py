@@ -67,6 +67,13 @@ class Monitoring(Construct):
         self.alarms.append(alarm)
         return alarm
 
+    def alarm(self, construct_id: str) -> cloudwatch.Alarm:
+        """One of the alarms added so far, by its construct id (e.g. `ChatFunctionErrors`)."""
+        found = self.node.try_find_child(construct_id)
+        if not isinstance(found, cloudwatch.Alarm):
+            raise KeyError(f"no alarm {construct_id!r}; alarms: {[alarm.node.id for alarm in self.alarms]}")
+        return found
+
     def add_panel(self, title: str, *rows: list[cloudwatch.IWidget]) -> None:
         """Add a titled section of widget rows to the dashboard."""
         self.dashboard.add_widgets(cloudwatch.TextWidget(markdown=f"## {title}", width=24, height=1))

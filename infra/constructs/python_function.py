@@ -14,6 +14,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
+from infra.constructs.fault_injection import extension_environment, extension_layer, grant_extension_reads
 from infra.layer import dependency_layer_dir
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
@@ -72,7 +73,9 @@ def python_function(
     """Create a Python function from `functions/` with the app's runtime, logging, tracing and layer.
 
     The function gets its own role with no AWS managed policy: it may write to its own log group (and
-    X-Ray), nothing else; callers add their grants to `function.role`.
+    X-Ray), nothing else; callers add their grants to `function.role`. On a stage with `faultInjection`, every
+    function also gets the AWS FIS Lambda extension (layer, environment, read access to its configurations):
+    none of the app's functions streams its response, which the extension does not support.
     """
     log_group = logs.LogGroup(
         scope,
@@ -96,6 +99,7 @@ def python_function(
             "resource but '*'; tests/infra allows Resource '*' only for a listed set of such actions.",
         )
     )
+    fis_layer = extension_layer(scope, config)
     function = lambda_.Function(
         scope,
         construct_id,
@@ -103,11 +107,12 @@ def python_function(
         architecture=lambda_.Architecture.ARM_64,
         code=lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
         handler=handler,
-        layers=[dependency_layer(scope)],
+        layers=[dependency_layer(scope), *([fis_layer] if fis_layer is not None else [])],
         environment={
             "POWERTOOLS_SERVICE_NAME": construct_id,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(config),
             "STAGE": config.stage,
+            **extension_environment(scope, config),
             **environment,
         },
         tracing=lambda_.Tracing.ACTIVE,
@@ -120,6 +125,8 @@ def python_function(
         reserved_concurrent_executions=reserved_concurrency,
         role=role,
     )
+    if fis_layer is not None:
+        grant_extension_reads(function)
     reserved = {"CKV_AWS_115"} if reserved_concurrency is not None else set()
     skip_checkov(function, {check: why for check, why in FUNCTION_CHECKOV_SKIPS.items() if check not in reserved})
     return function

@@ -9,6 +9,7 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.batch_pipeline import INBOX_PREFIX, BatchPipeline
+from infra.constructs.fault_injection import Experiment, FaultInjection
 from infra.constructs.guardrail import GuardrailReference
 from infra.constructs.monitoring import Monitoring
 
@@ -57,3 +58,35 @@ class BatchPipelineStack(Stack):
             description="One execution per dropped file version (the execution name is the run id)",
         )
         CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Alarm notifications")
+        if config.fault_injection.enabled:
+            self._fault_injection()
+
+    def _fault_injection(self) -> None:
+        pipeline = self.pipeline
+        faults = FaultInjection(
+            self,
+            "FaultInjection",
+            functions=[pipeline.starter, pipeline.prepare, pipeline.on_demand, pipeline.collect],
+            experiments={
+                "PipelineInvocationError": Experiment(
+                    "aws:lambda:invocation-error",
+                    {"invocationPercentage": "50", "preventExecution": "true"},
+                    "Half the pipeline invocations fail before the function runs: the state machine retries them",
+                ),
+                "PipelineInvocationDelay": Experiment(
+                    "aws:lambda:invocation-add-delay",
+                    {"invocationPercentage": "100", "startupDelayMilliseconds": "3000"},
+                    "Every pipeline invocation starts 3 s late",
+                ),
+            },
+            # A message lost to the dead-letter queue means the faults got past the pipeline's retries.
+            stop_alarm=self.monitoring.alarm("BatchDeadLetters"),
+        )
+        for name, template in faults.templates.items():
+            CfnOutput(self, f"Fis{name}TemplateId", value=template.ref, description="AWS FIS experiment template")
+        CfnOutput(
+            self,
+            "BatchRunsFailedAlarmName",
+            value=self.monitoring.alarm("BatchRunsFailed").alarm_name,
+            description="For the deployed fault test (tests/e2e)",
+        )

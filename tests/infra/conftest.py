@@ -11,6 +11,7 @@ from infra.app_builder import cli_context
 from tests.infra.synth import (
     DEFAULT_BATCH_STACK,
     DEFAULT_STACK,
+    RIG_CONTEXT,
     VARIANT_BATCH_STACK,
     VARIANT_CONTEXT,
     VARIANT_STACK,
@@ -32,9 +33,15 @@ def variant_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
 
 
 @pytest.fixture(scope="session")
-def synthesized_apps(default_app: Synthesized, variant_app: Synthesized) -> list[Synthesized]:
-    """Both apps, for the checks every template must pass."""
-    return [default_app, variant_app]
+def rig_app(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
+    """A load and fault test stage: the chat model stand-in and AWS FIS on (refused for production stages)."""
+    return synthesize({**cli_context(), **RIG_CONTEXT}, tmp_path_factory.mktemp("cdk-rig"))
+
+
+@pytest.fixture(scope="session")
+def synthesized_apps(default_app: Synthesized, variant_app: Synthesized, rig_app: Synthesized) -> list[Synthesized]:
+    """Every app (default, variant, test rig), for the checks every template must pass."""
+    return [default_app, variant_app, rig_app]
 
 
 @pytest.fixture(scope="session")

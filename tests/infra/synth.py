@@ -36,6 +36,18 @@ VARIANT_CONTEXT: Mapping[str, str] = {
     "chatReservedConcurrency": "20",
 }
 
+RIG_STACK = "GptOssChat-loadtest"
+RIG_BATCH_STACK = "GptOssBatch-loadtest"
+FIS_EXTENSION_LAYER_ARN = "arn:aws:lambda:us-east-1:211125607513:layer:aws-fis-extension-arm64:9"
+# The test-rig switches, which production stages refuse (so they cannot ride on the variant's `prod`): the
+# chat model stand-in of load tests and AWS FIS on every function.
+RIG_CONTEXT: Mapping[str, str] = {
+    "stage": "loadtest",
+    "chatModelStandIn": "true",
+    "faultInjection": "true",
+    "fisExtensionLayerArn": FIS_EXTENSION_LAYER_ARN,
+}
+
 
 @dataclass(frozen=True)
 class Synthesized:

@@ -36,6 +36,7 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
     "logs:DescribeResourcePolicies": "Step Functions vended logs to the state machine's log group",
     "logs:DescribeLogGroups": "Step Functions vended logs to the state machine's log group",
     "servicequotas:ListServiceQuotas": "prepare reads the Bedrock batch quotas (read-only)",
+    "tag:GetResources": "AWS FIS resolves Lambda targets (faultInjection stages only; FIS actions reference)",
     "cloudwatch:PutMetricData": "the poll loop reports overdue runs; only with the cloudwatch:namespace condition",
 }
 # Actions allowed on "*" only under a condition that narrows them.
