@@ -83,7 +83,7 @@ def _prompt_lines(rng: random.Random) -> list[bytes]:
     """A pool of distinct prompt lines in both accepted shapes, with realistic lengths (60 B to 4 kB)."""
     lines = []
     for number in range(997):
-        text = " ".join(rng.choices(_WORDS, k=int(rng.lognormvariate(4.2, 0.8)) + 5))
+        text = " ".join(rng.choices(_WORDS, k=int(rng.lognormvariate(4.7, 0.7)) + 5))
         if number % 3:
             value: dict[str, Any] = {"prompt": text}
             if number % 5 == 0:
