@@ -68,9 +68,10 @@ class RetryPolicy:
         return sum(min(wait, cap) for wait in waits)
 
 
-# Transient Lambda service errors (AWS's recommendation) and Lambda throttling.
+# Transient Lambda service errors (AWS's recommendation, bp-lambda-serviceexception) and Lambda throttling.
 LAMBDA_RETRY = RetryPolicy(
     (
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",

@@ -475,6 +475,7 @@ def test_the_run_flows_through_prepare_a_path_and_collect_and_every_failure_is_c
         (retry,) = states[name]["Retry"]
         assert retry == {
             "ErrorEquals": [
+                "Lambda.ClientExecutionTimeoutException",
                 "Lambda.ServiceException",
                 "Lambda.AWSLambdaException",
                 "Lambda.SdkClientException",

@@ -20,6 +20,7 @@ from tests.infra.synth import Synthesized
 # AWS's recommended Retry for Lambda tasks (bp-lambda-serviceexception), and Lambda throttling.
 LAMBDA_SERVICE_ERRORS = frozenset(
     {
+        "Lambda.ClientExecutionTimeoutException",
         "Lambda.ServiceException",
         "Lambda.AWSLambdaException",
         "Lambda.SdkClientException",
