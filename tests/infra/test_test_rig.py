@@ -29,7 +29,10 @@ def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 @pytest.mark.parametrize("stage", ["prod", "prd", "production", "live", "prod-eu", "live-2"])
-@pytest.mark.parametrize("switch", [{"chatModelStandIn": "true"}, dict(list(RIG_CONTEXT.items())[2:])])
+@pytest.mark.parametrize(
+    "switch",
+    [{"chatModelStandIn": "true"}, {"faultInjection": "true", "fisExtensionLayerArn": FIS_EXTENSION_LAYER_ARN}],
+)
 @pytest.mark.row(24, 25)
 def test_production_stages_refuse_the_stand_in_and_fault_injection(stage: str, switch: dict[str, str]) -> None:
     assert is_production_stage(stage)
