@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from mypy_boto3_s3.type_defs import CompletedPartTypeDef
 
 MIB = 1024 * 1024
-PART_SIZE = 8 * MIB
+PART_SIZE = 5 * MIB
 MIN_PART_SIZE = 5 * MIB
 CHUNK_SIZE = 1 * MIB
 JSONL_CONTENT_TYPE = "application/jsonl"
@@ -175,8 +175,12 @@ class JsonlWriter:
                 Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, MultipartUpload={"Parts": self._parts}
             )
         elif self._buffer or not self.skip_empty:
+            body, self._buffer = self._buffer, bytearray()  # no copy of the buffer (see _upload_part)
             client().put_object(
-                Bucket=self.bucket, Key=self.key, Body=bytes(self._buffer), ContentType=JSONL_CONTENT_TYPE
+                Bucket=self.bucket,
+                Key=self.key,
+                Body=body,  # type: ignore[arg-type]
+                ContentType=JSONL_CONTENT_TYPE,
             )
         self._buffer.clear()
 
@@ -192,11 +196,17 @@ class JsonlWriter:
             created = client().create_multipart_upload(Bucket=self.bucket, Key=self.key, ContentType=JSONL_CONTENT_TYPE)
             self._upload_id = created["UploadId"]
         number = len(self._parts) + 1
+        # The buffer itself is the body (no copy of a whole part); a new one takes its place. botocore takes a
+        # bytearray for a blob (validate.py: bytes, bytearray, str or file-like); the stubs list bytes only.
+        body, self._buffer = self._buffer, bytearray()
         part = client().upload_part(
-            Bucket=self.bucket, Key=self.key, UploadId=self._upload_id, PartNumber=number, Body=bytes(self._buffer)
+            Bucket=self.bucket,
+            Key=self.key,
+            UploadId=self._upload_id,
+            PartNumber=number,
+            Body=body,  # type: ignore[arg-type]
         )
         self._parts.append({"ETag": part["ETag"], "PartNumber": number})
-        self._buffer.clear()
 
 
 def _is_missing(error: ClientError) -> bool:
