@@ -140,8 +140,13 @@ def _entered(history: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def measure_orchestration(template: Mapping[str, Any] | None = None) -> Orchestration:
-    """Execute a run of SHARDS shards, and one shard at FEW_LAPS and MANY_LAPS status checks; the counts."""
+def measure_orchestration(
+    template: Mapping[str, Any] | None = None, *, stage: str = BENCH_CONTEXT["stage"]
+) -> Orchestration:
+    """Execute a run of SHARDS shards, and one shard at FEW_LAPS and MANY_LAPS status checks; the counts.
+
+    `template`: the batch stack synthesized with small quotas (default: synthesized here with BENCH_CONTEXT).
+    """
     from local.harness import OfflinePipeline, synthesize_batch_stack
     from local.moto_ext import JobScenario
 
@@ -150,7 +155,7 @@ def measure_orchestration(template: Mapping[str, Any] | None = None) -> Orchestr
 
         with tempfile.TemporaryDirectory(prefix="bench-cdk-") as outdir:
             template = synthesize_batch_stack({**cli_context(), **BENCH_CONTEXT}, Path(outdir))
-    with OfflinePipeline(template, stage=BENCH_CONTEXT["stage"]) as pipeline:
+    with OfflinePipeline(template, stage=stage) as pipeline:
         pipeline.bedrock.scenario = lambda _request: JobScenario(polls=FEW_LAPS)
         run = pipeline.run("inbox/bench.jsonl", _prompts(SHARDS * 15))
         if run.status != "SUCCEEDED" or len(run.jobs) != SHARDS:
@@ -183,7 +188,11 @@ def measure_in_child() -> Orchestration:
 
 def rows(*, quick: bool) -> list[Row]:
     """Transitions per run (fixed), per shard, per poll lap, and per 1,000 prompts of a deployed run."""
-    measured = measure_in_child()
+    return rows_of(measure_in_child())
+
+
+def rows_of(measured: Orchestration) -> list[Row]:
+    """The table rows of one measurement."""
     one_shard = measured.parent + 1 + measured.shard_fixed
     per_thousand = measured.run(1, TYPICAL_LAPS) * 1000 / PROMPTS_PER_SHARD
     return [

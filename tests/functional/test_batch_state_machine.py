@@ -16,7 +16,6 @@ from typing import Any
 import boto3
 import pytest
 
-from bench.orchestration import count
 from infra.config import EVENTS_PER_POLL_LAP, SHARD_FIXED_EVENTS, DeploymentConfig
 from local import moto_ext
 from local.bedrock import build_model
@@ -352,16 +351,3 @@ def test_one_poll_lap_writes_the_events_the_lap_limit_is_computed_with(pipeline:
     assert (long - short) / 4 == EVENTS_PER_POLL_LAP
     fixed = short - 3 * EVENTS_PER_POLL_LAP
     assert 0 < fixed <= SHARD_FIXED_EVENTS
-
-
-def test_a_poll_lap_is_three_billed_transitions_and_the_rest_of_a_run_at_most_25(pipeline: OfflinePipeline) -> None:
-    # Counted as AWS bills Standard workflows (bench/orchestration.py: states entered, retries, child starts).
-    run = pipeline.run("inbox/one-shard.jsonl", jsonl(*prompts(6)))
-    assert (run.status, len(run.jobs)) == ("SUCCEEDED", 1)
-    few, many = count(_shard_history(pipeline, 3)), count(_shard_history(pipeline, 7))
-
-    per_lap = (many.transitions - few.transitions) / 4
-    shard_fixed = 1 + few.transitions - 3 * per_lap  # + 1: the Distributed Map bills each child it starts
-    assert (few.retries, many.retries) == (0, 0)
-    assert per_lap == 3
-    assert count(run.history).transitions + shard_fixed <= 25
