@@ -325,7 +325,7 @@ def _entries(bucket: str, key: str) -> IdMap:
     entries = IdMap()
     for frame in storage.iter_object_lines(bucket, key, MAX_OUTPUT_LINE_BYTES):
         if frame.data.strip():
-            entries.add(_entry(frame.data))
+            entries.add_fields(*_entry_fields(frame.data))
     return entries
 
 
@@ -346,14 +346,18 @@ class IdMap(Mapping[str, IdEntry]):
 
     def add(self, entry: IdEntry) -> None:
         """Keep an entry (the first one of a recordId wins)."""
-        if entry.recordId in self:
+        self.add_fields(entry.recordId, entry.id, entry.line)
+
+    def add_fields(self, record_id: str, identifier: str, line: int) -> None:
+        """Keep an entry given by its fields (the first one of a recordId wins)."""
+        if record_id in self:
             return
-        if (not self._lines or entry.line > self._lines[-1]) and _made_from_line(entry):
-            self._lines.append(entry.line)
-            self._ids += entry.id.encode("utf-8", "surrogatepass")
+        if (not self._lines or line > self._lines[-1]) and _made_from_line(record_id, line):
+            self._lines.append(line)
+            self._ids += identifier.encode("utf-8", "surrogatepass")
             self._ends.append(len(self._ids))
         else:
-            self._others[entry.recordId] = entry
+            self._others[record_id] = IdEntry.model_construct(recordId=record_id, id=identifier, line=line)
 
     def __getitem__(self, key: str) -> IdEntry:
         position = self._position(key)
@@ -381,15 +385,16 @@ class IdMap(Mapping[str, IdEntry]):
         return position if position < len(self._lines) and self._lines[position] == line else None
 
 
-def _made_from_line(entry: IdEntry) -> bool:
+def _made_from_line(key: str, line: int) -> bool:
     try:
-        return entry.recordId == record_id(entry.line)
+        return key == record_id(line)
     except ValueError:  # a line no source file has
         return False
 
 
-def _entry(data: bytes) -> IdEntry:
-    """One id-map line; the lines prepare wrote skip pydantic's validation, anything else goes through it."""
+def _entry_fields(data: bytes) -> tuple[str, str, int]:
+    """One id-map line's recordId, id and line; the lines prepare wrote skip pydantic's validation, anything
+    else goes through it (and fails the run, as a broken id map must)."""
     try:
         value = from_json(data)
     except ValueError:
@@ -399,8 +404,9 @@ def _entry(data: bytes) -> IdEntry:
         and len(value) == len(_ENTRY_TYPES)
         and all(type(value.get(name)) is kind for name, kind in _ENTRY_TYPES)
     ):
-        return IdEntry.model_construct(**value)
-    return IdEntry.model_validate_json(data)
+        return value["recordId"], value["id"], value["line"]
+    entry = IdEntry.model_validate_json(data)
+    return entry.recordId, entry.id, entry.line
 
 
 def _account(unit: Unit, tally: Tally, manifest: dict[str, Any] | None) -> tuple[JobReport | None, list[str]]:

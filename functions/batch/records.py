@@ -189,6 +189,7 @@ def model_names(model_id: str) -> frozenset[str]:
 # --- the plain-prompt fast path ---------------------------------------------------------------------------
 
 _OPTION_FIELDS = frozenset(_Options.model_fields)
+_GENERATION_FIELDS = _OPTION_FIELDS - {"id"}
 _CHAT_FIELDS = _OPTION_FIELDS | {"messages"}
 _SHORT_FIELDS = _OPTION_FIELDS | {"prompt", "system"}
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -265,6 +266,8 @@ def _plain_checked(pairs: list[dict[str, str]]) -> list[dict[str, str]] | None:
 
 def _plain_options(value: dict[str, Any], model_id: str, default_max_tokens: int) -> dict[str, Any] | None:
     """max_completion_tokens and the generation options of a valid prompt, in build_record's order."""
+    if value.keys().isdisjoint(_GENERATION_FIELDS):  # most prompts give none: nothing to check
+        return {"max_completion_tokens": default_max_tokens}
     model, stream, n = value.get("model"), value.get("stream"), value.get("n")
     if model is not None and not (type(model) is str and model in model_names(model_id)):
         return None

@@ -170,9 +170,9 @@ def leftovers(
     entries: Mapping[str, IdEntry], *, source_key: str, missing: ResultError, tally: Tally
 ) -> Iterator[Result]:
     """A `missing` result for every entry no output line answered."""
-    for record_id, entry in entries.items():
+    for record_id in entries:
         if record_id not in tally.seen:
-            yield Result(entry=entry, source_key=source_key, status="missing", error=missing)
+            yield Result(entry=entries[record_id], source_key=source_key, status="missing", error=missing)
 
 
 def missing_reason(status: JobStatus | None, message: str | None, run_error: str | None = None) -> ResultError:
