@@ -3,8 +3,8 @@
 The state machine `cdk synth` makes is executed offline (local.harness: moto's interpreter with the real
 handlers in-process and Bedrock faked at its wire shapes). The parent's history is a run's; each shard's
 child execution is run as an execution of the Distributed Map's item processor (moto runs the children
-inline and keeps no history of them), once with a job that needs FEW_LAPS status checks and once with one
-that needs MANY_LAPS, so the per-lap and fixed parts fall out of the difference exactly.
+inline and keeps no history of them), once with a job still running at FEW_LAPS status checks and once at
+MANY_LAPS (a lap is one status check: a GetJob entry), so the per-lap and fixed parts fall out exactly.
 
 Counting rule (what AWS bills for Standard workflows: "a state transition each time a step of your workflow
 is executed, including retries"; a Distributed Map also bills one transition per child execution it
@@ -97,7 +97,7 @@ def _prompts(number: int) -> str:
 
 
 def _shard_history(pipeline: Any, laps: int) -> list[dict[str, Any]]:
-    """One shard's child execution, for a job that answers InProgress `laps` - 1 times, then Completed."""
+    """One shard's child execution, for a job that answers InProgress `laps` times, then Completed."""
     from local.moto_ext import JobScenario
 
     processor = dict(json.loads(pipeline.definition())["States"]["Shards"]["ItemProcessor"])
@@ -162,14 +162,16 @@ def measure_orchestration(
             raise RuntimeError(f"the bench run did not succeed with {SHARDS} jobs: {run.status} {run.error}")
         parent = count(run.history)
         few, many = _shard_history(pipeline, FEW_LAPS), _shard_history(pipeline, MANY_LAPS)
-    per_lap, remainder = divmod(count(many).transitions - count(few).transitions, MANY_LAPS - FEW_LAPS)
+    # A lap is one status check: the laps of a history are its GetJob entries.
+    few_names, many_names = _entered(few), _entered(many)
+    few_laps, many_laps = few_names.count("GetJob"), many_names.count("GetJob")
+    per_lap, remainder = divmod(count(many).transitions - count(few).transitions, many_laps - few_laps)
     if remainder:
         raise RuntimeError("poll laps differ in their transitions")
-    few_names = _entered(few)
     lap_start = few_names.index("WaitForJob")
     return Orchestration(
         parent=parent.transitions,
-        shard_fixed=count(few).transitions - FEW_LAPS * per_lap,
+        shard_fixed=count(few).transitions - few_laps * per_lap,
         per_lap=per_lap,
         parent_states=_entered(run.history),
         lap_states=few_names[lap_start : lap_start + per_lap],
