@@ -263,13 +263,19 @@ def _child(step: str, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def measure(step: str, **args: Any) -> tuple[Measure, dict[str, Any]]:
-    """Run one step in a fresh interpreter; its measure and what it returned."""
+    """Run one step in a fresh interpreter; its measure and what it returned.
+
+    The functions' steps run with the allocator settings their Lambda functions are deployed with; the line
+    copy, the floor, runs with the same, so the two differ in our code only.
+    """
+    from infra.constructs.batch_pipeline import STREAMING_MALLOC_ENVIRONMENT  # aws_cdk: loaded once, here
+
     completed = subprocess.run(  # noqa: S603 - our own interpreter and module
         [sys.executable, "-m", "bench.batch", step, json.dumps(args)],
         capture_output=True,
         check=False,
         text=True,
-        env={**os.environ, **_CHILD_ENV},
+        env={**os.environ, **_CHILD_ENV, **STREAMING_MALLOC_ENVIRONMENT},
     )
     if completed.returncode != 0:
         raise RuntimeError(f"bench step {step} failed:\n{completed.stderr[-4000:]}")

@@ -25,7 +25,14 @@ from infra.config import (
     DeploymentConfig,
     guardrail_parameter_names,
 )
-from infra.constructs.batch_pipeline import INBOX_PREFIX, OUTPUT_PREFIX, REJECTED_PREFIX, RESULTS_PREFIX, WORK_PREFIX
+from infra.constructs.batch_pipeline import (
+    INBOX_PREFIX,
+    OUTPUT_PREFIX,
+    REJECTED_PREFIX,
+    RESULTS_PREFIX,
+    STREAMING_MALLOC_ENVIRONMENT,
+    WORK_PREFIX,
+)
 from infra.constructs.batch_workflow import RUNNING_JOB_STATUSES, TERMINAL_JOB_STATUSES, TIMEOUT_WAVES, run_timeout
 from tests.infra.cfn import as_list, only, render, resources, role_statements
 from tests.infra.synth import DEFAULT_BATCH_STACK, DEFAULT_STACK, VARIANT_BATCH_STACK, Synthesized
@@ -241,8 +248,11 @@ def test_functions_run_the_batch_handlers_with_exactly_batch_settings(batch: dic
         assert properties["Architectures"] == ["arm64"]
         assert properties["TracingConfig"] == {"Mode": "Active"}
         variables = properties["Environment"]["Variables"]
-        names = set(variables) - FACTORY_VARIABLES
+        names = set(variables) - FACTORY_VARIABLES - set(STREAMING_MALLOC_ENVIRONMENT)
         assert names <= set(BatchSettings.model_fields), service
+        streaming = service in ("PrepareFunction", "CollectFunction")
+        tuned = all(variables.get(name) == value for name, value in STREAMING_MALLOC_ENVIRONMENT.items())
+        assert tuned is streaming, service
         assert ("STATE_MACHINE_ARN" in names) is (service == "StarterFunction")
         assert variables["GUARDRAIL_ID"] == {"Ref": GUARDRAIL_ARN.rsplit("${", 1)[1].rstrip("}")}
         settings = BatchSettings.model_validate(
