@@ -3,6 +3,7 @@
 Routes parse and answer; translate.py holds the rules and shared/converse.py makes the one call.
 """
 
+import base64
 import json
 import re
 import time
@@ -17,7 +18,6 @@ from urllib.parse import unquote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError
-from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import ValidationError
 
@@ -41,6 +41,8 @@ from shared.errors import BedrockError
 from shared.gpt_oss import RELEASED_AT
 from shared.observability import MetricUnit, logger, metrics, tracer
 from shared.settings import load_settings
+
+CHAT_COMPLETIONS = "/v1/chat/completions"
 
 # Which methods each known path accepts, so a wrong method is a 405 and an unknown path a 404.
 _ALLOWED_METHODS: tuple[tuple[re.Pattern[str], tuple[str, ...]], ...] = (
@@ -67,51 +69,54 @@ def converse_gateway() -> ConverseGateway:
     )
 
 
-def _bounded_json(body: str) -> Any:
-    # Powertools calls this before pydantic sees the body, so an oversized request is refused unparsed.
-    limit = chat_settings().MAX_REQUEST_BYTES
-    if len(body.encode()) > limit:
-        raise RequestTooLarge(f"The request body is larger than this service's limit of {limit} bytes.")
-    return json.loads(body)
-
-
 # No enable_validation: _chat_request validates the one body with the same errors. Powertools' OpenAPI
 # middleware also normalizes headers, query and cookies and re-validates every route's arguments on every
 # request: ≈ 50 µs more per request, a sixth of what the handler adds to the Bedrock call (bench/chat.py).
-app = APIGatewayRestResolver(json_body_deserializer=_bounded_json)
+app = APIGatewayRestResolver()
 
 
-@app.post("/v1/chat/completions")
 # Neither responses nor exception messages go to X-Ray: both can carry prompt or answer text.
 @tracer.capture_method(capture_response=False, capture_error=False)
-def create_chat_completion() -> Response[str]:
+def create_chat_completion(event: Mapping[str, Any], context: LambdaContext) -> Response[str]:
     """POST /v1/chat/completions: one answer, as a chat.completion or as server-sent events."""
-    request = _chat_request()
+    request = _chat_request(event)
     settings = chat_settings()
-    budget_ms = min(settings.INTEGRATION_TIMEOUT_MS, app.lambda_context.get_remaining_time_in_millis())
+    budget_ms = min(settings.INTEGRATION_TIMEOUT_MS, context.get_remaining_time_in_millis())
     deadline = time.monotonic() + (budget_ms - settings.DEADLINE_MARGIN_MS) / 1000
-    event = app.current_event.raw_event
     caller = _caller(event)
     key = requested_key(event)
-    answer = partial(complete, request, settings=settings, gateway=converse_gateway(), deadline=deadline, caller=caller)
+    answer = partial(
+        complete,
+        request,
+        settings=settings,
+        gateway=converse_gateway(),
+        deadline=deadline,
+        caller=caller,
+        request_id=_request_id(event),
+    )
     completion = (
         answer()
         if key is None
-        else answer_once(
-            key, caller=caller, request=request, settings=settings, context=app.lambda_context, answer=answer
-        )
+        else answer_once(key, caller=caller, request=request, settings=settings, context=context, answer=answer)
     )
     if request.stream:
         include_usage = bool(request.stream_options and request.stream_options.include_usage)
         body = render_sse(completion, include_usage=include_usage)
-        return _reply(HTTPStatus.OK, body, content_type=EVENT_STREAM, headers={"Cache-Control": "no-cache"})
-    return _reply(HTTPStatus.OK, completion.model_dump_json())
+        return _reply(event, HTTPStatus.OK, body, content_type=EVENT_STREAM, headers={"Cache-Control": "no-cache"})
+    return _reply(event, HTTPStatus.OK, completion.model_dump_json())
+
+
+@app.post(CHAT_COMPLETIONS)
+def routed_chat_completion() -> Response[str]:
+    """POST /v1/chat/completions in the spellings only the resolver matches (a trailing slash)."""
+    return create_chat_completion(app.current_event.raw_event, app.lambda_context)
 
 
 @app.get("/v1/models")
 def list_models() -> Response[str]:
     """GET /v1/models: the allowed model ids and their aliases."""
-    return _reply(HTTPStatus.OK, ModelList(data=model_cards(chat_settings())).model_dump_json())
+    body = ModelList(data=model_cards(chat_settings())).model_dump_json()
+    return _reply(app.current_event.raw_event, HTTPStatus.OK, body)
 
 
 @app.get("/v1/models/<model>")
@@ -121,32 +126,46 @@ def retrieve_model(model: str) -> Response[str]:
     card = next((card for card in model_cards(chat_settings()) if card.id == name), None)
     if card is None:
         raise ModelNotFound(f"The model '{name[:100]}' does not exist or you do not have access to it.", param="model")
-    return _reply(HTTPStatus.OK, card.model_dump_json())
+    return _reply(app.current_event.raw_event, HTTPStatus.OK, card.model_dump_json())
 
 
 # Powertools leaves exception_handler's return type unannotated; the decorated function keeps its own.
 @app.exception_handler(Exception)  # type: ignore[untyped-decorator]
 def render_error(error: Exception) -> Response[str]:
+    """The resolver's one exception handler: every failure of its routes becomes an OpenAI error envelope."""
+    return error_response(error, app.current_event.raw_event)
+
+
+def error_response(error: Exception, event: Mapping[str, Any]) -> Response[str]:
     """The one place every failure becomes an OpenAI error envelope with the right status."""
-    chat_error = _route_error() if isinstance(error, NotFoundError) else to_chat_error(error)
+    chat_error = _route_error(event) if isinstance(error, NotFoundError) else to_chat_error(error)
     _record_failure(error, chat_error)
     body = ErrorEnvelope(
         error=ErrorBody(
-            message=f"{chat_error.message} (request id: {_request_id() or 'unknown'})",
+            message=f"{chat_error.message} (request id: {_request_id(event) or 'unknown'})",
             type=chat_error.openai_type,
             param=chat_error.param,
             code=chat_error.code,
         )
     )
-    return _reply(chat_error.status, body.model_dump_json(), headers=chat_error.headers())
+    return _reply(event, chat_error.status, body.model_dump_json(), headers=chat_error.headers())
 
 
-@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST, log_event=False, clear_state=True)
+@logger.inject_lambda_context(log_event=False, clear_state=True)
 @tracer.capture_lambda_handler(capture_response=False, capture_error=False)
 @metrics.log_metrics(capture_cold_start_metric=True)
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """Entry point for API Gateway REST proxy events."""
-    logger.append_keys(caller=_caller(event))
+    # The correlation id is API Gateway's request id, read where it is rather than by a JMESPath search.
+    logger.append_keys(correlation_id=_request_id(event), caller=_caller(event))
+    if event.get("httpMethod") == "POST" and event.get("path") == CHAT_COMPLETIONS:
+        # The hot route is called directly: the resolver's routing, event wrapper and response builder cost
+        # ≈ 30 µs a request (bench/chat.py). Every other path, and this one with a trailing slash, goes through it.
+        try:
+            response = create_chat_completion(event, context)
+        except Exception as error:
+            response = error_response(error, event)
+        return _proxy_result(response)
     return app.resolve(event, context)
 
 
@@ -157,6 +176,7 @@ def complete(
     gateway: ConverseGateway,
     deadline: float,
     caller: str | None = None,
+    request_id: str | None = None,
 ) -> ChatCompletion:
     """Answer one chat request through Bedrock Converse before `deadline` (time.monotonic()).
 
@@ -173,7 +193,7 @@ def complete(
     completion = from_converse(
         reply,
         model=model_id,
-        completion_id=f"chatcmpl-{(_request_id() or uuid.uuid4().hex).replace('-', '')}",
+        completion_id=f"chatcmpl-{(request_id or uuid.uuid4().hex).replace('-', '')}",
         created=int(time.time()),
         include_reasoning=settings.RETURN_REASONING or request.include_reasoning,
         tools_offered="toolConfig" in converse_request,
@@ -236,14 +256,14 @@ def _record_failure(error: Exception, chat_error: ChatError) -> None:
         logger.error("chat request crashed", error_type=type(error).__name__, location=where)
 
 
-def _chat_request() -> ChatCompletionRequest:
+def _chat_request(event: Mapping[str, Any]) -> ChatCompletionRequest:
     """The request body, validated; what is not a JSON chat request is the 415 or 400 naming the field."""
-    event = app.current_event
-    content_type = event.headers.get("content-type", "").strip()
+    headers = {name.lower(): value for name, value in (event.get("headers") or {}).items()}
+    content_type = headers.get("content-type", "").strip()
     if content_type and not content_type.startswith(content_types.APPLICATION_JSON):
         raise UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     try:
-        body = event.json_body
+        body = _json_body(event)
     except json.JSONDecodeError:
         raise from_validation([{"type": "json_invalid", "loc": ("body",)}]) from None
     try:
@@ -253,17 +273,30 @@ def _chat_request() -> ChatCompletionRequest:
         raise from_validation([{**detail, "loc": ("body", *detail["loc"])} for detail in error.errors()]) from None
 
 
-def _route_error() -> ChatError:
-    method = app.current_event.http_method.upper()
-    path = app.current_event.path
+def _json_body(event: Mapping[str, Any]) -> Any:
+    """The body parsed as JSON (None when empty), refused unparsed when it is larger than the limit."""
+    body = event.get("body")
+    if event.get("isBase64Encoded") and body:
+        body = base64.b64decode(body.encode()).decode()
+    if not body:
+        return None
+    limit = chat_settings().MAX_REQUEST_BYTES
+    if len(body.encode()) > limit:
+        raise RequestTooLarge(f"The request body is larger than this service's limit of {limit} bytes.")
+    return json.loads(body)
+
+
+def _route_error(event: Mapping[str, Any]) -> ChatError:
+    method = str(event["httpMethod"]).upper()
+    path = str(event["path"])
     allowed = next((methods for pattern, methods in _ALLOWED_METHODS if pattern.match(path)), None)
     if allowed is not None and method not in allowed:
         return MethodNotAllowed(f"Method {method} is not allowed on {path[:200]}.", allow=allowed)
     return RouteNotFound(f"Invalid URL ({method} {path[:200]}).")
 
 
-def _request_id() -> str | None:
-    request_id = app.current_event.raw_event.get("requestContext", {}).get("requestId")
+def _request_id(event: Mapping[str, Any]) -> str | None:
+    request_id = (event.get("requestContext") or {}).get("requestId")
     return str(request_id) if request_id else None
 
 
@@ -275,14 +308,25 @@ def _caller(event: Mapping[str, Any]) -> str | None:
 
 
 def _reply(
+    event: Mapping[str, Any],
     status: HTTPStatus,
     body: str,
     *,
     content_type: str = content_types.APPLICATION_JSON,
     headers: dict[str, str] | None = None,
 ) -> Response[str]:
-    request_id = _request_id()
+    request_id = _request_id(event)
     extra = {"x-request-id": request_id} if request_id else {}
     return Response(
         status_code=status.value, content_type=content_type, body=body, headers={**extra, **(headers or {})}
     )
+
+
+def _proxy_result(response: Response[str]) -> dict[str, Any]:
+    """The Lambda proxy result the resolver builds for a text response of a REST API (no CORS, no compression)."""
+    return {
+        "statusCode": response.status_code,
+        "body": response.body,
+        "isBase64Encoded": False,
+        "multiValueHeaders": {name: [value] for name, value in response.headers.items()},
+    }
