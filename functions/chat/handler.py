@@ -71,7 +71,7 @@ def converse_gateway() -> ConverseGateway:
 
 # No enable_validation: _chat_request validates the one body with the same errors. Powertools' OpenAPI
 # middleware also normalizes headers, query and cookies and re-validates every route's arguments on every
-# request: ≈ 50 µs more per request, a sixth of what the handler adds to the Bedrock call (bench/chat.py).
+# request: ≈ 50 µs more per request (bench/chat.py).
 app = APIGatewayRestResolver()
 
 

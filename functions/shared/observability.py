@@ -85,11 +85,12 @@ def _record_json(record: Mapping[str, object]) -> str:
 def _message_json(message: Any) -> Any:
     """Powertools logs a message that is JSON text as JSON; only text that opens like an object or a list is tried.
 
-    Our messages are plain sentences, and json.loads failing on each one cost ≈ 3 µs a record.
+    Our messages are plain sentences, and json.loads failing on each one cost ≈ 3 µs a record; any other text is
+    given back as it is, which is what Powertools logs when parsing fails (without raising and catching, ≈ 1 µs).
     """
     if isinstance(message, str) and message[:1] in ("{", "["):
         return json.loads(message)
-    raise ValueError("not JSON text")
+    return message
 
 
 _RESERVED_LOG_ATTRS = frozenset(RESERVED_LOG_ATTRS)
