@@ -2,7 +2,7 @@
 
 Both sides reach the same zero-latency Bedrock stand-in at botocore's `before-send`, so botocore's own
 serialization, signing and parsing are on both sides and the difference is what the function adds:
-API Gateway event → Powertools resolver → pydantic validation → translation → Converse → response, with
+API Gateway event → Powertools decorators → pydantic validation → translation → Converse → response, with
 JSON logs and EMF metrics written as deployed (to /dev/null, so no terminal is timed). Tracing is off the
 way Powertools turns it off outside Lambda (no X-Ray daemon runs here). Two more contenders, the handler
 without its log record and without its metrics, tell what each of those costs.
@@ -295,5 +295,5 @@ def rows(*, quick: bool) -> list[Row]:
             "<= 1.5x floor p99", p99 <= 1.5),
         part("p50 cost of the JSON log record (ms; handler minus handler without it)", log),
         part("p50 cost of the EMF metrics (ms; 4 adds + flush)", emf),
-        part("p50 cost of the rest (ms; Powertools resolver + decorators, validation, translation, response)", rest),
+        part("p50 cost of the rest (ms; Powertools decorators, validation, translation, response)", rest),
     ]  # fmt: skip
