@@ -27,7 +27,8 @@ TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped",
 RUNNING_JOB_STATUSES = ("Submitted", "Validating", "Scheduled", "InProgress", "Stopping")
 # Emitted by the poll loop once a job has run for batchExpectedRunHours (alarm in monitoring.py).
 OVERDUE_METRIC_NAME = "RunsOverdue"
-# Prepare, on-demand and collect (twice, on the failure path), with their retries: time outside the shards.
+# Prepare, on-demand and collect (twice, on the failure path), with their retries, prepare's and collect's
+# crash re-runs included (7 runs of at most 15 minutes, ≈ 9 minutes of retry waits): time outside the shards.
 TASKS_BUDGET = Duration.hours(2)
 # More shards than MaxConcurrency run in waves; the state machine timeout covers this many, and prepare
 # refuses a file that needs more jobs (MAX_JOBS_PER_RUN). The timeout is a backstop only: every shard ends
@@ -81,6 +82,10 @@ LAMBDA_RETRY = RetryPolicy(
     max_attempts=6,
     backoff_rate=2.0,
 )
+# A function killed by its timeout or by running out of memory (`Lambda.Unknown`, or `Sandbox.Timedout` from
+# newer runtimes): run once more, only where a re-run rewrites the same keys (prepare, collect). On-demand is
+# not re-run: it would pay the model again for every prompt.
+CRASH_RETRY = RetryPolicy(("Lambda.Unknown", "Sandbox.Timedout"), interval_seconds=10, max_attempts=1, backoff_rate=2.0)
 # The same clientRequestToken on every attempt: a retry never creates a second job.
 SUBMIT_RETRIES = (
     RetryPolicy(("Bedrock.ThrottlingException",), 5, 8, 2.0, 120),
@@ -147,7 +152,9 @@ class BatchWorkflow(Construct):
         )
         done.add_catch(collect_failure, errors=["States.ALL"], result_path="$.error")
         done.next(sfn.Succeed(self, "Done"))
-        prepared = _lambda_task(self, "Prepare", prepare, input_path="$.source", result_path="$.prepared")
+        prepared = _lambda_task(
+            self, "Prepare", prepare, input_path="$.source", result_path="$.prepared", rerun_after_crash=True
+        )
         answered = _lambda_task(self, "OnDemand", on_demand, input_path="$.prepared", result_path="$.onDemand")
         shards = self._shards()
         for step in (prepared, answered, shards):
@@ -193,7 +200,14 @@ class BatchWorkflow(Construct):
             }
         )
         return _lambda_task(
-            self, state_id, collect, payload=payload, result_path="$.result", output_path=output_path, comment=comment
+            self,
+            state_id,
+            collect,
+            payload=payload,
+            result_path="$.result",
+            output_path=output_path,
+            comment=comment,
+            rerun_after_crash=True,
         )
 
     def _shards(self) -> sfn.DistributedMap:
@@ -374,6 +388,7 @@ def _lambda_task(
     input_path: str | None = None,
     output_path: str | None = None,
     comment: str | None = None,
+    rerun_after_crash: bool = False,
 ) -> tasks.LambdaInvoke:
     """A task whose result is the function's response (small by design: URIs, counts, never prompts)."""
     task = tasks.LambdaInvoke(
@@ -389,6 +404,8 @@ def _lambda_task(
         comment=comment,
     )
     LAMBDA_RETRY.add_to(task)
+    if rerun_after_crash:
+        CRASH_RETRY.add_to(task)
     return task
 
 

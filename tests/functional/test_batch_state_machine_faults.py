@@ -17,6 +17,8 @@ from typing import Any
 import pytest
 from moto.core.exceptions import JsonRESTError
 
+from batch import layout, storage
+from batch.names import shard_label
 from local import moto_ext
 from local.harness import OfflinePipeline
 
@@ -87,3 +89,39 @@ def test_lambda_service_errors_are_retried_and_the_run_creates_one_job_per_shard
     assert len(shards) == len(run.jobs) == pipeline.bedrock.create_calls == 3
     assert sorted(job.arn for job in run.jobs) == sorted(job["jobArn"] for job in shards)
     assert len({job.request.client_request_token for job in run.jobs}) == 3
+
+
+# What a newer Lambda runtime reports for a function killed by its timeout; a class of that name makes the
+# offline Lambda report it the same way (the error type is the exception's class name). An Exception, not a
+# BaseException like tests/functional/batch's kill: the offline Lambda must turn it into a function error,
+# and no code on prepare's path catches Exception.
+SandboxTimedout = type("Sandbox.Timedout", (Exception,), {"__doc__": "The function's timeout killed it."})
+
+
+@pytest.mark.row(25)
+def test_a_prepare_killed_by_its_timeout_is_run_again_and_writes_the_keys_of_a_clean_run(
+    pipeline: OfflinePipeline, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    second_shard = f"/{shard_label(1)}/{layout.RECORDS_FILE}"
+    real_write = storage.JsonlWriter.write
+    killed: list[str] = []
+
+    def write_until_killed(self: storage.JsonlWriter, line: bytes) -> None:
+        # Killed once, part-way through the second shard's records: the first shard is already written.
+        if not killed and self.key.endswith(second_shard) and self.lines == 2:
+            killed.append(self.key)
+            raise SandboxTimedout
+        real_write(self, line)
+
+    monkeypatch.setattr(storage.JsonlWriter, "write", write_until_killed)
+    prompts = [json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) for n in range(45)]
+
+    run = pipeline.run("inbox/killed.jsonl", "".join(f"{line}\n" for line in prompts))
+
+    assert killed, "the kill never happened: the shard key layout changed"
+    assert run.status == "SUCCEEDED", (run.error, run.cause)
+    assert _failed_invocations(run.history) == Counter({"Sandbox.Timedout": 1})
+    assert run.summary is not None
+    assert run.summary["counts"]["ok"] == 45
+    # The re-run wrote the same three shards: one job each.
+    assert len(run.jobs) == pipeline.bedrock.create_calls == 3

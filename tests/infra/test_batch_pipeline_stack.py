@@ -481,20 +481,28 @@ def test_the_run_flows_through_prepare_a_path_and_collect_and_every_failure_is_c
         "startedAt.$",
     }
     assert states["Collect"]["Parameters"]["startedAt.$"] == "$$.Execution.StartTime"
-    for name in ("Prepare", "OnDemand", "Collect", "CollectFailure"):
-        (retry,) = states[name]["Retry"]
-        assert retry == {
-            "ErrorEquals": [
-                "Lambda.ClientExecutionTimeoutException",
-                "Lambda.ServiceException",
-                "Lambda.AWSLambdaException",
-                "Lambda.SdkClientException",
-                "Lambda.TooManyRequestsException",
-            ],
-            "IntervalSeconds": 2,
-            "MaxAttempts": 6,
-            "BackoffRate": 2,
-        }
+    service_errors = {
+        "ErrorEquals": [
+            "Lambda.ClientExecutionTimeoutException",
+            "Lambda.ServiceException",
+            "Lambda.AWSLambdaException",
+            "Lambda.SdkClientException",
+            "Lambda.TooManyRequestsException",
+        ],
+        "IntervalSeconds": 2,
+        "MaxAttempts": 6,
+        "BackoffRate": 2,
+    }
+    crashed = {
+        "ErrorEquals": ["Lambda.Unknown", "Sandbox.Timedout"],
+        "IntervalSeconds": 10,
+        "MaxAttempts": 1,
+        "BackoffRate": 2,
+    }
+    # A killed prepare or collect runs once more (it rewrites the same keys); on-demand would pay the model twice.
+    for name in ("Prepare", "Collect", "CollectFailure"):
+        assert states[name]["Retry"] == [service_errors, crashed]
+    assert states["OnDemand"]["Retry"] == [service_errors]
 
 
 def test_shards_run_as_a_distributed_map_capped_at_the_concurrent_jobs_quota(batch: dict[str, Any]) -> None:
