@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import contextlib
 import json
+import numbers
 import os
+from collections import defaultdict
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.logging.formatter import RESERVED_LOG_ATTRS, LambdaPowertoolsFormatter
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricResolution, MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.constants import MAX_METRICS
 from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 from pydantic_core import to_json
 
@@ -124,11 +127,46 @@ class RecordFormatter(LambdaPowertoolsFormatter):
 
 
 class EMFProvider(AmazonCloudWatchEMFProvider):
-    """Powertools' CloudWatch EMF provider, its blob written by pydantic-core in a fifth of json.dumps' time (≈ 6 µs).
+    """Powertools' CloudWatch EMF provider with a cheaper add and flush: the same metrics, the same blob.
 
-    The JSON holds the same values; its text differs from json.dumps' only where no metric of ours goes: non-ASCII
-    text is written as UTF-8 rather than \\u-escaped, and floats below 1e-4 in decimal rather than exponent notation.
+    Powertools checks the name, unit and resolution of every point it is given and formats a debug message for it
+    (≈ 2 µs a point, ≈ 10 µs a chat request with the CPU-cache misses its code causes). Here Powertools checks them
+    once per (name, unit, resolution); later points of that metric only append their value.
+
+    The blob is written by pydantic-core, in a fifth of json.dumps' time (≈ 6 µs). The JSON holds the same values;
+    its text differs from json.dumps' only where no metric of ours goes: non-ASCII text is written as UTF-8 rather
+    than \\u-escaped, and floats below 1e-4 in decimal rather than exponent notation.
     """
+
+    def __init__(self, *, namespace: str) -> None:
+        super().__init__(namespace=namespace)
+        # (name, unit, resolution) as given -> the unit and resolution Powertools stored for them.
+        self._checked: dict[tuple[str, MetricUnit | str, MetricResolution | int], tuple[str, int]] = {}
+
+    def add_metric(
+        self, name: str, unit: MetricUnit | str, value: float, resolution: MetricResolution | int = 60
+    ) -> None:
+        """Add one point: by Powertools itself for a metric's first point, a value it must refuse or a full set.
+
+        A set about to reach Powertools' size limit goes to Powertools too, which flushes it there.
+        """
+        checked = self._checked.get((name, unit, resolution))
+        metric = self.metric_set.get(name)
+        if (
+            checked is None
+            or not isinstance(value, numbers.Number)
+            or len(self.metric_set) >= MAX_METRICS - 1
+            or (metric is not None and len(metric["Value"]) >= MAX_METRICS - 1)
+        ):
+            super().add_metric(name=name, unit=unit, value=value, resolution=resolution)
+            added = self.metric_set.get(name)
+            if added is not None:
+                self._checked[name, unit, resolution] = (added["Unit"], added["StorageResolution"])
+            return
+        if metric is None:
+            metric = self.metric_set[name] = defaultdict(list)
+        metric["Unit"], metric["StorageResolution"] = checked
+        metric["Value"].append(float(value))
 
     def flush_metrics(self, raise_on_empty_metrics: bool = False) -> None:
         """Print the metrics as one EMF blob and clear them; without metrics, or disabled, Powertools decides."""

@@ -11,7 +11,9 @@ import sys
 import pytest
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics.exceptions import MetricValueError
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
+from aws_lambda_powertools.metrics.provider.cloudwatch_emf.exceptions import MetricNameError, MetricUnitError
 
 from shared.observability import EMFProvider, RecordFormatter
 
@@ -75,13 +77,50 @@ def flushed(provider: AmazonCloudWatchEMFProvider) -> str:
 
 
 def test_the_emf_blob_is_the_one_powertools_prints() -> None:
-    ours = flushed(EMFProvider(namespace="GptOssBedrock", service="chat"))
-    theirs = flushed(AmazonCloudWatchEMFProvider(namespace="GptOssBedrock", service="chat"))
+    ours, theirs = EMFProvider(namespace="GptOssBedrock"), AmazonCloudWatchEMFProvider(namespace="GptOssBedrock")
 
-    assert ours == theirs
-    assert json.loads(ours)["ModelLatency"] == [812.0, 0.25]
+    # The first request checks each metric through Powertools; the second only appends values.
+    for _ in range(2):
+        blob = flushed(ours)
+        assert blob == flushed(theirs)
+        assert json.loads(blob)["ModelLatency"] == [812.0, 0.25]
+
+
+def test_at_the_size_limit_the_provider_flushes_like_powertools() -> None:
+    outputs = []
+    for provider in (EMFProvider(namespace="GptOssBedrock"), AmazonCloudWatchEMFProvider(namespace="GptOssBedrock")):
+        provider.set_timestamp(1_795_406_667_438)
+        output = io.StringIO()
+        with contextlib.redirect_stdout(output):
+            for point in range(250):
+                provider.add_metric(name="InputTokens", unit=MetricUnit.Count, value=point)
+                provider.add_metric(name=f"Metric{point % 120}", unit="Count", value=1)
+            provider.flush_metrics()
+        outputs.append(output.getvalue())
+
+    ours, theirs = outputs
+    assert [json.loads(line) for line in ours.splitlines()] == [json.loads(line) for line in theirs.splitlines()]
+    assert len(ours.splitlines()) > 2
+
+
+@pytest.mark.parametrize(
+    ("name", "unit", "value", "refused"),
+    [
+        ("", MetricUnit.Count, 1, MetricNameError),
+        ("InputTokens", "Parsecs", 1, MetricUnitError),
+        ("InputTokens", MetricUnit.Count, "12", MetricValueError),
+    ],
+)
+def test_a_bad_point_is_refused_like_powertools_does(
+    name: str, unit: str, value: object, refused: type[Exception]
+) -> None:
+    provider = EMFProvider(namespace="GptOssBedrock")
+    # The metric was checked once already: a bad point of it must still reach Powertools' checks.
+    provider.add_metric(name="InputTokens", unit=MetricUnit.Count, value=1)
+    with pytest.raises(refused):
+        provider.add_metric(name=name, unit=unit, value=value)  # type: ignore[arg-type]
 
 
 def test_without_metrics_the_provider_warns_like_powertools() -> None:
     with pytest.warns(UserWarning, match="No application metrics to publish"):
-        EMFProvider(namespace="GptOssBedrock", service="chat").flush_metrics()
+        EMFProvider(namespace="GptOssBedrock").flush_metrics()
