@@ -25,25 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from bench.table import Row
+from local.contexts import small_run_context
 
 # Small quotas so that a few dozen prompts make several shards; hourly checks: a lap limit of 30 and the
 # overdue report at the second check (both inside FEW_LAPS, so the report is in every shard's fixed part).
-BENCH_QUOTAS = {
-    "min_records_per_job": 5,
-    "max_records_per_job": 20,
-    "max_records_per_file": 20,
-    "max_file_bytes": 20_000,
-    "max_job_bytes": 100_000,
-    "max_concurrent_jobs": 2,
-}
-BENCH_CONTEXT = {
-    "stage": "bench",
-    "batchQuotas": json.dumps(BENCH_QUOTAS),
-    "batchPollIntervalSeconds": "3600",
-    "batchJobTimeoutHours": "24",
-    "batchExpectedRunHours": "2",
-    "batchReadServiceQuotas": "false",
-}
+BENCH_CONTEXT = small_run_context("bench")
 SHARDS = 3
 FEW_LAPS = 3
 MANY_LAPS = 7

@@ -4,7 +4,6 @@ stack running offline (synthesized once per session)."""
 from __future__ import annotations
 
 import io
-import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -14,31 +13,15 @@ import pytest
 import chat.handler
 import shared.converse
 from chat.settings import ChatSettings
+from local.contexts import SMALL_QUOTAS, small_run_context
 from local.harness import OfflinePipeline, synthesize_batch_stack
 from shared.observability import logger
 from shared.settings import load_settings
 from tests.bedrock_fakes import CHAT_ENVIRONMENT, BedrockFake
 
 OFFLINE_STAGE = "offline"
-# Small quotas so that a few dozen prompts exercise every path (5..20 records per job, 20 kB per file);
-# hourly status checks of a 24 h job: a lap limit of 30, and a run is overdue at the second check.
-OFFLINE_QUOTAS = {
-    "min_records_per_job": 5,
-    "max_records_per_job": 20,
-    "max_records_per_file": 20,
-    "max_file_bytes": 20_000,
-    "max_job_bytes": 100_000,
-    "max_concurrent_jobs": 2,
-}
-OFFLINE_CONTEXT: Mapping[str, str] = {
-    "stage": OFFLINE_STAGE,
-    "batchQuotas": json.dumps(OFFLINE_QUOTAS),
-    "batchPollIntervalSeconds": "3600",
-    "batchJobTimeoutHours": "24",
-    "batchExpectedRunHours": "2",
-    # moto has no Service Quotas for bedrock.
-    "batchReadServiceQuotas": "false",
-}
+OFFLINE_QUOTAS = SMALL_QUOTAS
+OFFLINE_CONTEXT: Mapping[str, str] = small_run_context(OFFLINE_STAGE)
 
 # Kept before any test patches the module attribute, so the real cache can always be cleared.
 _runtime_client = shared.converse.runtime_client
