@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import botocore.session
 import pytest
 from hypothesis import given
@@ -18,6 +20,46 @@ from shared.gpt_oss import (
 )
 
 _NO_TAGS = st.text().filter(lambda text: "<reasoning>" not in text and "</reasoning>" not in text)
+# Texts made of the pieces the split looks at: tags (whole and cut), every kind of whitespace, words.
+_PIECES = st.sampled_from(
+    [
+        "<reasoning>",
+        "</reasoning>",
+        "<reasoning",
+        "reasoning>",
+        "</",
+        "<",
+        ">",
+        " ",
+        "\n",
+        "\t",
+        "\r\n",
+        "\x0b",
+        "\x0c",
+        "\x1c",
+        "\x85",
+        "\xa0",
+        "\u2028",
+        "\u3000",
+        "\u200b",
+        "think",
+        "Paris.",
+    ]
+)
+_TAGGED = st.one_of(st.lists(_PIECES, max_size=12).map("".join), st.text())
+_LEADING_BLOCK = re.compile(r"\s*<reasoning>(.*?)(?:</reasoning>|\Z)", re.DOTALL)
+
+
+def _split_by_pattern(text: str) -> tuple[str | None, str]:
+    """The split as the regular expression it used to be written with says it: the reference."""
+    parts: list[str] = []
+    rest = text
+    while (match := _LEADING_BLOCK.match(rest)) is not None:
+        parts.append(match.group(1).strip())
+        rest = rest[match.end() :]
+    if not parts:
+        return None, text
+    return "\n\n".join(part for part in parts if part) or None, rest.lstrip()
 
 
 @pytest.mark.parametrize(
@@ -40,6 +82,11 @@ _NO_TAGS = st.text().filter(lambda text: "<reasoning>" not in text and "</reason
 )
 def test_split_reasoning(text: str, reasoning: str | None, answer: str) -> None:
     assert split_reasoning(text) == (reasoning, answer)
+
+
+@given(text=_TAGGED)
+def test_split_reasoning_matches_the_pattern_it_replaced(text: str) -> None:
+    assert split_reasoning(text) == _split_by_pattern(text)
 
 
 @given(reasoning=_NO_TAGS, answer=_NO_TAGS)
