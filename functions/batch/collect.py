@@ -58,7 +58,6 @@ GUARD_CHUNK = 64
 GUARD_CALL_SECONDS = 30.0
 FINISH_MARGIN_SECONDS = 15.0
 _MAX_ERROR_TEXT = 500
-_ENTRY_TYPES = (("recordId", str), ("id", str), ("line", int))
 
 
 @dataclass(frozen=True, slots=True)
@@ -350,22 +349,29 @@ class IdMap(Mapping[str, IdEntry]):
 
     def add_fields(self, record_id: str, identifier: str, line: int) -> None:
         """Keep an entry given by its fields (the first one of a recordId wins)."""
-        if record_id in self:
-            return
-        if (not self._lines or line > self._lines[-1]) and _made_from_line(record_id, line):
+        # A recordId made from a line past the last one kept cannot be among the lines already (each of those
+        # is made from its own line), so only the few kept apart need looking at.
+        if (
+            (not self._lines or line > self._lines[-1])
+            and record_id not in self._others
+            and _made_from_line(record_id, line)
+        ):
             self._lines.append(line)
             self._ids += identifier.encode("utf-8", "surrogatepass")
             self._ends.append(len(self._ids))
-        else:
+        elif record_id not in self:
             self._others[record_id] = IdEntry.model_construct(recordId=record_id, id=identifier, line=line)
 
     def __getitem__(self, key: str) -> IdEntry:
-        position = self._position(key)
-        if position is None:
-            return self._others[key]
-        start = self._ends[position - 1] if position else 0
-        identifier = self._ids[start : self._ends[position]].decode("utf-8", "surrogatepass")
-        return IdEntry.model_construct(recordId=key, id=identifier, line=self._lines[position])
+        entry = self._find(key)
+        if entry is None:
+            raise KeyError(key)
+        return entry
+
+    def get(self, key: str, default: Any = None) -> Any:
+        """The entry of a recordId, or `default` (Mapping.get, without raising and catching KeyError per line)."""
+        entry = self._find(key)
+        return default if entry is None else entry
 
     def __contains__(self, key: object) -> bool:
         return (isinstance(key, str) and self._position(key) is not None) or key in self._others
@@ -376,6 +382,14 @@ class IdMap(Mapping[str, IdEntry]):
 
     def __len__(self) -> int:
         return len(self._lines) + len(self._others)
+
+    def _find(self, key: str) -> IdEntry | None:
+        position = self._position(key)
+        if position is None:
+            return self._others.get(key)
+        start = self._ends[position - 1] if position else 0
+        identifier = self._ids[start : self._ends[position]].decode("utf-8", "surrogatepass")
+        return IdEntry.model_construct(recordId=key, id=identifier, line=self._lines[position])
 
     def _position(self, key: str) -> int | None:
         if not RECORD_ID_PATTERN.fullmatch(key):
@@ -401,8 +415,10 @@ def _entry_fields(data: bytes) -> tuple[str, str, int]:
         value = None
     if (
         type(value) is dict
-        and len(value) == len(_ENTRY_TYPES)
-        and all(type(value.get(name)) is kind for name, kind in _ENTRY_TYPES)
+        and len(value) == 3  # recordId, id and line, and nothing else
+        and type(value.get("recordId")) is str
+        and type(value.get("id")) is str
+        and type(value.get("line")) is int
     ):
         return value["recordId"], value["id"], value["line"]
     entry = IdEntry.model_validate_json(data)

@@ -259,9 +259,16 @@ def _text(content: Any) -> str | None:
 def _usage(value: Any) -> Usage | None:
     if not isinstance(value, dict):
         return None
-    numbers = {name: value.get(name) for name in ("prompt_tokens", "completion_tokens", "total_tokens")}
-    clean = {name: number for name, number in numbers.items() if isinstance(number, int) and number >= 0}
-    return Usage(**clean)
+    return Usage(
+        _token_count(value.get("prompt_tokens")),
+        _token_count(value.get("completion_tokens")),
+        _token_count(value.get("total_tokens")),
+    )
+
+
+def _token_count(number: Any) -> int:
+    """A count as Bedrock gave it, or 0 when it is missing, not an integer or negative."""
+    return number if isinstance(number, int) and number >= 0 else 0
 
 
 def _usage_json(usage: Usage) -> dict[str, int]:
