@@ -410,7 +410,7 @@ def _entry_fields(data: bytes) -> tuple[str, str, int]:
     """One id-map line's recordId, id and line; the lines prepare wrote skip pydantic's validation, anything
     else goes through it (and fails the run, as a broken id map must)."""
     try:
-        value = from_json(data)
+        value = from_json(data, cache_strings="keys")  # ids are unique: interning them would only cost
     except ValueError:
         value = None
     if (

@@ -133,9 +133,12 @@ def _from_bytes(number: int, data: bytes, options: Options) -> Item:
 def _plain(number: int, data: bytes, options: Options) -> Accepted | None:
     """A plain prompt parsed (pydantic-core's parser: the same values as json.loads for every line json.loads
     reads) and converted without pydantic validation; None sends the line down the precise path."""
-    try:
+    try:  # only keys are interned: prompt texts and ids seldom repeat
         plain = plain_record(
-            from_json(data), number, model_id=options.model_id, default_max_tokens=options.default_max_tokens
+            from_json(data, cache_strings="keys"),
+            number,
+            model_id=options.model_id,
+            default_max_tokens=options.default_max_tokens,
         )
     except ValueError:  # not JSON, not UTF-8, or an integer str() refuses: the precise path says which
         return None

@@ -127,7 +127,9 @@ class Tally:
 def parse_line(data: bytes) -> OutputLine | None:
     """Read one output line; None when it is not a JSON object with a string recordId (e.g. truncated)."""
     try:
-        value = from_json(data)  # pydantic-core's parser: json.loads's values, several times faster
+        # pydantic-core's parser: json.loads's values, several times faster. Only keys are interned: values
+        # (answers, ids) seldom repeat, and looking each one up in the cache costs more than it saves.
+        value = from_json(data, cache_strings="keys")
     except (ValueError, RecursionError):
         return None
     if not isinstance(value, dict) or not isinstance(value.get("recordId"), str):
