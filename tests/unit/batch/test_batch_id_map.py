@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -31,6 +32,9 @@ def test_the_id_map_is_the_first_entry_of_each_record_id_in_order(entries: list[
     for probe in probes:
         assert compact.get(probe) == expected.get(probe)
         assert (probe in compact) == (probe in expected)
+        if probe not in expected:
+            with pytest.raises(KeyError):
+                compact[probe]
 
 
 def test_source_ordered_entries_keep_their_order() -> None:
