@@ -253,7 +253,7 @@ def _record_failure(error: Exception, chat_error: ChatError) -> None:
         # Type and place only: exception messages can quote request content.
         frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
         where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "unknown"
-        logger.error("chat request crashed", error_type=type(error).__name__, location=where)
+        logger.error("chat request crashed", error_type=type(error).__name__, error_location=where)
 
 
 def _chat_request(event: Mapping[str, Any]) -> ChatCompletionRequest:

@@ -606,5 +606,7 @@ def test_an_unexpected_crash_is_a_generic_500_that_names_no_content(
     output = logs.getvalue()
     [crash] = [log for log in logs_in(output) if log["message"] == "chat request crashed"]
     assert crash["error_type"] == "RuntimeError"
+    # Where it was raised, as file:line: a field of its own (Powertools' `location` is the logging call's).
+    assert crash["error_location"] == f"test_chat_handler.py:{explode.__code__.co_firstlineno + 1}"
     assert "zebra-prompt-42" not in output
     assert "zebra-prompt-42" not in response.body
