@@ -217,7 +217,7 @@ def contenders(deployed: DeployedChat, stand_in: BedrockStandIn) -> dict[str, Ca
 
     def handler_call(*, log: bool = True, emf: bool = True) -> Callable[[], Callable[[], object]]:
         def prepare() -> Callable[[], object]:
-            # State is set for every call: the blocks of the contenders alternate.
+            # State is set for every call: the contenders alternate.
             standard.setLevel(level if log else logging.WARNING)
             _handler_metrics(metrics if emf else _NoMetrics())
             event = build_event("POST", "/v1/chat/completions", headers=HEADERS, body=REQUEST_BODY)
