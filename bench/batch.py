@@ -38,6 +38,8 @@ JOIN_RECORDS = 50_000
 QUICK_JOIN_RECORDS = 5_000
 PLAN_PROMPTS = 1_000_000
 TARGET_RATIO = 0.5
+# Copies (and the short join) are taken as the fastest of this many runs; the long steps run once.
+FLOOR_RUNS = 3
 TARGET_PEAK_MB = 128.0
 # The peak varies by a few MB between identical runs (allocator, import order): "flat" allows this much.
 PEAK_NOISE_MB = 8.0
@@ -297,6 +299,12 @@ def measure(step: str, **args: Any) -> tuple[Measure, dict[str, Any]]:
     return Measure(**report), extra
 
 
+def fastest(step: str, runs: int, **args: Any) -> tuple[Measure, dict[str, Any]]:
+    """The fastest of `runs` runs of one step: a single copy of a file in the page cache swings 5-10x here."""
+    measured = [measure(step, **args) for _ in range(runs)]
+    return min(measured, key=lambda pair: pair[0].seconds)
+
+
 # --- rows ----------------------------------------------------------------------------------------------
 
 
@@ -339,10 +347,10 @@ def _size_rows(root: Path, size: int, first: dict[str, Measure]) -> list[Row]:
     inbox = root / BUCKET / SOURCE_KEY
     inbox.parent.mkdir(parents=True, exist_ok=True)
     write_prompts(inbox, size)
-    copy_in, _ = measure("copy", root=str(root), sources=[str(inbox)])
+    copy_in, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(inbox)])
     convert, prepared = measure("prepare", root=str(root))
     write_job_outputs(root, prepared)
-    copy_out, _ = measure("copy", root=str(root), sources=[str(path) for path in output_files(root)])
+    copy_out, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(path) for path in output_files(root)])
     parse, _ = measure("collect", root=str(root), prepared=prepared)
     first.setdefault("convert", convert)
     first.setdefault("parse", parse)
@@ -367,8 +375,9 @@ def _join_rows(root: Path, records: int) -> list[Row]:
         size = int(size * records / lines) + 1000 if lines < records else size
     _, prepared = measure("prepare", root=str(root))
     write_job_outputs(root, prepared)
-    copy_out, _ = measure("copy", root=str(root), sources=[str(path) for path in output_files(root)])
-    parse, _ = measure("collect", root=str(root), prepared=prepared)
+    copy_out, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(path) for path in output_files(root)])
+    # Short enough to take the fastest of a few as well (collect rewrites the same keys each time).
+    parse, _ = fastest("collect", FLOOR_RUNS, root=str(root), prepared=prepared)
     ratio = parse.mb_per_s / copy_out.mb_per_s
     _clear(root)
     return [
