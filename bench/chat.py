@@ -99,17 +99,6 @@ CONVERSE_RESPONSE = json.dumps(
 ).encode()
 
 
-class _RawBody:
-    """The raw HTTP body botocore reads a response from."""
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        """The whole body at once."""
-        yield self._content
-
-
 class BedrockStandIn:
     """Answers every Converse call at `before-send` with CONVERSE_RESPONSE: no socket, no latency."""
 
@@ -120,15 +109,13 @@ class BedrockStandIn:
     # that returns a response is how botocore lets one replace the HTTP round trip.
     def __call__(self, request: AWSPreparedRequest, **_: Any) -> Any:
         """botocore's before-send hook: a response returned here replaces the HTTP round trip."""
-        from botocore.awsrequest import AWSResponse
-        from botocore.compat import HTTPHeaders
+        from shared.model_stand_in import wire_response
 
         body = request.body
         self.last_body = body if isinstance(body, bytes) else str(body or "").encode()
-        headers = HTTPHeaders()
-        headers["Content-Type"] = "application/json"
-        headers["x-amzn-RequestId"] = "5f8a3c2e-9d41-4b7a-8e6f-0a1b2c3d4e5f"
-        return AWSResponse(request.url, 200, headers, _RawBody(CONVERSE_RESPONSE))
+        return wire_response(
+            request.url, 200, CONVERSE_RESPONSE, {"x-amzn-RequestId": "5f8a3c2e-9d41-4b7a-8e6f-0a1b2c3d4e5f"}
+        )
 
 
 def floor_request(caller: str) -> dict[str, Any]:

@@ -12,9 +12,10 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from botocore.compat import HTTPHeaders
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
+
+from shared.model_stand_in import wire_response
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -41,23 +42,9 @@ CHAT_ENVIRONMENT: Mapping[str, str] = {
 Responder = Callable[[AWSPreparedRequest, int], AWSResponse]
 
 
-class _Body:
-    """The raw body botocore reads an AWSResponse from."""
-
-    def __init__(self, content: bytes) -> None:
-        self._content = content
-
-    def stream(self, **_: Any) -> Any:
-        """Yield the whole body at once."""
-        yield self._content
-
-
 def http_response(request: AWSPreparedRequest, status: int, body: Mapping[str, Any], **headers: str) -> AWSResponse:
     """A Bedrock HTTP response as it arrives on the wire."""
-    wire_headers = HTTPHeaders()
-    for name, value in {"Content-Type": "application/json", **headers}.items():
-        wire_headers[name] = value
-    return AWSResponse(request.url, status, wire_headers, _Body(json.dumps(body).encode()))
+    return wire_response(request.url, status, json.dumps(body).encode(), headers)
 
 
 def error_response(request: AWSPreparedRequest, status: int, code: str, message: str = "") -> AWSResponse:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
@@ -65,10 +65,15 @@ def answer_converse(request: AWSPreparedRequest, **_: Any) -> Any:
         "usage": {"inputTokens": max(1, size // 4), "outputTokens": 24, "totalTokens": max(1, size // 4) + 24},
         "metrics": {"latencyMs": 0},
     }
-    headers = HTTPHeaders()
-    headers["Content-Type"] = "application/json"
-    headers["x-amzn-RequestId"] = str(uuid.uuid4())
-    return AWSResponse(request.url, 200, headers, _Body(json.dumps(response).encode()))
+    return wire_response(request.url, 200, json.dumps(response).encode(), {"x-amzn-RequestId": str(uuid.uuid4())})
+
+
+def wire_response(url: str, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> AWSResponse:
+    """A JSON HTTP response as botocore receives it: returned by a before-send hook, it is parsed like a real one."""
+    wire_headers = HTTPHeaders()
+    for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
+        wire_headers[name] = value
+    return AWSResponse(url, status, wire_headers, _Body(body))
 
 
 class _Body:

@@ -14,8 +14,7 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse
-from botocore.compat import HTTPHeaders
+from botocore.awsrequest import AWSPreparedRequest
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
@@ -24,6 +23,7 @@ from local import moto_ext
 from local.bedrock import AmazonBedrock, BedrockStandIn, ModelError, build_model
 from local.harness import MOTO_CONFIG
 from local.services import serving
+from shared.model_stand_in import wire_response
 
 MODEL = "openai.gpt-oss-20b-1:0"
 CONVERSE = {"modelId": MODEL, "messages": [{"role": "user", "content": [{"text": "Hello there"}]}]}
@@ -40,13 +40,6 @@ def _client(endpoint_url: str | None = None) -> AmazonBedrock:
     return AmazonBedrock(boto3.client("bedrock-runtime", region_name="us-east-1", endpoint_url=endpoint_url))
 
 
-class _Raw(io.BytesIO):
-    """A raw HTTP body as botocore reads it."""
-
-    def stream(self, **_: object) -> Iterator[bytes]:
-        yield self.read()
-
-
 def test_a_detached_client_is_never_answered_by_moto() -> None:
     """Both clients call Bedrock's real endpoint; a later before-send hook stands in for the network."""
     canned = {
@@ -57,7 +50,7 @@ def test_a_detached_client_is_never_answered_by_moto() -> None:
     }
 
     def network(request: AWSPreparedRequest, **_: object) -> Any:
-        return AWSResponse(request.url, 200, HTTPHeaders(), _Raw(json.dumps(canned).encode()))
+        return wire_response(request.url, 200, json.dumps(canned).encode())
 
     moto_ext.install()
     with mock_aws(config=MOTO_CONFIG):

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from botocore.awsrequest import AWSPreparedRequest, AWSResponse, HTTPHeaders
+from botocore.awsrequest import AWSPreparedRequest
 from botocore.stub import Stubber
 
 from shared.converse import ConverseGateway
+from shared.model_stand_in import wire_response
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
@@ -129,23 +130,14 @@ class FakeBedrock:
             body = json.loads(raw or b"{}")
             self.requests.append(body)
             status, payload = responder(body, attempts["count"])
-            headers = HTTPHeaders()
-            headers["Content-Type"] = "application/json"
-            if status >= 400:
-                headers["x-amzn-ErrorType"] = (
-                    f"{payload['__type']}:http://internal.amazon.com/coral/com.amazon.bedrock/"
-                )
-            return AWSResponse(request.url, status, headers, _Raw(json.dumps(payload).encode()))
+            headers = (
+                {"x-amzn-ErrorType": f"{payload['__type']}:http://internal.amazon.com/coral/com.amazon.bedrock/"}
+                if status >= 400
+                else {}
+            )
+            return wire_response(request.url, status, json.dumps(payload).encode(), headers)
 
         self.client.meta.events.register(f"before-send.bedrock-runtime.{operation}", send)
-
-
-class _Raw:
-    def __init__(self, content: bytes) -> None:
-        self.content = content
-
-    def stream(self, **_: Any) -> Iterator[bytes]:
-        yield self.content
 
 
 def converse_body(
