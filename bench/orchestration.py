@@ -18,7 +18,6 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -82,50 +81,6 @@ def _prompts(number: int) -> str:
     return "".join(json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(number))
 
 
-def _shard_history(pipeline: Any, laps: int) -> list[dict[str, Any]]:
-    """One shard's child execution, for a job that answers InProgress `laps` times, then Completed."""
-    from local.moto_ext import JobScenario
-
-    processor = dict(json.loads(pipeline.definition())["States"]["Shards"]["ItemProcessor"])
-    processor.pop("ProcessorConfig")
-    sfn = pipeline.sfn
-    arn = sfn.create_state_machine(
-        name=f"Shard{laps}", definition=json.dumps(processor), roleArn="arn:aws:iam::123456789012:role/bench"
-    )["stateMachineArn"]
-    key = f"work/probe-{laps}/shard-00000/records.jsonl"
-    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=_prompts(5).encode())
-    pipeline.bedrock.scenario = lambda _request: JobScenario(polls=laps)
-    item = {
-        "shard": {
-            "index": 0,
-            "jobName": f"probe-{laps}-00000",
-            "clientRequestToken": f"probe{laps}",
-            "inputUri": f"s3://{pipeline.bucket}/{key}",
-            "outputUri": f"s3://{pipeline.bucket}/bedrock-output/probe-{laps}/shard-00000/",
-            "recordCount": 5,
-        },
-        "runId": f"probe-{laps}",
-        "modelId": "openai.gpt-oss-120b-1:0",
-        "stateMachine": arn,
-        "lap": {"count": 0},
-    }
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(item))["executionArn"]
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        time.sleep(0.01)
-    if described["status"] != "SUCCEEDED" or json.loads(described["output"])["status"] != "Completed":
-        raise RuntimeError(f"the probe shard did not complete: {described}")
-    return [dict(event) for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]]
-
-
-def _entered(history: list[dict[str, Any]]) -> list[str]:
-    return [
-        event[key]["name"]
-        for event in history
-        for key in event
-        if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
-    ]
-
-
 def measure_orchestration(
     template: Mapping[str, Any] | None = None, *, stage: str = BENCH_CONTEXT["stage"]
 ) -> Orchestration:
@@ -133,7 +88,7 @@ def measure_orchestration(
 
     `template`: the batch stack synthesized with small quotas (default: synthesized here with BENCH_CONTEXT).
     """
-    from local.harness import OfflinePipeline, synthesize_batch_stack
+    from local.harness import OfflinePipeline, states_entered, synthesize_batch_stack
     from local.moto_ext import JobScenario
 
     if template is None:
@@ -147,9 +102,9 @@ def measure_orchestration(
         if run.status != "SUCCEEDED" or len(run.jobs) != SHARDS:
             raise RuntimeError(f"the bench run did not succeed with {SHARDS} jobs: {run.status} {run.error}")
         parent = count(run.history)
-        few, many = _shard_history(pipeline, FEW_LAPS), _shard_history(pipeline, MANY_LAPS)
+        few, many = pipeline.run_shard(FEW_LAPS), pipeline.run_shard(MANY_LAPS)
     # A lap is one status check: the laps of a history are its GetJob entries.
-    few_names, many_names = _entered(few), _entered(many)
+    few_names, many_names = states_entered(few), states_entered(many)
     few_laps, many_laps = few_names.count("GetJob"), many_names.count("GetJob")
     per_lap, remainder = divmod(count(many).transitions - count(few).transitions, many_laps - few_laps)
     if remainder:
@@ -159,7 +114,7 @@ def measure_orchestration(
         parent=parent.transitions,
         shard_fixed=count(few).transitions - few_laps * per_lap,
         per_lap=per_lap,
-        parent_states=_entered(run.history),
+        parent_states=run.states_entered(),
         lap_states=few_names[lap_start : lap_start + per_lap],
     )
 

@@ -37,7 +37,7 @@ import boto3
 from moto import mock_aws
 from werkzeug.serving import ThreadedWSGIServer
 
-from infra.config import guardrail_parameter_names
+from infra.config import GPT_OSS_120B, guardrail_parameter_names
 from local import moto_ext
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.environment import applied_environment
@@ -51,6 +51,8 @@ if TYPE_CHECKING:
     from mypy_boto3_stepfunctions import SFNClient
 
 ACCOUNT = "123456789012"
+# The batch stack's default model: what a shard run on its own is submitted with.
+DEFAULT_MODEL_ID = GPT_OSS_120B
 REGION = "us-east-1"
 BATCH_STACK_PREFIX = "GptOssBatch-"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
@@ -99,12 +101,17 @@ class Run:
 
     def states_entered(self) -> list[str]:
         """Names of the states the execution entered, in order (Distributed Map children excluded)."""
-        return [
-            event[key]["name"]
-            for event in self.history
-            for key in event
-            if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
-        ]
+        return states_entered(self.history)
+
+
+def states_entered(history: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Names of the states an execution history entered, in order."""
+    return [
+        event[key]["name"]
+        for event in history
+        for key in event
+        if key.endswith("EventDetails") and event["type"].endswith("StateEntered")
+    ]
 
 
 # A backstop against a hung run, not a speed target: a loaded 2-core machine can take tens of seconds
@@ -434,6 +441,44 @@ class OfflinePipeline:
         for name, value in machine["Properties"].get("DefinitionSubstitutions", {}).items():
             text = text.replace(f"${{{name}}}", str(self.resolve(value)))
         return text
+
+    def run_shard(self, polls: int) -> list[dict[str, Any]]:
+        """One shard's workflow (the Distributed Map's item processor) run as an execution of its own, for a job
+        that answers InProgress `polls` times, then Completed; its history (moto keeps none of Map children).
+
+        Raises:
+            RuntimeError: the shard did not end with its job Completed.
+        """
+        processor = dict(json.loads(self.definition())["States"]["Shards"]["ItemProcessor"])
+        processor.pop("ProcessorConfig")
+        sfn = self.sfn
+        arn = sfn.create_state_machine(
+            name=f"Shard{polls}", definition=json.dumps(processor), roleArn=f"arn:aws:iam::{ACCOUNT}:role/offline"
+        )["stateMachineArn"]
+        run = f"probe-{polls}"
+        key = f"work/{run}/shard-00000/records.jsonl"
+        prompts = (json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(5))
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(prompts).encode())
+        self.bedrock.scenario = lambda _request: moto_ext.JobScenario(polls=polls)
+        item = {
+            "shard": {
+                "index": 0,
+                "jobName": f"{run}-00000",
+                "clientRequestToken": f"probe{polls}",
+                "inputUri": f"s3://{self.bucket}/{key}",
+                "outputUri": f"s3://{self.bucket}/bedrock-output/{run}/shard-00000/",
+                "recordCount": 5,
+            },
+            "runId": run,
+            "modelId": DEFAULT_MODEL_ID,
+            "stateMachine": arn,
+        }
+        execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(item))["executionArn"]
+        while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
+            time.sleep(0.01)
+        if described["status"] != "SUCCEEDED" or json.loads(described["output"])["status"] != "Completed":
+            raise RuntimeError(f"the probe shard did not complete: {described}")
+        return [dict(event) for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]]
 
     def _bucket(self, logical_id: str, properties: Mapping[str, Any]) -> None:
         s3, name = self.s3, self.resolve.name(logical_id)

@@ -9,7 +9,6 @@ wire shapes. The assertions read what users read: results.jsonl, summary.json, t
 from __future__ import annotations
 
 import json
-import time
 from collections.abc import Callable
 from typing import Any
 
@@ -20,7 +19,7 @@ from infra.config import EVENTS_PER_POLL_LAP, SHARD_FIXED_EVENTS, DeploymentConf
 from local import moto_ext
 from local.bedrock import build_model
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
-from local.harness import ACCOUNT, REGION, OfflinePipeline, Run
+from local.harness import REGION, OfflinePipeline, Run
 from local.moto_ext import JobRequest, JobScenario
 from tests.functional.conftest import OFFLINE_CONTEXT, OFFLINE_QUOTAS, OFFLINE_STAGE
 
@@ -312,42 +311,9 @@ def test_a_duplicate_event_starts_no_second_run_and_a_new_version_does(pipeline:
 # --- the history budget the lap limit rests on -----------------------------------------------------
 
 
-def _shard_history(pipeline: OfflinePipeline, polls: int) -> list[dict[str, Any]]:
-    """Run one shard's workflow (the Distributed Map's item processor) as an execution of its own."""
-    processor = dict(json.loads(pipeline.definition())["States"]["Shards"]["ItemProcessor"])
-    processor.pop("ProcessorConfig")
-    sfn = pipeline.sfn
-    arn = sfn.create_state_machine(
-        name=f"Shard{polls}", definition=json.dumps(processor), roleArn=f"arn:aws:iam::{ACCOUNT}:role/offline"
-    )["stateMachineArn"]
-    key = f"work/probe-{polls}/shard-00000/records.jsonl"
-    pipeline.s3.put_object(Bucket=pipeline.bucket, Key=key, Body=jsonl(*prompts(5)).encode())
-    pipeline.bedrock.scenario = lambda _request: JobScenario(polls=polls)
-    item = {
-        "shard": {
-            "index": 0,
-            "jobName": f"probe-{polls}-00000",
-            "clientRequestToken": f"probe{polls}",
-            "inputUri": f"s3://{pipeline.bucket}/{key}",
-            "outputUri": f"s3://{pipeline.bucket}/bedrock-output/probe-{polls}/shard-00000/",
-            "recordCount": 5,
-        },
-        "runId": f"probe-{polls}",
-        "modelId": OFFLINE.model_id,
-        "stateMachine": arn,
-        "lap": {"count": 0},
-    }
-    execution = sfn.start_execution(stateMachineArn=arn, input=json.dumps(item))["executionArn"]
-    while (described := sfn.describe_execution(executionArn=execution))["status"] == "RUNNING":
-        time.sleep(0.02)
-    assert described["status"] == "SUCCEEDED", described
-    assert json.loads(described["output"])["status"] == "Completed"
-    return [dict(event) for event in sfn.get_execution_history(executionArn=execution, maxResults=1000)["events"]]
-
-
 def test_one_poll_lap_writes_the_events_the_lap_limit_is_computed_with(pipeline: OfflinePipeline) -> None:
     # Before the overdue check (lap 2 offline) and after it: the overdue report happens once, not per lap.
-    short, long = len(_shard_history(pipeline, 3)), len(_shard_history(pipeline, 7))
+    short, long = len(pipeline.run_shard(3)), len(pipeline.run_shard(7))
     assert (long - short) / 4 == EVENTS_PER_POLL_LAP
     fixed = short - 3 * EVENTS_PER_POLL_LAP
     assert 0 < fixed <= SHARD_FIXED_EVENTS
