@@ -42,7 +42,7 @@ class HttpResponse(NamedTuple):
     """An HTTP response: unpacks as (status, headers, body)."""
 
     status: int
-    headers: dict[str, str]
+    headers: Mapping[str, str]  # case-insensitive where it comes from an HTTP client
     body: str
 
 

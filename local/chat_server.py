@@ -1,33 +1,38 @@
 """The chat API on 127.0.0.1, served by the real chat function as the synthesized template deploys it.
 
-HTTP request -> API Gateway (routes, body model, gateway responses: local/apigw.py) -> proxy event ->
-`chat.handler.lambda_handler` with the template's environment -> HTTP response. Bedrock is the stand-in
-(offline or OpenAI-compatible backend) or, with the aws backend, Amazon Bedrock itself.
-
-The function runs in this process, the way one Lambda execution environment runs it: one invocation at
-a time, with its environment applied before its code is imported (Powertools and the settings loader
-read the environment once).
+HTTP request -> API Gateway (routes, body model, throttle, gateway responses: local/apigw.py) -> proxy event ->
+the HTTP request the Lambda Web Adapter makes of it (local/web_adapter.py) -> the chat app, started from the
+template's handler script in its own process with the template's environment -> its response, streamed back
+as it comes. Bedrock is the stand-in (offline or OpenAI-compatible backend) or, with the aws backend, Amazon
+Bedrock itself.
 """
 
 from __future__ import annotations
 
-import importlib
+import os
+import shutil
+import socket
+import subprocess
 import sys
 import threading
 import time
-import traceback
 import uuid
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from contextlib import AbstractContextManager, ExitStack, contextmanager
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http import HTTPStatus
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import parse_qsl
 
+import anyio
 import boto3
+import httpx
+import uvicorn
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from chat.settings import ChatSettings
-from local.apigw import ACCOUNT_ID, ApiGateway, HttpResponse, build_event, response_from_result
+from local.apigw import ACCOUNT_ID, ApiGateway, HttpResponse, build_event
 from local.bedrock import (
     DEFAULT_TRIGGER_WORDS,
     LOCAL_GUARDRAIL_ID,
@@ -38,15 +43,20 @@ from local.bedrock import (
     WordGuardrail,
     build_model,
 )
-from local.environment import applied_environment
 from local.lambda_context import REGION, LocalLambdaContext
 from local.services import serving
 from local.templates import ChatFunction, Template, chat_table, guardrail_messages
+from local.web_adapter import forwarded_headers
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
+FUNCTIONS_DIR = Path(__file__).resolve().parents[1] / "functions"
+# The adapter's readiness check (the template's AWS_LWA_READINESS_CHECK_PATH) and how long a start may take.
+READINESS_PATH = "/healthz"
+READINESS_TIMEOUT_SECONDS = 60
+# The managed runtime runs the handler script with bash (its shebang); so does the local runner.
+BASH = shutil.which("bash") or "/bin/bash"
 # Who the function sees as the (IAM-authenticated) caller of every local request.
 LOCAL_CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/local-developer/local"
 _GUARDRAIL_VARIABLES = frozenset({"GUARDRAIL_ID", "GUARDRAIL_VERSION"})
@@ -87,15 +97,14 @@ def running_chat_api(
     *,
     bedrock_url: str | None = None,
     dynamodb_url: str | None = None,
-    invocation_lock: AbstractContextManager[Any] | None = None,
 ) -> Iterator[RunningChatApi]:
     """Serve the chat API of a synthesized chat stack until the block ends; then stop and join everything.
 
     `bedrock_url`: a Bedrock runtime endpoint the caller serves; the function calls it, whatever the backend,
     and no stand-in of its own is started. `dynamodb_url`: a moto server of this process for the Idempotency-Key
     table (by default one of its own); the table is created there from the template, never in AWS, whatever
-    the backend. `invocation_lock`: held for each invocation, to share one process environment with other
-    functions run in this process (by default the chat function's own lock).
+    the backend. The function runs in its own process with the template's environment (as the Lambda Web
+    Adapter runs it), behind the local API Gateway on `options.port`.
 
     Raises:
         ValueError: the template and the options do not make a runnable function (the message says why).
@@ -130,16 +139,11 @@ def running_chat_api(
             _create_table(dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE], table)
             stack.callback(_delete_table, dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE])
             runtime["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
-        stack.enter_context(function_environment({**variables, **runtime}, unset=unset))
-        handler = load_handler(function.handler)
-        server = ChatServer(
-            handler,
-            function=function,
-            gateway=ApiGateway.from_template(template),
-            port=options.port,
-            invocation_lock=invocation_lock,
-        )
-        stack.enter_context(serving(server, "chat-api"))
+        process = FunctionProcess({**variables, **runtime}, unset=unset)
+        process.start(function.handler)
+        stack.callback(process.stop)
+        local_gateway = LocalGateway(function, ApiGateway.from_template(template), process.url)
+        server = stack.enter_context(GatewayServer(local_gateway, port=options.port))
         yield RunningChatApi(
             url=server.url,
             bedrock_url=bedrock_url,
@@ -240,136 +244,223 @@ def _aws_region() -> str:
     return region
 
 
-@contextmanager
-def function_environment(variables: Mapping[str, str], *, unset: Iterable[str] = ()) -> Iterator[None]:
-    """`os.environ` as the function sees it, for the duration; restored afterwards.
+class FunctionProcess:
+    """The chat function's web app in its own process, as the Lambda Web Adapter runs it: started, then ready."""
 
-    The chat function's caches of what it read from the environment are cleared on entry and on exit,
-    as if a new execution environment started.
-    """
-    with applied_environment(variables, unset=unset):
-        reset_function_caches()
-        try:
-            yield
-        finally:
-            reset_function_caches()
-
-
-def reset_function_caches() -> None:
-    """Forget the settings, gateway, idempotency store and clients the chat function built from the environment."""
-    import chat.handler
-    import chat.idempotency
-    import shared.converse
-    import shared.settings
-
-    shared.settings.load_settings.cache_clear()
-    chat.handler.converse_gateway.cache_clear()
-    shared.converse.runtime_client.cache_clear()
-    chat.idempotency.persistence_store.cache_clear()
-
-
-def load_handler(dotted: str) -> Handler:
-    """Import a handler by its dotted string, as the Lambda runtime does (`module.function`)."""
-    module_name, _, attribute = dotted.rpartition(".")
-    handler: Handler = getattr(importlib.import_module(module_name), attribute)
-    return handler
-
-
-class ChatServer(ThreadingHTTPServer):
-    """The chat API's HTTP front: API Gateway's behaviour, then the function, one invocation at a time."""
-
-    # server_close() waits for requests in flight (they end within the function's timeout).
-    daemon_threads = False
-    block_on_close = True
-    # API Gateway takes every connection a burst opens and answers the excess with 429s; socketserver's
-    # default backlog of 5 would reset them instead.
-    request_queue_size = 128
-
-    def __init__(
-        self,
-        handler: Handler,
-        *,
-        function: ChatFunction,
-        gateway: ApiGateway,
-        port: int = 0,
-        invocation_lock: AbstractContextManager[Any] | None = None,
-    ) -> None:
-        super().__init__(("127.0.0.1", port), _ChatRequestHandler)
-        self.function = function
-        self.gateway = gateway
-        self._handler = handler
-        # Powertools' resolver and logger keep per-invocation state in module globals, like one Lambda
-        # execution environment: so invocations take turns.
-        self._invocation = invocation_lock or threading.Lock()
+    def __init__(self, environment: Mapping[str, str], *, unset: Iterable[str] = ()) -> None:
+        self.port = _free_port()
+        removed = set(unset)
+        self._environment = {
+            **{name: value for name, value in os.environ.items() if name not in removed},
+            **environment,
+            "AWS_LWA_PORT": str(self.port),
+            "LAMBDA_TASK_ROOT": str(FUNCTIONS_DIR),
+            # The function's own `python` is this interpreter (the project's environment).
+            "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}",
+        }
+        self._process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        """The base URL OpenAI SDKs take."""
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
+        """Where the app listens."""
+        return f"http://127.0.0.1:{self.port}"
 
-    def respond(self, method: str, target: str, headers: Mapping[str, str], body: bytes) -> HttpResponse:
-        """The HTTP response to one request (`target` is the request line's path and query)."""
+    def start(self, handler: str, *, timeout_seconds: float = READINESS_TIMEOUT_SECONDS) -> None:
+        """Run the function's handler script and wait for its readiness check, as the adapter does.
+
+        Raises:
+            RuntimeError: the app exited, or was not ready in time.
+        """
+        script = FUNCTIONS_DIR / handler
+        self._process = subprocess.Popen(  # noqa: S603 - the template's own handler script
+            [BASH, str(script)], env=self._environment, cwd=FUNCTIONS_DIR
+        )
+        deadline = time.monotonic() + timeout_seconds
+        while time.monotonic() < deadline:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"the chat function's {handler} exited with {self._process.returncode}")
+            try:
+                if httpx.get(f"{self.url}{READINESS_PATH}", timeout=1).status_code == HTTPStatus.OK:
+                    return
+            except httpx.TransportError:
+                time.sleep(0.05)
+        self.stop()
+        raise RuntimeError(f"the chat function was not ready within {timeout_seconds:.0f} s")
+
+    def stop(self) -> None:
+        """Stop the app (as Lambda's shutdown phase does: SIGTERM, then SIGKILL) and wait for it."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.terminate()
+        try:
+            self._process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self._process.kill()
+            self._process.wait()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+# Hop-by-hop headers are the connection's, not the response's: never passed on.
+_HOP_BY_HOP = frozenset({"connection", "keep-alive", "transfer-encoding", "te", "trailer", "upgrade"})
+
+
+class LocalGateway:
+    """API Gateway in front of the chat function, as an ASGI app: routes, limits, throttle and gateway responses,
+    then the request as the adapter forwards it, and the function's response streamed back as it comes."""
+
+    def __init__(
+        self,
+        function: ChatFunction,
+        gateway: ApiGateway,
+        upstream_url: str,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        self.function = function
+        self.gateway = gateway
+        self._upstream_url = upstream_url
+        self._transport = transport
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer one HTTP request."""
+        if scope["type"] != "http":
+            return
+        body = await _request_body(receive)
         request_id = str(uuid.uuid4())
-        split = urlsplit(target)
-        path = unquote(split.path)
+        method, path = str(scope["method"]), str(scope["path"])
         route = self.gateway.admit(method, path, body, request_id=request_id)
         if isinstance(route, HttpResponse):
-            return route
+            await _send_whole(send, route)
+            return
+        headers = {name.decode("latin-1"): value.decode("latin-1") for name, value in scope["headers"]}
+        query = scope.get("query_string", b"").decode("latin-1")
         event = build_event(
             method,
             path,
             headers=headers,
             body=body.decode("utf-8", errors="replace") if body else None,
-            query=dict(parse_qsl(split.query)) or None,
+            query=dict(parse_qsl(query)) or None,
             request_id=request_id,
             caller_arn=LOCAL_CALLER_ARN,
             resource=route.resource,
             path_parameters=route.path_parameters,
             stage=self.gateway.stage,
         )
-        with self._invocation:
-            context = LocalLambdaContext.starting_now(
-                self.function.logical_id,
-                timeout_seconds=self.function.timeout_seconds,
-                memory_mb=self.function.memory_mb,
-            )
-            started = time.monotonic()
-            try:
-                result = self._handler(event, context)
-            except Exception:
-                # An unhandled error is a failed invocation: API Gateway answers 502 "Internal server error".
-                print(f"chat function failed (request {request_id}):\n{traceback.format_exc()}", file=sys.stderr)
-                return self.gateway.error("DEFAULT_5XX", "Internal server error", request_id=request_id)
-        if time.monotonic() - started > route.timeout_seconds:
-            # API Gateway would have given up on the integration already and answered this instead.
-            return self.gateway.error("INTEGRATION_TIMEOUT", "Endpoint request timed out", request_id=request_id)
-        try:
-            return response_from_result(result)
-        except (KeyError, TypeError, ValueError):
-            return self.gateway.error("DEFAULT_5XX", "Internal server error", request_id=request_id)
+        context = LocalLambdaContext.starting_now(
+            self.function.logical_id, timeout_seconds=self.function.timeout_seconds, memory_mb=self.function.memory_mb
+        )
+        request = httpx.Request(
+            method,
+            f"{self._upstream_url}{path}" + (f"?{query}" if query else ""),
+            headers=[(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)],
+            content=body,
+        )
+        await self._forward(request, route.timeout_seconds, request_id, receive, send)
+
+    async def _forward(
+        self, request: httpx.Request, timeout_seconds: float, request_id: str, receive: Receive, send: Send
+    ) -> None:
+        started = False
+        async with (
+            # No client timeout: API Gateway's integration timeout (below) is the one that applies.
+            httpx.AsyncClient(transport=self._transport, timeout=None) as client,  # noqa: S113
+            anyio.create_task_group() as tasks,
+        ):
+
+            async def stream() -> None:
+                nonlocal started
+                with anyio.move_on_after(timeout_seconds):
+                    response = await client.send(request, stream=True)
+                    try:
+                        headers = [
+                            (name.encode(), value.encode())
+                            for name, value in response.headers.multi_items()
+                            if name.lower() not in _HOP_BY_HOP
+                        ]
+                        await send({"type": "http.response.start", "status": response.status_code, "headers": headers})
+                        started = True
+                        async for chunk in response.aiter_raw():
+                            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    finally:
+                        await response.aclose()
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                    tasks.cancel_scope.cancel()
+                    return
+                # API Gateway gave up on the integration: a 504 if nothing was sent yet, else the stream just ends.
+                if started:
+                    await send({"type": "http.response.body", "body": b"", "more_body": False})
+                else:
+                    timeout = self.gateway.error(
+                        "INTEGRATION_TIMEOUT", "Endpoint request timed out", request_id=request_id
+                    )
+                    await _send_whole(send, timeout)
+                tasks.cancel_scope.cancel()
+
+            async def disconnected() -> None:
+                # The caller went away: closing our side of the function's response tells the function so.
+                while (await receive())["type"] != "http.disconnect":
+                    pass
+                tasks.cancel_scope.cancel()
+
+            async def guarded() -> None:
+                try:
+                    await stream()
+                except Exception:
+                    # The invocation failed (the function crashed or broke off): API Gateway's 502.
+                    if not started:
+                        failed = self.gateway.error("DEFAULT_5XX", "Internal server error", request_id=request_id)
+                        await _send_whole(send, failed)
+                    tasks.cancel_scope.cancel()
+
+            tasks.start_soon(guarded)
+            tasks.start_soon(disconnected)
 
 
-class _ChatRequestHandler(BaseHTTPRequestHandler):
-    server: ChatServer
-    # A connection that sends nothing is dropped after this long, so shutdown never waits on it for longer.
-    timeout = 10
+async def _request_body(receive: Receive) -> bytes:
+    parts = []
+    while True:
+        message = await receive()
+        parts.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(parts)
 
-    def _serve(self) -> None:
-        try:
-            length = int(self.headers.get("Content-Length") or 0)
-        except ValueError:
-            self.send_error(400, "Invalid Content-Length")
-            return
-        body = self.rfile.read(length) if length > 0 else b""
-        response = self.server.respond(self.command, self.path, dict(self.headers.items()), body)
-        payload = response.body.encode()
-        self.send_response(response.status)
-        for name, value in response.headers.items():
-            if name.lower() not in ("content-length", "connection"):
-                self.send_header(name, value)
-        self.send_header("Content-Length", str(len(payload)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(payload)
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve
+async def _send_whole(send: Send, response: HttpResponse) -> None:
+    payload = response.body.encode()
+    headers = [(name.encode(), value.encode()) for name, value in response.headers.items()]
+    headers.append((b"content-length", str(len(payload)).encode()))
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    await send({"type": "http.response.body", "body": payload, "more_body": False})
+
+
+class GatewayServer:
+    """uvicorn serving the local gateway on 127.0.0.1, in a background thread."""
+
+    def __init__(self, app: ASGIApp, *, port: int = 0) -> None:
+        self._socket = socket.socket()
+        self._socket.bind(("127.0.0.1", port))
+        self._server = uvicorn.Server(
+            uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5)
+        )
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="chat-api")
+
+    @property
+    def url(self) -> str:
+        """The base URL OpenAI SDKs take."""
+        return f"http://127.0.0.1:{self._socket.getsockname()[1]}/v1"
+
+    def __enter__(self) -> GatewayServer:
+        self._thread.start()
+        while not self._server.started and self._thread.is_alive():
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self._server.should_exit = True
+        self._thread.join()
+        self._socket.close()

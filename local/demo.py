@@ -1,7 +1,7 @@
 """`python -m local demo`: the whole system once, end to end, as a user would drive it, then exit.
 
 It runs what `up` runs (in this process), then, over real loopback HTTP:
-1. asks the chat API a question with the official `openai` SDK and prints the answer;
+1. asks the chat API a question with the official `openai` SDK and prints the answer as it streams in;
 2. drops the sample folder (`local/samples/`) into the bucket's inbox through the local S3 endpoint with
    boto3, which starts one run per file through S3 -> EventBridge -> SQS -> starter -> Step Functions:
    - `questions.jsonl`: 150 prompts, enough for a batch inference job (the default minimum is 100);
@@ -78,8 +78,14 @@ def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], Non
     return runs
 
 
-def chat(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> str:
-    """Ask the chat API one question with the openai SDK; the answer.
+def chat(
+    system: RunningSystem,
+    *,
+    deadline: float,
+    say: Callable[[str], None],
+    write: Callable[[str], None] = lambda text: print(text, end="", flush=True),
+) -> str:
+    """Ask the chat API one question with the openai SDK, streamed: each piece is written as it arrives; the answer.
 
     Raises:
         DemoFailed: the call failed, or came back without an answer.
@@ -87,26 +93,39 @@ def chat(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) 
     settings = system.chat.settings
     model = next(iter(settings.MODEL_ALIASES), settings.MODEL_IDS[0])
     question = "In one sentence: what does Amazon Bedrock's batch inference do?"
-    say(f"\n== Chat API ==\nPOST {system.chat.url}/chat/completions with the openai SDK (model {model}):")
+    say(f"\n== Chat API ==\nPOST {system.chat.url}/chat/completions with the openai SDK (model {model}, streamed):")
     say(f"  user: {question}")
     client = openai.OpenAI(
         base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
     )
+    pieces: list[str] = []
+    finish, usage = None, None
     try:
         with client:
-            completion = client.chat.completions.create(
-                model=model, messages=[{"role": "user", "content": question}], reasoning_effort="low"
+            stream = client.chat.completions.create(
+                model=model,
+                messages=[{"role": "user", "content": question}],
+                reasoning_effort="low",
+                stream=True,
+                stream_options={"include_usage": True},
             )
+            write("  assistant: ")
+            for chunk in stream:
+                usage = chunk.usage or usage
+                for choice in chunk.choices:
+                    finish = choice.finish_reason or finish
+                    if choice.delta.content:
+                        pieces.append(choice.delta.content)
+                        write(choice.delta.content)
+            write("\n")
     except openai.OpenAIError as error:
         raise DemoFailed(f"the chat API call failed: {error}") from None
-    choice = completion.choices[0]
-    if not choice.message.content:
-        raise DemoFailed(f"the chat API answered without content (finish_reason {choice.finish_reason})")
-    usage = completion.usage
+    answer = "".join(pieces)
+    if not answer:
+        raise DemoFailed(f"the chat API answered without content (finish_reason {finish})")
     tokens = f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else "no usage"
-    say(f"  assistant: {choice.message.content}")
-    say(f"  (finish_reason {choice.finish_reason}, {tokens})")
-    return choice.message.content
+    say(f"  (finish_reason {finish}, {tokens})")
+    return answer
 
 
 def drop_samples(system: RunningSystem, *, say: Callable[[str], None]) -> list[Dropped]:

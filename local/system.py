@@ -148,7 +148,6 @@ def running_system(
                 bedrock_url=bedrock_url,
                 # The pipeline's moto server holds the Idempotency-Key table too.
                 dynamodb_url=s3_url,
-                invocation_lock=moto_ext.INVOCATION_LOCK,
             )
         )
         # Stopped in reverse: the monitor, then no function runs any more (before the chat API gives the

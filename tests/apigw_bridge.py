@@ -1,6 +1,6 @@
-"""The chat handler in process for tests: a fixed-budget Lambda context, one-call invocation, an httpx transport.
+"""The chat app in process for tests: a fixed-budget Lambda context, one-call invocation, an httpx transport.
 
-The event and response shapes come from local/apigw.py, the one implementation the local server uses too.
+Events come from local/apigw.py and reach the app as local/web_adapter.py forwards them, as the local server does.
 """
 
 from __future__ import annotations
@@ -10,11 +10,13 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+import anyio
 import httpx
+from starlette.types import ASGIApp
 
 from local.apigw import ACCOUNT_ID, HttpResponse, build_event, response_from_result
+from local.web_adapter import forwarded_headers
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 # What invoke_handler returns: the handler's answer as HTTP.
 BridgeResponse = HttpResponse
 
@@ -23,6 +25,7 @@ __all__ = [
     "FakeLambdaContext",
     "build_event",
     "handler_transport",
+    "invoke_event",
     "invoke_handler",
     "response_from_result",
 ]
@@ -47,7 +50,7 @@ class FakeLambdaContext:
 
 
 def invoke_handler(
-    handler: Handler,
+    app: ASGIApp,
     method: str,
     path: str,
     headers: Mapping[str, str] | None = None,
@@ -57,17 +60,40 @@ def invoke_handler(
     context: Any = None,
     request_id: str | None = None,
 ) -> HttpResponse:
-    """Call `handler` with the proxy event for one HTTP request and return its HTTP response."""
+    """Send `app` the HTTP request the Lambda Web Adapter makes of one API Gateway request; return its response."""
     event = build_event(method, path, headers=headers, body=body, query=query, request_id=request_id)
-    return response_from_result(handler(event, context if context is not None else FakeLambdaContext()))
+    return invoke_event(app, event, context)
 
 
-def handler_transport(handler: Handler, *, context: Callable[[], Any] = FakeLambdaContext) -> httpx.MockTransport:
-    """An httpx transport that answers every request by invoking `handler` through API Gateway's shapes."""
+def invoke_event(app: ASGIApp, event: Mapping[str, Any], context: Any = None) -> HttpResponse:
+    """Send `app` the HTTP request the Lambda Web Adapter makes of `event`; return its (whole) response.
+
+    An exception the app lets through (a BaseException: the container dying) comes out of this call as it is.
+    """
+    headers = forwarded_headers(event, context if context is not None else FakeLambdaContext())
+
+    async def send() -> httpx.Response:
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1:8080") as client:
+            return await client.request(
+                event["httpMethod"],
+                event["path"],
+                params=event.get("queryStringParameters") or None,
+                # As bytes: API Gateway passes on header values that are not ASCII, and so does the adapter.
+                headers=[(name.encode(), value.encode()) for name, value in headers],
+                content=(event.get("body") or "").encode(),
+            )
+
+    response = anyio.run(send)
+    return HttpResponse(status=response.status_code, headers=response.headers, body=response.text)
+
+
+def handler_transport(app: ASGIApp, *, context: Callable[[], Any] = FakeLambdaContext) -> httpx.MockTransport:
+    """An httpx transport that answers every request by invoking `app` through API Gateway and the adapter."""
 
     def respond(request: httpx.Request) -> httpx.Response:
         answer = invoke_handler(
-            handler,
+            app,
             request.method,
             request.url.path,
             dict(request.headers),

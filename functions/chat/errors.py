@@ -1,7 +1,7 @@
 """Every way a chat request can fail, as types with an HTTP status and an OpenAI error type/code.
 
-The shared Bedrock errors and Powertools' validation errors are mapped to these here, once; the
-handler renders any of them as the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
+The shared Bedrock errors and pydantic's validation errors are mapped to these here, once; the
+app renders any of them as the OpenAI envelope `{"error": {"message", "type", "param", "code"}}`.
 """
 
 from __future__ import annotations
@@ -10,11 +10,6 @@ import re
 from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
-
-from aws_lambda_powertools.event_handler.openapi.exceptions import (
-    RequestUnsupportedContentType,
-    RequestValidationError,
-)
 
 from shared.errors import (
     BedrockAccessDenied,
@@ -125,7 +120,7 @@ class MethodNotAllowed(ChatError):
 
     def __init__(self, message: str, *, allow: Sequence[str]) -> None:
         super().__init__(message)
-        self.allow = ", ".join(allow)
+        self.allow = ", ".join(sorted(allow))
 
     def headers(self) -> dict[str, str]:
         """Name the methods the path accepts."""
@@ -275,7 +270,7 @@ def _most_specific(errors: Sequence[Mapping[str, Any]]) -> Mapping[str, Any]:
 
 
 def from_validation(errors: Sequence[Mapping[str, Any]]) -> ChatError:
-    """The 400 for the first of Powertools' request validation errors, naming the field."""
+    """The 400 for the first of pydantic's request validation errors, naming the field."""
     first = _most_specific(errors) if errors else {"type": "missing", "loc": ("body",)}
     kind = str(first.get("type", ""))
     if kind == "json_invalid":
@@ -301,8 +296,4 @@ def to_chat_error(error: Exception) -> ChatError:
         return error
     if isinstance(error, BedrockError):
         return from_bedrock(error)
-    if isinstance(error, RequestValidationError):
-        return from_validation(error.errors())
-    if isinstance(error, RequestUnsupportedContentType):
-        return UnsupportedMediaType("The request body must be JSON (Content-Type: application/json).")
     return ChatError("The server had an error while processing your request.")

@@ -12,22 +12,22 @@ The record id hashes the caller's ARN with the key, so one caller can never read
 whole validated request body is hashed too, so the same key with another body is a 422. The prompt is
 never stored, only its hash; the answer is (in a table encrypted with the stack's KMS key).
 
-Requests without the header never get past `requested_key`: Powertools' idempotency package (and boto3's
-DynamoDB client) load on the first request that carries one.
+Requests without the header never come here: Powertools' idempotency package (and boto3's DynamoDB client)
+load on the first request that carries one. A streamed request's completion is stored when its stream ends.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
+from chat.edge import IDEMPOTENCY_HEADER, Call
 from chat.errors import (
     IdempotencyInProgress,
     IdempotencyKeyReused,
     IdempotencyStoreUnavailable,
-    InvalidRequest,
     ServiceMisconfigured,
 )
 from chat.models import ChatCompletion, ChatCompletionRequest
@@ -38,52 +38,25 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-HEADER = "Idempotency-Key"
-MAX_KEY_LENGTH = 255
-_HEADER_NAME = HEADER.lower()
-# Printable ASCII without leading or trailing blanks (HTTP strips those anyway).
-_KEY_SHAPE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 # The record ids' prefix: fixed, so records do not depend on the function's (generated) name.
 _RECORD_PREFIX = "chat.completions"
 
 
-def requested_key(event: Mapping[str, Any]) -> str | None:
-    """The request's Idempotency-Key header (any letter case), validated; None when it is absent.
+@dataclass(frozen=True)
+class _TimeLeft:
+    """What Powertools reads of a Lambda context: the time the request has left (its in-progress expiry)."""
 
-    Raises:
-        InvalidRequest: the header is empty, longer than 255 characters, not printable ASCII, or repeated.
-    """
-    headers = event.get("headers") or {}
-    # Every request pays for this check, most without the header: API Gateway puts each header in `headers`
-    # (its last value) as well as in `multiValueHeaders`, so the one scan of names decides.
-    if _HEADER_NAME not in map(str.lower, headers):
-        return None
-    values = [
-        value
-        for name, listed in (event.get("multiValueHeaders") or {}).items()
-        if name.lower() == _HEADER_NAME
-        for value in listed or ()
-    ] or [value for name, value in headers.items() if name.lower() == _HEADER_NAME]
-    if len(values) > 1:
-        raise InvalidRequest(f"The {HEADER} header must be given once.", param=HEADER)
-    key = values[0]
-    if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_LENGTH or not _KEY_SHAPE.fullmatch(key):
-        raise InvalidRequest(
-            f"The {HEADER} header must be 1 to {MAX_KEY_LENGTH} printable ASCII characters.", param=HEADER
-        )
-    return key
+    call: Call[ChatCompletionRequest]
+
+    def get_remaining_time_in_millis(self) -> int:
+        """Milliseconds before this request's deadline."""
+        return self.call.remaining_ms()
 
 
 def answer_once(
-    key: str,
-    *,
-    caller: str | None,
-    request: ChatCompletionRequest,
-    settings: ChatSettings,
-    context: LambdaContext,
-    answer: Callable[[], ChatCompletion],
-) -> ChatCompletion:
-    """`answer()` at most once per caller and key while its record lives; a duplicate gets the stored answer.
+    call: Call[ChatCompletionRequest], *, settings: ChatSettings, answer: Callable[[], ChatCompletion]
+) -> tuple[ChatCompletion, bool]:
+    """`answer()` at most once per caller and key while its record lives, and whether this was a replay.
 
     Raises:
         IdempotencyInProgress: the first request with this key is still running (409).
@@ -92,8 +65,7 @@ def answer_once(
         ServiceMisconfigured: no table is configured, or the request carries no caller to scope the key to.
         ChatError, BedrockError: whatever `answer()` raised (nothing is stored then).
     """
-    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
-    from aws_lambda_powertools.utilities.idempotency.base import IdempotencyHandler
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig, idempotent_function
     from aws_lambda_powertools.utilities.idempotency.exceptions import (
         IdempotencyAlreadyInProgressError,
         IdempotencyInconsistentStateError,
@@ -102,9 +74,9 @@ def answer_once(
     )
     from aws_lambda_powertools.utilities.idempotency.serialization.pydantic import PydanticSerializer
 
-    if settings.IDEMPOTENCY_TABLE_NAME is None or caller is None:
+    if settings.IDEMPOTENCY_TABLE_NAME is None or call.caller is None or call.body is None:
         # Deployed, every request is SigV4-signed and the stack sets the table: this is a wiring fault.
-        raise ServiceMisconfigured(f"This deployment cannot honour the {HEADER} header.")
+        raise ServiceMisconfigured(f"This deployment cannot honour the {IDEMPOTENCY_HEADER} header.")
     config = IdempotencyConfig(
         event_key_jmespath="[caller, key]",
         payload_validation_jmespath="request",
@@ -113,12 +85,20 @@ def answer_once(
         # Record ids must not collide across callers, whatever keys they choose.
         hash_function="sha256",
     )
-    # Per request, so the in-progress deadline is this invocation's even if invocations ever overlap.
-    config.register_lambda_context(context)
+    # The in-progress record expires with this request's deadline, so a key is free again if the function dies.
+    config.register_lambda_context(cast("LambdaContext", _TimeLeft(call)))
     produced: list[ChatCompletion] = []
     failed: list[Exception] = []
 
-    def run() -> ChatCompletion:
+    # Powertools leaves the decorator's return type unannotated; `run` keeps its own.
+    @idempotent_function(  # type: ignore[untyped-decorator]
+        data_keyword_argument="payload",
+        persistence_store=persistence_store(settings.IDEMPOTENCY_TABLE_NAME),
+        config=config,
+        output_serializer=PydanticSerializer(ChatCompletion),
+        key_prefix=_RECORD_PREFIX,
+    )
+    def run(payload: dict[str, Any]) -> ChatCompletion:
         try:
             completion = answer()
         except Exception as error:
@@ -127,34 +107,27 @@ def answer_once(
         produced.append(completion)
         return completion
 
-    handler = IdempotencyHandler(
-        function=run,
-        function_payload={"caller": caller, "key": key, "request": request.model_dump(mode="json")},
-        config=config,
-        persistence_store=persistence_store(settings.IDEMPOTENCY_TABLE_NAME),
-        output_serializer=PydanticSerializer(ChatCompletion),
-        key_prefix=_RECORD_PREFIX,
-        function_args=(),
-        function_kwargs={},
-    )
+    payload = {"caller": call.caller, "key": call.idempotency_key, "request": call.body.model_dump(mode="json")}
     try:
-        result = handler.handle()
+        result = run(payload=payload)
     except IdempotencyAlreadyInProgressError:
         raise IdempotencyInProgress(
-            f"A request with this {HEADER} is still in progress; retry after it has finished.", param=HEADER
+            f"A request with this {IDEMPOTENCY_HEADER} is still in progress; retry after it has finished.",
+            param=IDEMPOTENCY_HEADER,
         ) from None
     except IdempotencyValidationError:
         raise IdempotencyKeyReused(
-            f"This {HEADER} was already used with a different request body; use a new key for a new request.",
-            param=HEADER,
+            f"This {IDEMPOTENCY_HEADER} was already used with a different request body; use a new key for a new "
+            "request.",
+            param=IDEMPOTENCY_HEADER,
         ) from None
     except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as error:
-        return _after_store_failure(error, produced=produced, failed=failed)
+        return _after_store_failure(error, produced=produced, failed=failed), False
     if not isinstance(result, ChatCompletion):
         raise IdempotencyStoreUnavailable("The stored answer for this key could not be read; please retry.")
     if not produced:
         logger.info("chat completion replayed", idempotency="replayed")
-    return result
+    return result, not produced
 
 
 def _after_store_failure(
@@ -169,7 +142,7 @@ def _after_store_failure(
     if failed:
         # Powertools reports the failed cleanup; the caller needs the request's own error.
         raise failed[0]
-    raise IdempotencyStoreUnavailable(f"The {HEADER} store is unavailable; please retry.") from None
+    raise IdempotencyStoreUnavailable(f"The {IDEMPOTENCY_HEADER} store is unavailable; please retry.") from None
 
 
 @cache

@@ -212,13 +212,20 @@ class ChatCompletion(_Response):
     usage: Usage
 
 
+class ChunkFunction(_Response):
+    """The function part of a streamed tool-call delta: the name once, then the arguments piece by piece."""
+
+    name: str | None = Field(default=None, exclude_if=_is_none)
+    arguments: str = ""
+
+
 class ChunkToolCall(_Response):
-    """A tool call inside a streamed delta."""
+    """A tool call inside a streamed delta: `id`, `type` and the name come with its first delta only."""
 
     index: int
-    id: str
-    type: Literal["function"] = "function"
-    function: FunctionCall
+    id: str | None = Field(default=None, exclude_if=_is_none)
+    type: Literal["function"] | None = Field(default=None, exclude_if=_is_none)
+    function: ChunkFunction
 
 
 class ChunkDelta(_Response):

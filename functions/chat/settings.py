@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -20,8 +20,12 @@ class ChatSettings(BaseModel):
     DEFAULT_MAX_TOKENS: Annotated[int, Field(ge=1)] = 4096
     MAX_TOKENS_CEILING: Annotated[int, Field(ge=1)] = 16_384
     MAX_REQUEST_BYTES: Annotated[int, Field(ge=1)] = 1_048_576
-    # API Gateway's integration timeout: the answer (or our own 504) must come before it.
-    INTEGRATION_TIMEOUT_MS: Annotated[int, Field(ge=1000)] = 29_000
+    # API Gateway's integration timeout: the answer, our own 504 or a stream's final error event come before it.
+    INTEGRATION_TIMEOUT_MS: Annotated[int, Field(ge=1000)] = 600_000
+    # ConverseStream's guardrail mode: `sync` checks each chunk before it is sent, `async` sends it at once.
+    GUARDRAIL_STREAM_MODE: Literal["sync", "async"] = "sync"
+    # A stream silent for this long (a long reasoning phase) gets an SSE comment, so no idle timeout cuts it.
+    STREAM_KEEPALIVE_SECONDS: Annotated[float, Field(gt=0)] = 15
     DEADLINE_MARGIN_MS: Annotated[int, Field(ge=0)] = 1500
     BEDROCK_MAX_ATTEMPTS: Annotated[int, Field(ge=1, le=5)] = 3
     # Full-jitter backoff between Bedrock attempts: the n-th wait is random in [0, min(max, base * 2**(n-1))].

@@ -18,22 +18,17 @@ from chat.errors import (
     UnsupportedValue,
 )
 from chat.models import (
-    AssistantMessage,
     ChatCompletion,
     ChatCompletionRequest,
     ChatMessage,
-    Choice,
     ContentPart,
-    FunctionCall,
     FunctionDefinition,
     NamedToolChoice,
-    ResponseToolCall,
-    Usage,
 )
 from chat.settings import ChatSettings
-from shared.converse import ConverseReply
-from shared.errors import BedrockModelError
-from shared.gpt_oss import CONTEXT_WINDOW_TOKENS, exceeds_context_window, finish_reason, split_reasoning
+from chat.streaming import ChunkTranslator
+from shared.converse import ConverseReply, reply_events
+from shared.gpt_oss import CONTEXT_WINDOW_TOKENS, exceeds_context_window, split_reasoning
 
 Block = dict[str, Any]
 Turn = dict[str, Any]
@@ -117,6 +112,12 @@ def to_converse(
     converse.update({key: value for key, value in optional.items() if value})
     _check_context_window(converse)
     return converse
+
+
+def for_stream(converse: dict[str, Any], *, guardrail_mode: str) -> dict[str, Any]:
+    """The ConverseStream request for a Converse request: the same, with the guardrail's stream processing mode."""
+    guardrail = {**converse["guardrailConfig"], "streamProcessingMode": guardrail_mode}
+    return {**converse, "guardrailConfig": guardrail}
 
 
 def _reject_unsupported(request: ChatCompletionRequest) -> None:
@@ -404,50 +405,18 @@ def from_converse(
     include_reasoning: bool,
     tools_offered: bool,
 ) -> ChatCompletion:
-    """The chat.completion for a Converse reply; reasoning goes to `reasoning_content`, never `content`.
+    """The chat.completion for a Converse reply, by the same translation as a stream (chat/streaming.py).
 
     Raises:
         BedrockModelError: the reply is malformed (stop reason, or a tool call nobody offered).
     """
-    finish = finish_reason(reply.stop_reason)
-    split = split_reasoning("".join(block.text for block in reply.content if block.text is not None))
-    reasoning = [
-        block.reasoning_content.reasoning_text.text
-        for block in reply.content
-        if block.reasoning_content and block.reasoning_content.reasoning_text
-    ]
-    reasoning += [split.reasoning] if split.reasoning else []
-    calls = [
-        ResponseToolCall(
-            id=block.tool_use.tool_use_id, function=_function_call(block.tool_use.name, block.tool_use.input)
-        )
-        for block in reply.content
-        if block.tool_use
-    ]
-    if calls and not tools_offered:
-        raise BedrockModelError("the model called a tool although none was offered", code="unexpected_tool_use")
-    if finish == "content_filter":
-        # The guardrail's message replaces the answer; nothing else the model produced is returned.
-        reasoning, calls = [], []
-    reasoning_content = "\n\n".join(text for text in reasoning if text) if include_reasoning else ""
-    message = AssistantMessage(
-        content=split.answer if split.answer or not calls else None,
-        reasoning_content=reasoning_content or None,
-        tool_calls=calls or None,
-    )
-    usage = Usage(
-        prompt_tokens=reply.usage.input_tokens,
-        completion_tokens=reply.usage.output_tokens,
-        total_tokens=reply.usage.total_tokens,
-    )
-    return ChatCompletion(
-        id=completion_id,
+    translator = ChunkTranslator(
+        completion_id=completion_id,
         created=created,
         model=model,
-        choices=[Choice(message=message, finish_reason=finish)],
-        usage=usage,
+        include_reasoning=include_reasoning,
+        tools_offered=tools_offered,
     )
-
-
-def _function_call(name: str, arguments: Any) -> FunctionCall:
-    return FunctionCall(name=name, arguments=json.dumps(arguments if arguments is not None else {}))
+    for _ in translator.translate(reply_events(reply)):
+        pass
+    return translator.completion()

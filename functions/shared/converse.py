@@ -8,11 +8,12 @@ retryable failures and only while the remaining time can still hold another call
 
 from __future__ import annotations
 
+import json
 import math
 import secrets
 import threading
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from functools import cache
 from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
@@ -23,6 +24,8 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.parsers import ResponseParserError
 from pydantic import BaseModel, ConfigDict, ValidationError
 from pydantic.alias_generators import to_camel
+from urllib3.exceptions import HTTPError as Urllib3Error
+from urllib3.exceptions import ReadTimeoutError as Urllib3ReadTimeout
 
 from shared import model_stand_in
 from shared.errors import (
@@ -40,8 +43,9 @@ from shared.errors import (
 from shared.observability import logger
 
 if TYPE_CHECKING:
+    from botocore.eventstream import EventStream
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
-    from mypy_boto3_bedrock_runtime.type_defs import ConverseRequestTypeDef
+    from mypy_boto3_bedrock_runtime.type_defs import ConverseRequestTypeDef, ConverseStreamRequestTypeDef
 
 T = TypeVar("T")
 ClientFactory = Callable[[int], "BedrockRuntimeClient"]
@@ -63,6 +67,7 @@ _ERRORS_BY_CODE: dict[str, type[BedrockError]] = {
     "AccessDeniedException": BedrockAccessDenied,
     "ResourceNotFoundException": BedrockNotFound,
     "ModelErrorException": BedrockModelError,
+    "ModelStreamErrorException": BedrockModelError,
 }
 
 _client_lock = threading.Lock()
@@ -101,7 +106,9 @@ def classify(error: ClientError | BotoCoreError | ResponseParserError) -> Bedroc
     """Turn a botocore failure into the matching typed Bedrock error."""
     if isinstance(error, ClientError):
         details = error.response.get("Error", {})
+        # An exception event inside a stream is named by its union member (`throttlingException`).
         code = details.get("Code", "")
+        code = code[:1].upper() + code[1:]
         message = details.get("Message", "")
         status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
         kind = _ERRORS_BY_CODE.get(code) or _kind_for_status(status)
@@ -204,6 +211,20 @@ class ReplyTrace(_Shape):
 
     guardrail: GuardrailTrace | None = None
 
+    def guardrail_findings(self) -> tuple[str, ...]:
+        """The guardrail policies that acted, as `input:policy:name` / `output:policy:name`."""
+        trace = self.guardrail
+        if trace is None:
+            return ()
+        found = [f"input:{item}" for one in trace.input_assessment.values() for item in guardrail_findings(one)]
+        found += [
+            f"output:{item}"
+            for many in trace.output_assessments.values()
+            for one in many
+            for item in guardrail_findings(one)
+        ]
+        return tuple(dict.fromkeys(found))
+
 
 class ConverseReply(_Shape):
     """A Converse response, read once at the edge."""
@@ -226,17 +247,164 @@ class ConverseReply(_Shape):
 
     def guardrail_findings(self) -> tuple[str, ...]:
         """The guardrail policies that acted on this call, as `input:policy:name` / `output:policy:name`."""
-        trace = self.trace.guardrail if self.trace else None
-        if trace is None:
-            return ()
-        found = [f"input:{item}" for one in trace.input_assessment.values() for item in guardrail_findings(one)]
-        found += [
-            f"output:{item}"
-            for many in trace.output_assessments.values()
-            for one in many
-            for item in guardrail_findings(one)
-        ]
-        return tuple(dict.fromkeys(found))
+        return self.trace.guardrail_findings() if self.trace else ()
+
+
+class ToolUseStart(_Shape):
+    """The opening of a streamed tool call: its id and name (the input follows in deltas)."""
+
+    tool_use_id: str
+    name: str
+
+
+class BlockStart(_Shape):
+    """`contentBlockStart.start`: only tool calls announce themselves before their first delta."""
+
+    tool_use: ToolUseStart | None = None
+
+
+class ContentBlockStart(_Shape):
+    """A content block opens."""
+
+    content_block_index: int
+    start: BlockStart
+
+
+class ReasoningDelta(_Shape):
+    """A piece of reasoning (its signature is deliberately not kept)."""
+
+    text: str | None = None
+
+
+class ToolUseDelta(_Shape):
+    """A piece of a tool call's input, as JSON text."""
+
+    input: str = ""
+
+
+class BlockDelta(_Shape):
+    """`contentBlockDelta.delta`: a piece of text, of reasoning or of a tool call's input."""
+
+    text: str | None = None
+    reasoning_content: ReasoningDelta | None = None
+    tool_use: ToolUseDelta | None = None
+
+
+class ContentBlockDelta(_Shape):
+    """A piece of one content block."""
+
+    content_block_index: int
+    delta: BlockDelta
+
+
+class ContentBlockStop(_Shape):
+    """A content block is complete."""
+
+    content_block_index: int
+
+
+class MessageStart(_Shape):
+    """The answer begins."""
+
+    role: str = "assistant"
+
+
+class MessageStop(_Shape):
+    """The answer is complete: why the model stopped."""
+
+    stop_reason: str
+
+
+class StreamMetadata(_Shape):
+    """The stream's last event: token usage, Bedrock's latency and the guardrail trace."""
+
+    usage: TokenUsage
+    metrics: ReplyMetrics | None = None
+    trace: ReplyTrace | None = None
+
+    @property
+    def latency_ms(self) -> int | None:
+        """Bedrock's latency for the call, when reported."""
+        return self.metrics.latency_ms if self.metrics else None
+
+    def guardrail_findings(self) -> tuple[str, ...]:
+        """The guardrail policies that acted on this call, as `input:policy:name` / `output:policy:name`."""
+        return self.trace.guardrail_findings() if self.trace else ()
+
+
+class StreamEvent(_Shape):
+    """One ConverseStream event, read once at the edge: exactly one member is set."""
+
+    message_start: MessageStart | None = None
+    content_block_start: ContentBlockStart | None = None
+    content_block_delta: ContentBlockDelta | None = None
+    content_block_stop: ContentBlockStop | None = None
+    message_stop: MessageStop | None = None
+    metadata: StreamMetadata | None = None
+
+
+def reply_events(reply: ConverseReply) -> Iterator[StreamEvent]:
+    """The ConverseStream events that carry the same answer as a Converse reply, block by block.
+
+    The chat API translates both answers through one translation of stream events.
+    """
+    yield StreamEvent(
+        message_start=MessageStart(role=reply.output.message.role if reply.output.message else "assistant")
+    )
+    for index, block in enumerate(reply.content):
+        if block.tool_use is not None:
+            start = ToolUseStart(tool_use_id=block.tool_use.tool_use_id, name=block.tool_use.name)
+            yield StreamEvent(
+                content_block_start=ContentBlockStart(content_block_index=index, start=BlockStart(tool_use=start))
+            )
+            arguments = json.dumps(block.tool_use.input if block.tool_use.input is not None else {})
+            delta = BlockDelta(tool_use=ToolUseDelta(input=arguments))
+        elif block.reasoning_content is not None:
+            text = block.reasoning_content.reasoning_text.text if block.reasoning_content.reasoning_text else ""
+            delta = BlockDelta(reasoning_content=ReasoningDelta(text=text))
+        elif block.text is not None:
+            delta = BlockDelta(text=block.text)
+        else:
+            continue
+        yield StreamEvent(content_block_delta=ContentBlockDelta(content_block_index=index, delta=delta))
+        yield StreamEvent(content_block_stop=ContentBlockStop(content_block_index=index))
+    yield StreamEvent(message_stop=MessageStop(stop_reason=reply.stop_reason))
+    yield StreamEvent(metadata=StreamMetadata(usage=reply.usage, metrics=reply.metrics, trace=reply.trace))
+
+
+class ConverseStream:
+    """An open ConverseStream: its events as they arrive, and `close()` to stop reading (and generating)."""
+
+    def __init__(self, events: EventStream[Any]) -> None:
+        self._events = events
+        self._closed = False
+
+    def __iter__(self) -> Iterator[StreamEvent]:
+        """Each event, typed; a failure mid-stream raises the matching BedrockError.
+
+        Raises:
+            BedrockError: Bedrock sent an exception event, the connection failed, or an event cannot be read.
+        """
+        try:
+            for event in self._events:
+                yield StreamEvent.model_validate(event)
+        except (ClientError, BotoCoreError, ResponseParserError) as failure:
+            if not self._closed:
+                raise classify(failure) from failure
+        except Urllib3ReadTimeout as failure:
+            if not self._closed:
+                raise BedrockTimeout("no event before the read timeout", code="ReadTimeout") from failure
+        except (Urllib3Error, OSError) as failure:
+            # Closing the stream from another thread ends a blocked read with a connection error.
+            if not self._closed:
+                raise BedrockUnavailable("the stream from Bedrock broke off", code=type(failure).__name__) from failure
+        except ValidationError:
+            raise BedrockModelError("Bedrock sent an event that could not be read", code="Unreadable") from None
+
+    def close(self) -> None:
+        """Stop reading: Bedrock ends the generation when its connection closes. Safe from any thread."""
+        self._closed = True
+        self._events.close()
 
 
 class GuardrailOutput(_Shape):
@@ -315,6 +483,18 @@ class ConverseGateway:
             return ConverseReply.model_validate(response)
         except ValidationError:
             raise BedrockModelError("Bedrock returned a response that could not be read", code="Unreadable") from None
+
+    def converse_stream(self, request: Mapping[str, Any], *, deadline: float) -> ConverseStream:
+        """Open one ConverseStream request before `deadline`; retried like Converse until the stream opens.
+
+        Once Bedrock has answered with a stream, nothing is retried: its events may already have been sent on.
+
+        Raises:
+            BedrockError: a subclass saying why no stream opened.
+        """
+        kwargs = cast("ConverseStreamRequestTypeDef", request)
+        response = self._call("ConverseStream", lambda client: client.converse_stream(**kwargs), deadline)
+        return ConverseStream(response["stream"])
 
     def apply_guardrail(
         self,

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-import chat.handler
+import chat.service
 import shared.converse
 from chat.settings import ChatSettings
 from local.contexts import SMALL_QUOTAS, small_run_context
@@ -29,7 +29,7 @@ _runtime_client = shared.converse.runtime_client
 
 def _clear_caches() -> None:
     load_settings.cache_clear()
-    chat.handler.converse_gateway.cache_clear()
+    chat.service.converse_gateway.cache_clear()
     _runtime_client.cache_clear()
 
 

@@ -12,10 +12,10 @@ import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.stub import ANY
 
-import chat.handler as chat_handler
-from chat.handler import lambda_handler
+import chat.service as chat_service
+from chat.app import app
 from chat.settings import ChatSettings
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, build_event, invoke_handler, response_from_result
+from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, build_event, invoke_event, invoke_handler
 from tests.bedrock_fakes import (
     GPT_OSS_20B,
     GPT_OSS_120B,
@@ -44,7 +44,7 @@ def post(
 ) -> BridgeResponse:
     raw = body if isinstance(body, str) else json.dumps(body)
     return invoke_handler(
-        lambda_handler,
+        app,
         "POST",
         "/v1/chat/completions",
         {**JSON, **(headers or {})},
@@ -112,7 +112,7 @@ def test_the_canonical_event_gets_a_chat_completion(
             "requestMetadata": {"caller": "arn:aws:sts::123456789012:assumed-role/orders-service/orders-service"},
         },
     )
-    response = response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=REMAINING_MS)))
+    response = invoke_event(app, event, FakeLambdaContext(remaining_ms=REMAINING_MS))
     assert response.status == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["x-request-id"] == event["requestContext"]["requestId"]
@@ -237,7 +237,7 @@ def test_prompts_and_answers_never_reach_the_logs(
 
 
 def test_the_canonical_list_models_event(chat_env: ChatSettings, load_event: Callable[[str], Any]) -> None:
-    response = response_from_result(lambda_handler(load_event("apigw_list_models.json"), FakeLambdaContext()))
+    response = invoke_event(app, load_event("apigw_list_models.json"), FakeLambdaContext())
     assert response.status == 200
     body = json.loads(response.body)
     assert body["object"] == "list"
@@ -249,13 +249,13 @@ def test_the_canonical_list_models_event(chat_env: ChatSettings, load_event: Cal
     "path", [f"/v1/models/{GPT_OSS_20B}", "/v1/models/openai.gpt-oss-20b-1%3A0", "/v1/models/gpt-oss-120b"]
 )
 def test_a_model_can_be_retrieved_by_id_or_alias(chat_env: ChatSettings, path: str) -> None:
-    response = invoke_handler(lambda_handler, "GET", path)
+    response = invoke_handler(app, "GET", path)
     assert response.status == 200
     assert json.loads(response.body)["id"] in (GPT_OSS_20B, "gpt-oss-120b")
 
 
 def test_an_unknown_model_is_404(chat_env: ChatSettings) -> None:
-    response = invoke_handler(lambda_handler, "GET", "/v1/models/gpt-4o")
+    response = invoke_handler(app, "GET", "/v1/models/gpt-4o")
     assert response.status == 404
     assert error_of(response)["code"] == "model_not_found"
 
@@ -266,14 +266,15 @@ def test_an_unknown_model_is_404(chat_env: ChatSettings) -> None:
         ("GET", "/v1/completions", 404, None),
         ("POST", "/v2/chat/completions", 404, None),
         ("GET", "/v1/chat/completions", 405, "POST"),
-        ("DELETE", "/v1/models", 405, "GET"),
-        ("POST", f"/v1/models/{GPT_OSS_20B}", 405, "GET"),
+        # Starlette answers HEAD wherever it answers GET (API Gateway routes neither HEAD nor DELETE here).
+        ("DELETE", "/v1/models", 405, "GET, HEAD"),
+        ("POST", f"/v1/models/{GPT_OSS_20B}", 405, "GET, HEAD"),
     ],
 )
 def test_unknown_routes_and_methods_get_the_envelope(
     chat_env: ChatSettings, method: str, path: str, status: int, allow: str | None
 ) -> None:
-    response = invoke_handler(lambda_handler, method, path, JSON, "{}")
+    response = invoke_handler(app, method, path, JSON, "{}")
     assert response.status == status
     error = error_of(response)
     assert error["type"] == "invalid_request_error"
@@ -599,7 +600,7 @@ def test_an_unexpected_crash_is_a_generic_500_that_names_no_content(
     def explode(*_: Any, **__: Any) -> Any:
         raise RuntimeError("zebra-prompt-42 made this fail")
 
-    monkeypatch.setattr(chat_handler, "to_converse", explode)
+    monkeypatch.setattr(chat_service, "to_converse", explode)
     response = post(chat("zebra-prompt-42"))
     assert response.status == 500
     assert error_of(response)["type"] == "server_error"

@@ -20,12 +20,12 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from chat import idempotency
-from chat.handler import lambda_handler
+from chat.app import app
 from chat.settings import ChatSettings
 from local.apigw import CALLER_ARN, build_event
 from local.moto_ext import unmocked
 from shared.settings import load_settings
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, response_from_result
+from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_event
 from tests.bedrock_fakes import BedrockFake, converse_response, http_response
 
 if TYPE_CHECKING:
@@ -59,7 +59,7 @@ def post(
         **(headers or {}),
     }
     event = build_event("POST", "/v1/chat/completions", headers=sent, body=json.dumps(body), caller_arn=caller)
-    return response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=remaining_ms)))
+    return invoke_event(app, event, FakeLambdaContext(remaining_ms=remaining_ms))
 
 
 def error_of(response: BridgeResponse) -> dict[str, Any]:
@@ -311,7 +311,7 @@ def test_a_key_given_twice_is_400(bedrock: BedrockFake, dynamodb: DynamoDBClient
         body=json.dumps(chat()),
     )
     event["multiValueHeaders"]["Idempotency-Key"] = ["a", "b"]
-    response = response_from_result(lambda_handler(event, FakeLambdaContext(remaining_ms=REMAINING_MS)))
+    response = invoke_event(app, event, FakeLambdaContext(remaining_ms=REMAINING_MS))
     assert response.status == 400
     assert error_of(response)["param"] == "Idempotency-Key"
     assert (bedrock.calls, store_calls.operations) == ([], [])
@@ -393,7 +393,7 @@ import json, sys
 from tests.bedrock_fakes import CHAT_ENVIRONMENT
 import os
 os.environ.update(CHAT_ENVIRONMENT, IDEMPOTENCY_TABLE_NAME="chat-idempotency")
-import chat.handler
+import chat.app
 lazy = ("aws_lambda_powertools.utilities.idempotency", "boto3.dynamodb", "chat.idempotency.")
 print(json.dumps(sorted(name for name in sys.modules if name.startswith(lazy))))
 """

@@ -14,9 +14,9 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.hooks import first_non_none_response
 
-import chat.handler
+import chat.service
 import shared.converse
-from chat.handler import lambda_handler
+from chat.app import app
 from chat.settings import ChatSettings
 from shared import model_stand_in
 from tests.apigw_bridge import FakeLambdaContext, invoke_handler
@@ -31,10 +31,10 @@ BODY = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}],
 def fresh_clients(chat_env: ChatSettings) -> Iterator[None]:
     """Clients and gateways built anew for the test (the switch is read when a client is created)."""
     shared.converse.runtime_client.cache_clear()
-    chat.handler.converse_gateway.cache_clear()
+    chat.service.converse_gateway.cache_clear()
     yield
     shared.converse.runtime_client.cache_clear()
-    chat.handler.converse_gateway.cache_clear()
+    chat.service.converse_gateway.cache_clear()
 
 
 @pytest.mark.row(24)
@@ -44,7 +44,7 @@ def test_a_stand_in_stage_answers_through_botocore_without_calling_bedrock(
     monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
     # Sockets are disabled in this suite: an answer proves no HTTP call was made.
     response = invoke_handler(
-        lambda_handler,
+        app,
         "POST",
         "/v1/chat/completions",
         {"Content-Type": "application/json"},

@@ -8,7 +8,7 @@ import httpx
 import openai
 import pytest
 
-from chat.handler import lambda_handler
+from chat.app import app
 from tests.apigw_bridge import handler_transport
 from tests.bedrock_fakes import GPT_OSS_20B, GPT_OSS_120B, BedrockFake, converse_response, error_response
 
@@ -21,7 +21,7 @@ MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
 @pytest.fixture
 def client(bedrock: BedrockFake) -> Iterator[openai.OpenAI]:
     """An OpenAI client whose every request is answered by the chat handler (no SDK retries)."""
-    http_client = httpx.Client(transport=handler_transport(lambda_handler))
+    http_client = httpx.Client(transport=handler_transport(app))
     # openai 3.x is typed for its own httpx2 client but also accepts httpx clients, which callers still pass.
     with openai.OpenAI(
         base_url="https://chat.example.internal/v1",

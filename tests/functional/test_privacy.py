@@ -27,7 +27,7 @@ from typing import Any
 import pytest
 from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 
-from chat.handler import lambda_handler
+from chat.app import app
 from local.bedrock import Generation, LocalModel
 from local.harness import OfflinePipeline
 from shared.observability import tracer
@@ -95,7 +95,7 @@ def everything_written(capfd: pytest.CaptureFixture[str], logs: io.StringIO, cap
 def _post(body: Mapping[str, Any] | str) -> BridgeResponse:
     raw = body if isinstance(body, str) else json.dumps(body)
     return invoke_handler(
-        lambda_handler,
+        app,
         "POST",
         "/v1/chat/completions",
         {"Content-Type": "application/json"},

@@ -11,23 +11,35 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from typing import Any
 
+import anyio
+import httpx
 import pytest
+from starlette.types import ASGIApp, Receive, Scope, Send
 
-from local.apigw import ApiGateway
-from local.chat_server import ChatServer
+from local.apigw import ApiGateway, HttpResponse
+from local.chat_server import LocalGateway
 from local.templates import ChatFunction, Template
-
-pytestmark = [pytest.mark.enable_socket]
 
 REQUEST = json.dumps({"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}]}).encode()
 
 
-def _server(template: Template, handler: Any) -> ChatServer:
-    function = ChatFunction.from_template(template)
-    return ChatServer(handler, function=function, gateway=ApiGateway.from_template(template))
+def _respond(template: Template, function_app: ASGIApp) -> HttpResponse:
+    """One POST through the local API Gateway to `function_app` (standing in for the function's web app)."""
+    gateway = LocalGateway(
+        ChatFunction.from_template(template),
+        ApiGateway.from_template(template),
+        "http://function",
+        transport=httpx.ASGITransport(app=function_app),
+    )
+
+    async def post() -> httpx.Response:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=gateway), base_url="http://api") as client:
+            return await client.post("/v1/chat/completions", content=REQUEST)
+
+    response = anyio.run(post)
+    return HttpResponse(response.status_code, response.headers, response.text)
 
 
 def _openai_error(body: str) -> dict[str, Any]:
@@ -38,14 +50,10 @@ def _openai_error(body: str) -> dict[str, Any]:
 
 @pytest.mark.row(25)
 def test_a_failed_invocation_is_a_502_in_the_openai_envelope(template: Template) -> None:
-    def failing(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    async def failing(scope: Scope, receive: Receive, send: Send) -> None:
         raise RuntimeError("injected by aws:lambda:invocation-error")
 
-    server = _server(template, failing)
-    try:
-        status, headers, body = server.respond("POST", "/v1/chat/completions", {}, REQUEST)
-    finally:
-        server.server_close()
+    status, headers, body = _respond(template, failing)
     assert status == 502
     error = _openai_error(body)
     assert (error["type"], error["message"]) == ("server_error", "Internal server error")
@@ -63,15 +71,12 @@ def test_an_invocation_delayed_past_the_integration_timeout_is_a_504_in_the_open
         if resource["Type"] == "AWS::ApiGateway::Method" and "Integration" in resource["Properties"]:
             resource["Properties"]["Integration"]["TimeoutInMillis"] = 200
 
-    def delayed(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        time.sleep(0.3)
-        return {"statusCode": 200, "headers": {}, "body": "{}"}
+    async def delayed(scope: Scope, receive: Receive, send: Send) -> None:
+        await anyio.sleep(0.3)
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"{}"})
 
-    server = _server(short, delayed)
-    try:
-        status, _, body = server.respond("POST", "/v1/chat/completions", {}, REQUEST)
-    finally:
-        server.server_close()
+    status, _, body = _respond(short, delayed)
     assert status == 504
     error = _openai_error(body)
     assert (error["type"], error["code"]) == ("timeout", "timeout")

@@ -1,0 +1,319 @@
+"""The chat function: an ASGI app of OpenAI-compatible routes in front of Bedrock Converse and ConverseStream.
+
+Deployed, uvicorn serves it under the AWS Lambda Web Adapter (functions/chat/run.sh), which turns each API
+Gateway invocation into an HTTP request and streams the response back; locally, `python -m local` serves it
+the same way. Routes read the request once (chat/edge.py), call chat/service.py in a worker thread, and
+every failure becomes the OpenAI error envelope in `error_response`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import threading
+import time
+import traceback
+from collections.abc import AsyncIterator, Awaitable, Callable
+from functools import partial, wraps
+from http import HTTPStatus
+from pathlib import Path
+from typing import Any, Literal
+
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from chat.edge import Call, read_call, request_id_of
+from chat.errors import ChatError, MethodNotAllowed, ModelNotFound, RouteNotFound, UpstreamTimeout, to_chat_error
+from chat.idempotency import answer_once
+from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ErrorEnvelope, ModelList
+from chat.service import chat_settings, complete, converse_gateway, model_cards, stream
+from chat.streaming import DONE, EVENT_STREAM, KEEPALIVE, replay_chunks, sse
+from shared.converse import ConverseStream
+from shared.errors import BedrockError
+from shared.observability import MetricUnit, logger, metrics
+
+JSON = "application/json"
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def openai_errors(endpoint: Endpoint) -> Endpoint:
+    """Every failure of `endpoint` becomes the OpenAI error envelope (nothing escapes to the server's log)."""
+
+    @wraps(endpoint)
+    async def guarded(request: Request) -> Response:
+        try:
+            return await endpoint(request)
+        except Exception as error:
+            return error_response(error, _safe_request_id(request))
+
+    return guarded
+
+
+def error_response(error: Exception, request_id: str | None) -> Response:
+    """The one place every failure becomes an OpenAI error envelope with the right status."""
+    chat_error = to_chat_error(error)
+    _record_failure(error, chat_error)
+    return _json(
+        chat_error.status, _envelope(chat_error, request_id).model_dump_json(), request_id, chat_error.headers()
+    )
+
+
+@openai_errors
+async def chat_completions(request: Request) -> Response:
+    """POST /v1/chat/completions: one answer, as a chat.completion or as server-sent events as it is generated."""
+    settings = chat_settings()
+    call = await read_call(request, settings, ChatCompletionRequest)
+    assert call.body is not None
+    if call.body.stream:
+        return await _streamed(call)
+    answer = partial(complete, call, settings=settings, gateway=converse_gateway())
+    completion = await run_in_threadpool(_answered, call, answer)
+    return _json(HTTPStatus.OK, completion.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def list_models(request: Request) -> Response:
+    """GET /v1/models: the allowed model ids and their aliases."""
+    call: Call[Any] = await read_call(request, chat_settings())
+    return _json(HTTPStatus.OK, ModelList(data=model_cards(chat_settings())).model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def retrieve_model(request: Request) -> Response:
+    """GET /v1/models/{model}: one model (ids contain ':', which may arrive URL-encoded)."""
+    call: Call[Any] = await read_call(request, chat_settings())
+    name = str(request.path_params["model"])
+    card = next((card for card in model_cards(chat_settings()) if card.id == name), None)
+    if card is None:
+        raise ModelNotFound(f"The model '{name[:100]}' does not exist or you do not have access to it.", param="model")
+    return _json(HTTPStatus.OK, card.model_dump_json(), call.request_id)
+
+
+async def healthz(_: Request) -> Response:
+    """GET /healthz: the Lambda Web Adapter's readiness check (API Gateway has no such route)."""
+    return Response(status_code=HTTPStatus.OK)
+
+
+async def route_error(request: Request, error: Exception) -> Response:
+    """Starlette's own 404 and 405, in the envelope."""
+    method, path = request.method, request.url.path[:200]
+    if isinstance(error, HTTPException) and error.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+        allowed = (error.headers or {}).get("Allow", "").split(", ")
+        not_allowed = MethodNotAllowed(f"Method {method} is not allowed on {path}.", allow=allowed)
+        return error_response(not_allowed, _safe_request_id(request))
+    return error_response(RouteNotFound(f"Invalid URL ({method} {path})."), _safe_request_id(request))
+
+
+class FlushMetrics:
+    """Publishes the request's metrics once its response is complete (a stream's too)."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request, then flush."""
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            # Requests that recorded nothing (a model list, a rejected body) publish nothing.
+            if scope["type"] == "http" and metrics.provider.metric_set:
+                metrics.flush_metrics()
+
+
+def _answered(call: Call[ChatCompletionRequest], answer: Callable[[], ChatCompletion]) -> ChatCompletion:
+    if call.idempotency_key is None:
+        return answer()
+    completion, _ = answer_once(call, settings=chat_settings(), answer=answer)
+    return completion
+
+
+Item = tuple[Literal["chunk"], ChatCompletionChunk] | tuple[Literal["error"], Exception] | tuple[Literal["end"], None]
+
+
+class _Pump:
+    """Runs a blocking answer in its own thread and hands its chunks to the response as they come."""
+
+    def __init__(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._queue: asyncio.Queue[Item] = asyncio.Queue()
+        self._stream: ConverseStream | None = None
+        self._lock = threading.Lock()
+        self.stopped = False
+        self.chunks = 0
+
+    def start(self, produce: Callable[[], None]) -> None:
+        # The thread sees the request's log keys (contextvars), as Starlette's worker threads do.
+        context = contextvars.copy_context()
+        threading.Thread(target=context.run, args=(self._run, produce), daemon=True, name="chat-stream").start()
+
+    def _run(self, produce: Callable[[], None]) -> None:
+        try:
+            produce()
+            self._post(("end", None))
+        except Exception as error:
+            self._post(("error", error))
+
+    def _post(self, item: Item) -> None:
+        # Once the event loop has closed, nobody is listening any more.
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
+
+    def emit(self, chunk: ChatCompletionChunk) -> None:
+        """Hand one chunk to the response (from the answering thread)."""
+        self._post(("chunk", chunk))
+
+    def opened(self, events: ConverseStream) -> None:
+        """Keep the Bedrock stream, to close it if the response ends first."""
+        with self._lock:
+            self._stream = events
+            stopped = self.stopped
+        if stopped:
+            events.close()
+
+    async def next(self, timeout: float) -> Item | None:
+        """The next item, or None after `timeout` seconds without one."""
+        try:
+            return await asyncio.wait_for(self._queue.get(), timeout=max(0.0, timeout))
+        except TimeoutError:
+            return None
+
+    def stop(self) -> None:
+        """Stop reading from Bedrock (its generation ends with the connection); safe to call twice."""
+        with self._lock:
+            self.stopped = True
+            events = self._stream
+        if events is not None:
+            events.close()
+
+
+async def _streamed(call: Call[ChatCompletionRequest]) -> Response:
+    """Server-sent events as Bedrock generates; errors before the first chunk are ordinary error responses."""
+    settings = chat_settings()
+    request = call.body
+    assert request is not None
+    pump = _Pump()
+
+    def produce() -> None:
+        answer = partial(
+            stream, call, settings=settings, gateway=converse_gateway(), emit=pump.emit, opened=pump.opened
+        )
+        if call.idempotency_key is None:
+            answer()
+            return
+        completion, replayed = answer_once(call, settings=settings, answer=answer)
+        if replayed:
+            include_usage = bool(request.stream_options and request.stream_options.include_usage)
+            for chunk in replay_chunks(completion, include_usage=include_usage):
+                pump.emit(chunk)
+
+    pump.start(produce)
+    first = await pump.next(call.deadline - time.monotonic())
+    if first is None or first[0] != "chunk":
+        pump.stop()
+        if first is not None and first[0] == "error":
+            raise first[1]
+        raise UpstreamTimeout("The model did not answer in time; try a shorter prompt or a smaller max_tokens.")
+    frames = _frames(pump, first[1], call, keepalive=settings.STREAM_KEEPALIVE_SECONDS)
+    headers = {"Cache-Control": "no-cache", **({"x-request-id": call.request_id} if call.request_id else {})}
+    return StreamingResponse(frames, media_type=EVENT_STREAM, headers=headers)
+
+
+async def _frames(
+    pump: _Pump, first: ChatCompletionChunk, call: Call[ChatCompletionRequest], *, keepalive: float
+) -> AsyncIterator[str]:
+    """The event stream: each chunk as it comes, keep-alives through silences, and a final error or [DONE]."""
+    finished = False
+    try:
+        yield sse(first)
+        while True:
+            left = call.deadline - time.monotonic()
+            item = await pump.next(min(keepalive, left))
+            if item is None and left <= keepalive:
+                # Our own end, before the integration timeout would cut the stream without a word.
+                yield _error_frame(UpstreamTimeout("The answer did not finish in time; ask for fewer tokens."), call)
+                return
+            if item is None:
+                yield KEEPALIVE
+            elif item[0] == "chunk":
+                pump.chunks += 1
+                yield sse(item[1])
+            elif item[0] == "error":
+                yield _error_frame(item[1], call)
+                return
+            else:
+                finished = True
+                yield DONE
+                return
+    finally:
+        pump.stop()
+        if not finished:
+            metrics.add_metric(name="StreamsCutShort", unit=MetricUnit.Count, value=1)
+            logger.info("chat stream ended early", chunks_sent=pump.chunks + 1)
+
+
+def _error_frame(error: Exception, call: Call[Any]) -> str:
+    chat_error = to_chat_error(error)
+    _record_failure(error, chat_error)
+    return sse(_envelope(chat_error, call.request_id))
+
+
+def _envelope(chat_error: ChatError, request_id: str | None) -> ErrorEnvelope:
+    return ErrorEnvelope(
+        error=ErrorBody(
+            message=f"{chat_error.message} (request id: {request_id or 'unknown'})",
+            type=chat_error.openai_type,
+            param=chat_error.param,
+            code=chat_error.code,
+        )
+    )
+
+
+def _json(status: int, body: str, request_id: str | None, headers: dict[str, str] | None = None) -> Response:
+    extra = {"x-request-id": request_id} if request_id else {}
+    return Response(body, status_code=status, media_type=JSON, headers={**extra, **(headers or {})})
+
+
+def _safe_request_id(request: Request) -> str | None:
+    try:
+        return request_id_of(request)
+    except ChatError:
+        return None
+
+
+def _record_failure(error: Exception, chat_error: ChatError) -> None:
+    if isinstance(error, BedrockError):
+        metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
+        logger.warning(
+            "chat request failed upstream",
+            status=chat_error.status.value,
+            error_code=chat_error.code,
+            upstream_error=error.code,
+        )
+    elif isinstance(error, ChatError) or chat_error.status < HTTPStatus.INTERNAL_SERVER_ERROR:
+        logger.info(
+            "chat request rejected", status=chat_error.status.value, error_code=chat_error.code, param=chat_error.param
+        )
+    else:
+        # Type and place only: exception messages can quote request content.
+        frame = traceback.extract_tb(error.__traceback__)[-1] if error.__traceback__ else None
+        where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "unknown"
+        logger.error("chat request crashed", error_type=type(error).__name__, error_location=where)
+
+
+app = FlushMetrics(
+    Starlette(
+        routes=[
+            Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/models", list_models, methods=["GET"]),
+            Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+            Route("/healthz", healthz, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: route_error},
+    )
+)
