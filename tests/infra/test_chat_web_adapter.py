@@ -55,9 +55,6 @@ def _aws_adapter_layer(version: int) -> str:
     return f"arn:aws:lambda:${{AWS::Region}}:753240598075:layer:LambdaAdapterLayerArm64:{version}"
 
 
-COMPLETIONS = ("POST", "/v1/chat/completions")
-
-
 def _chat_function(template: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     [(logical_id, function)] = [
         (logical_id, function["Properties"])
