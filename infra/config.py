@@ -16,8 +16,25 @@ GPT_OSS_MODELS = (GPT_OSS_20B, GPT_OSS_120B)
 
 DEFAULT_ALIASES: Mapping[str, str] = {"gpt-oss-20b": GPT_OSS_20B, "gpt-oss-120b": GPT_OSS_120B}
 
-# API Gateway REST integrations stop at 29 s unless the account has a raised quota.
-API_GATEWAY_DEFAULT_TIMEOUT_SECONDS = 29
+# API Gateway REST integrations: a buffered answer must come within 29 s (more only with a raised account quota).
+# A streaming integration (ResponseTransferMode STREAM: every method of the chat API) may be given up to 15 minutes
+# with no quota request, and a stream lasts at most 15 minutes; between two chunks it may idle up to 5 minutes on
+# REGIONAL and PRIVATE endpoints. Verified in the API Gateway developer guide, "Stream the integration response for
+# your proxy integrations in API Gateway" (apigateway/latest/developerguide/response-transfer-mode.html).
+BUFFERED_INTEGRATION_TIMEOUT_SECONDS = 29
+STREAMING_INTEGRATION_TIMEOUT_MAX_SECONDS = 900
+STREAM_IDLE_TIMEOUT_SECONDS = 300
+# The default integration timeout is the OpenAI SDKs' default request timeout (10 minutes in the Python and Node
+# SDKs): the API ends a request with its own 504, or a final error event on a stream, just before a default client
+# would give up, and a generation up to maxTokensCeiling, reasoning included, fits in it.
+DEFAULT_INTEGRATION_TIMEOUT_SECONDS = 600
+# Lambda's maximum function timeout. The chat function's timeout sits this much above the integration timeout
+# (capped at the maximum): the function's own deadline ends a request first, and an orphaned generation (the
+# caller or API Gateway gone) is stopped soon after.
+LAMBDA_MAX_TIMEOUT_SECONDS = 900
+FUNCTION_TIMEOUT_MARGIN_SECONDS = 5
+# AWS Lambda Web Adapter 1.0.x: the version of its public arm64 layer the chat function uses by default.
+WEB_ADAPTER_LAYER_VERSION = 27
 
 # Step Functions fails an execution whose history passes 25,000 events. Each shard's job is watched in its own
 # child execution (a Distributed Map iteration), so the limit applies per shard; the lap limit keeps one shard
@@ -83,7 +100,10 @@ class ChatConfig(_Frozen):
     default_max_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
     max_tokens_ceiling: Annotated[int, Field(ge=1, le=128_000)] = 16_384
     max_request_bytes: Annotated[int, Field(ge=1024, le=6_000_000)] = 1_048_576
-    integration_timeout_seconds: Annotated[int, Field(ge=5, le=300)] = API_GATEWAY_DEFAULT_TIMEOUT_SECONDS
+    # API Gateway's integration timeout of POST /v1/chat/completions (see DEFAULT_INTEGRATION_TIMEOUT_SECONDS).
+    integration_timeout_seconds: Annotated[int, Field(ge=1, le=STREAMING_INTEGRATION_TIMEOUT_MAX_SECONDS)] = (
+        DEFAULT_INTEGRATION_TIMEOUT_SECONDS
+    )
     # How long before the integration timeout the function answers with its own 504.
     deadline_margin_ms: Annotated[int, Field(ge=0, le=10_000)] = 1500
     bedrock_max_attempts: Annotated[int, Field(ge=1, le=5)] = 3
@@ -111,6 +131,21 @@ class ChatConfig(_Frozen):
     model_stand_in: bool = False
     # How long a finished answer is replayed for its Idempotency-Key (the record's DynamoDB TTL).
     idempotency_ttl_seconds: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
+    # The guardrail's streamProcessingMode on ConverseStream. `sync`: the guardrail checks buffered chunks before
+    # they are sent (a little more latency per chunk). `async`: chunks are sent at once and checked in the
+    # background, so blocked content can reach the caller before the intervention.
+    guardrail_stream_mode: Literal["sync", "async"] = "sync"
+    # How often an idle stream sends an SSE comment, below API Gateway's idle timeout of a stream.
+    stream_keepalive_seconds: Annotated[int, Field(ge=1, lt=STREAM_IDLE_TIMEOUT_SECONDS)] = 15
+    # The AWS Lambda Web Adapter layer: AWS's public arm64 layer of the stack's Region at this version, or any
+    # layer version ARN (a Region or partition where AWS does not publish it, a copy in your account).
+    web_adapter_layer_version: Annotated[int, Field(ge=1)] = WEB_ADAPTER_LAYER_VERSION
+    web_adapter_layer_arn: str | None = None
+
+    @property
+    def function_timeout_seconds(self) -> int:
+        """The chat function's timeout: the integration timeout plus a margin, at most Lambda's maximum."""
+        return min(self.integration_timeout_seconds + FUNCTION_TIMEOUT_MARGIN_SECONDS, LAMBDA_MAX_TIMEOUT_SECONDS)
 
     @model_validator(mode="after")
     def _consistent(self) -> ChatConfig:
@@ -129,6 +164,16 @@ class ChatConfig(_Frozen):
             raise ValueError("a PRIVATE endpoint needs vpcEndpointIds")
         if self.endpoint_type == "REGIONAL" and self.vpc_endpoint_ids:
             raise ValueError("vpcEndpointIds only apply to a PRIVATE endpoint")
+        return self
+
+    @model_validator(mode="after")
+    def _one_web_adapter_layer(self) -> ChatConfig:
+        if self.web_adapter_layer_arn is None:
+            return self
+        if not _LAYER_VERSION_ARN.match(self.web_adapter_layer_arn):
+            raise ValueError("webAdapterLayerArn must be a Lambda layer version ARN (…:layer:<name>:<version>)")
+        if "web_adapter_layer_version" in self.model_fields_set:
+            raise ValueError("webAdapterLayerVersion only applies without webAdapterLayerArn")
         return self
 
 
@@ -206,7 +251,7 @@ class BatchConfig(_Frozen):
 
 
 class FaultInjectionConfig(_Frozen):
-    """AWS FIS on the buffered chat function and the pipeline functions: the extension layer and the experiments."""
+    """AWS FIS on the pipeline functions (the streaming chat function cannot carry it): extension layer, experiments."""
 
     enabled: bool = False
     # The AWS FIS Lambda extension (arm64) of the Region: published per Region, e.g. by the public SSM parameter
@@ -323,6 +368,10 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "faultInjection": ("fault_injection", "enabled"),
     "fisExtensionLayerArn": ("fault_injection", "extension_layer_arn"),
     "chatIdempotencyTtlSeconds": ("chat", "idempotency_ttl_seconds"),
+    "guardrailStreamMode": ("chat", "guardrail_stream_mode"),
+    "streamKeepaliveSeconds": ("chat", "stream_keepalive_seconds"),
+    "webAdapterLayerVersion": ("chat", "web_adapter_layer_version"),
+    "webAdapterLayerArn": ("chat", "web_adapter_layer_arn"),
     "batchModelId": ("batch", "model_id"),
     "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),
     "batchJobTimeoutHours": ("batch", "job_timeout_hours"),

@@ -15,14 +15,23 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config import DeploymentConfig
+from infra.config import BUFFERED_INTEGRATION_TIMEOUT_SECONDS, DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
 from infra.constructs.idempotency_table import IdempotencyTable
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
+from infra.constructs.web_adapter import WebAdapter, web_adapter_layer_arn
 
-CHAT_HANDLER = "chat.handler.lambda_handler"
+# The chat function is an ASGI app run by uvicorn under the AWS Lambda Web Adapter: its handler is the script that
+# starts the server (relative to the asset root functions/), CHAT_APP is what that script serves, and the app
+# answers GET CHAT_READINESS_PATH with 200 once it can take requests (the names are the contract with functions/).
+CHAT_HANDLER = "chat/run.sh"
+CHAT_APP = "chat.app:app"
+CHAT_PORT = 8080
+CHAT_READINESS_PATH = "/healthz"
+# GET /v1/models and /v1/models/{model} answer from the configuration: API Gateway's buffered limit is plenty.
+MODEL_ROUTES_TIMEOUT_SECONDS = BUFFERED_INTEGRATION_TIMEOUT_SECONDS
 # The switch of functions/shared/model_stand_in.py (infra never imports functions/: the names are the contract).
 MODEL_STAND_IN_VARIABLE = "MODEL_STAND_IN"
 MODEL_STAND_IN_VALUE = "canned"
@@ -173,7 +182,7 @@ class ChatApi(Construct):
         )
         self.api = self._rest_api(config)
         self._execution_logs(config)
-        self._routes()
+        self._routes(config)
         for response_id, error in GATEWAY_ERRORS.items():
             self.api.add_gateway_response(
                 response_id,
@@ -195,6 +204,13 @@ class ChatApi(Construct):
             CHAT_FUNCTION_ID,
             handler=CHAT_HANDLER,
             config=config,
+            web_adapter=WebAdapter(
+                layer_arn=web_adapter_layer_arn(
+                    self, version=chat.web_adapter_layer_version, override=chat.web_adapter_layer_arn
+                ),
+                port=CHAT_PORT,
+                readiness_check_path=CHAT_READINESS_PATH,
+            ),
             # Exactly the variables of functions/chat/settings.py (ChatSettings).
             environment={
                 "MODEL_IDS": ",".join(config.model_ids),
@@ -212,12 +228,14 @@ class ChatApi(Construct):
                 "RETURN_REASONING": "true" if chat.return_reasoning else "false",
                 "IDEMPOTENCY_TABLE_NAME": self.idempotency.table.table_name,
                 "IDEMPOTENCY_TTL_SECONDS": str(chat.idempotency_ttl_seconds),
+                "GUARDRAIL_STREAM_MODE": chat.guardrail_stream_mode,
+                "STREAM_KEEPALIVE_SECONDS": str(chat.stream_keepalive_seconds),
                 # Load-test stages only (config refuses it for production): read by shared/model_stand_in.py.
                 **({MODEL_STAND_IN_VARIABLE: MODEL_STAND_IN_VALUE} if chat.model_stand_in else {}),
             },
-            # One second past the integration timeout: the function gives up (with its own 504) before
-            # API Gateway does, and an orphaned generation does not run on.
-            timeout=self.integration_timeout.plus(Duration.seconds(1)),
+            # Above the integration timeout (ChatConfig.function_timeout_seconds): the function's own deadline,
+            # below the integration timeout, ends a request first, and an orphaned generation does not run on.
+            timeout=Duration.seconds(chat.function_timeout_seconds),
             memory_size=chat.memory_mb,
             reserved_concurrency=chat.reserved_concurrency,
         )
@@ -326,9 +344,26 @@ class ChatApi(Construct):
         )
         self.api.deployment_stage.node.add_dependency(execution_logs)
 
-    def _routes(self) -> None:
-        integration = apigateway.LambdaIntegration(
-            self.function, proxy=True, timeout=self.integration_timeout, allow_test_invoke=False
+    def _routes(self, config: DeploymentConfig) -> None:
+        # Every method streams. The adapter runs in response_stream mode for every route, so the function writes
+        # the streaming format (a JSON prelude, a delimiter, then the body), which API Gateway parses only on a
+        # STREAM integration (invoked through InvokeWithResponseStream; a BUFFERED Lambda proxy integration
+        # expects the buffered JSON answer instead: API Gateway developer guide, "Set up a Lambda proxy
+        # integration with payload response streaming", response-transfer-mode-lambda.html). The docs do not
+        # say what a BUFFERED integration makes of a streamed answer, so the model routes stream too.
+        completions = apigateway.LambdaIntegration(
+            self.function,
+            proxy=True,
+            timeout=self.integration_timeout,
+            response_transfer_mode=apigateway.ResponseTransferMode.STREAM,
+            allow_test_invoke=False,
+        )
+        model_routes = apigateway.LambdaIntegration(
+            self.function,
+            proxy=True,
+            timeout=Duration.seconds(min(MODEL_ROUTES_TIMEOUT_SECONDS, config.chat.integration_timeout_seconds)),
+            response_transfer_mode=apigateway.ResponseTransferMode.STREAM,
+            allow_test_invoke=False,
         )
         # Cheap structural checks only; the function's own 400s name the offending field.
         validator = self.api.add_request_validator(
@@ -352,15 +387,15 @@ class ChatApi(Construct):
         v1 = self.api.root.add_resource("v1")
         v1.add_resource("chat").add_resource("completions").add_method(
             "POST",
-            integration,
+            completions,
             request_validator=validator,
             request_models={"application/json": request_model},
         )
         models = v1.add_resource("models")
-        models.add_method("GET", integration, request_validator=validator)
+        models.add_method("GET", model_routes, request_validator=validator)
         models.add_resource("{model}").add_method(
             "GET",
-            integration,
+            model_routes,
             request_validator=validator,
             request_parameters={"method.request.path.model": True},
         )

@@ -2,9 +2,11 @@
 experiments that write them.
 
 The AWS FIS Lambda extension (a layer, added by the Lambda factory to every function of a stack with fault
-injection on) wraps the runtime and polls an S3 prefix for fault configurations; an experiment writes them
-there, the extension applies them to the invocations (delay, error), and removes them when it ends. The
-extension cannot serve response-streaming functions; none of this app's functions streams (API Gateway buffers).
+injection on, except a web-adapter function) wraps the runtime and polls an S3 prefix for fault configurations;
+an experiment writes them there, the extension applies them to the invocations (delay, error), and removes them
+when it ends. The extension cannot serve response-streaming functions (it suppresses streaming even with no fault
+active), so the streaming chat function has none and no experiment targets it: fault injection covers the
+pipeline functions.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from infra.config import DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.fault_injection import extension_environment, extension_layer, grant_extension_reads
+from infra.constructs.web_adapter import WebAdapter
 from infra.layer import dependency_layer_dir
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
@@ -69,13 +70,19 @@ def python_function(
     timeout: Duration,
     memory_size: int = 512,
     reserved_concurrency: int | None = None,
+    web_adapter: WebAdapter | None = None,
 ) -> lambda_.Function:
     """Create a Python function from `functions/` with the app's runtime, logging, tracing and layer.
 
+    `handler` is a dotted handler name, or with `web_adapter` the path (under `functions/`) of the script that
+    starts the web server: the function then also gets the AWS Lambda Web Adapter's layer and variables.
+
     The function gets its own role with no AWS managed policy: it may write to its own log group (and
     X-Ray), nothing else; callers add their grants to `function.role`. On a stage with `faultInjection`, every
-    function also gets the AWS FIS Lambda extension (layer, environment, read access to its configurations):
-    none of the app's functions streams its response, which the extension does not support.
+    function without a web adapter also gets the AWS FIS Lambda extension (layer, environment, read access to its
+    configurations). A web-adapter function streams its response, which the extension cannot serve (it suppresses
+    response streaming even when no fault is active: AWS FIS user guide, "Use the AWS FIS aws:lambda:function
+    actions", Limitations), and both would need the runtime's one exec wrapper (AWS_LAMBDA_EXEC_WRAPPER).
     """
     log_group = logs.LogGroup(
         scope,
@@ -99,7 +106,12 @@ def python_function(
             "resource but '*'; tests/infra allows Resource '*' only for a listed set of such actions.",
         )
     )
-    fis_layer = extension_layer(scope, config)
+    fis_layer = extension_layer(scope, config) if web_adapter is None else None
+    adapter_layers = (
+        [lambda_.LayerVersion.from_layer_version_arn(scope, f"{construct_id}WebAdapterLayer", web_adapter.layer_arn)]
+        if web_adapter is not None
+        else []
+    )
     function = lambda_.Function(
         scope,
         construct_id,
@@ -107,12 +119,12 @@ def python_function(
         architecture=lambda_.Architecture.ARM_64,
         code=lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
         handler=handler,
-        layers=[dependency_layer(scope), *([fis_layer] if fis_layer is not None else [])],
+        layers=[dependency_layer(scope), *adapter_layers, *([fis_layer] if fis_layer is not None else [])],
         environment={
             "POWERTOOLS_SERVICE_NAME": construct_id,
             "POWERTOOLS_METRICS_NAMESPACE": metrics_namespace(config),
             "STAGE": config.stage,
-            **extension_environment(scope, config),
+            **(web_adapter.environment() if web_adapter is not None else extension_environment(scope, config)),
             **environment,
         },
         tracing=lambda_.Tracing.ACTIVE,

@@ -9,7 +9,6 @@ from constructs import Construct
 
 from infra.config import DeploymentConfig
 from infra.constructs.chat_api import ChatApi
-from infra.constructs.fault_injection import Experiment, FaultInjection
 from infra.constructs.guardrail import Guardrail
 from infra.constructs.monitoring import Monitoring
 
@@ -41,11 +40,16 @@ class ChatApiStack(Stack):
                 value=self.chat_api.api_key.key_id,
                 description="aws apigateway get-api-key --include-value --api-key <id>",
             )
-        if config.chat.model_stand_in or config.fault_injection.enabled:
-            self._test_stage_outputs(config)
+        if config.chat.model_stand_in:
+            self._load_test_outputs(config)
 
-    def _test_stage_outputs(self, config: DeploymentConfig) -> None:
-        """What the deployed load and fault tests (tests/e2e) read: throttle, function, alarms, experiments."""
+    def _load_test_outputs(self, config: DeploymentConfig) -> None:
+        """What the deployed load tests (tests/e2e) read: the stage throttle, the function and alarm names.
+
+        A `faultInjection` stage adds nothing here: the chat function streams its response through the AWS Lambda
+        Web Adapter, which the AWS FIS Lambda extension cannot serve, so it carries no extension and this stack
+        has no experiment (the pipeline functions keep theirs: infra/stacks/batch_pipeline_stack.py).
+        """
         function = self.chat_api.function
         values = {
             "ThrottleRateLimit": str(config.chat.throttle_rate_limit),
@@ -54,27 +58,5 @@ class ChatApiStack(Stack):
             "ChatFunctionErrorsAlarmName": self.monitoring.alarm("ChatFunctionErrors").alarm_name,
             "ChatApi5xxAlarmName": self.monitoring.alarm("ChatApi5xx").alarm_name,
         }
-        if config.fault_injection.enabled:
-            timeout_ms = (config.chat.integration_timeout_seconds + 2) * 1000
-            faults = FaultInjection(
-                self,
-                "FaultInjection",
-                functions=[function],
-                experiments={
-                    "ChatInvocationError": Experiment(
-                        "aws:lambda:invocation-error",
-                        {"invocationPercentage": "100", "preventExecution": "true"},
-                        "Every chat invocation fails before the function runs: callers get API Gateway's 502",
-                    ),
-                    "ChatInvocationDelay": Experiment(
-                        "aws:lambda:invocation-add-delay",
-                        {"invocationPercentage": "100", "startupDelayMilliseconds": str(timeout_ms)},
-                        "Every chat invocation starts after the function's timeout: callers get API Gateway's 504",
-                    ),
-                },
-                # Faults must not spill into Lambda throttling: that stops the experiment.
-                stop_alarm=self.monitoring.alarm("ChatFunctionThrottles"),
-            )
-            values.update({f"Fis{name}TemplateId": template.ref for name, template in faults.templates.items()})
         for name, value in values.items():
-            CfnOutput(self, name, value=value, description="For the deployed load and fault tests (tests/e2e)")
+            CfnOutput(self, name, value=value, description="For the deployed load tests (tests/e2e)")

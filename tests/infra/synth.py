@@ -17,9 +17,11 @@ DEFAULT_BATCH_STACK = "GptOssBatch-dev"
 VARIANT_BATCH_STACK = "GptOssBatch-prod"
 VPC_ENDPOINT_IDS = ["vpce-123", "vpce-0a1b2c3d4e5f67890"]
 WEB_ACL_ARN = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/chat/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
+WEB_ADAPTER_LAYER_ARN = "arn:aws:lambda:eu-west-1:123456789012:layer:MyLambdaAdapterArm64:3"
 # Every optional branch at once: private endpoint, API keys, an existing guardrail, the account's
-# CloudWatch role, a web ACL and alarm e-mail, the chat function's reserved concurrency; batch answers
-# guarded after the fact, quotas from settings only.
+# CloudWatch role, a web ACL and alarm e-mail, the chat function's reserved concurrency, the longest
+# streaming integration timeout, the asynchronous guardrail on streams and our own web adapter layer;
+# batch answers guarded after the fact, quotas from settings only.
 # Values arrive as text, as `cdk synth -c key=value` gives them.
 VARIANT_CONTEXT: Mapping[str, str] = {
     "stage": "prod",
@@ -34,6 +36,10 @@ VARIANT_CONTEXT: Mapping[str, str] = {
     "batchApplyGuardrail": "true",
     "batchReadServiceQuotas": "false",
     "chatReservedConcurrency": "20",
+    "integrationTimeoutSeconds": "900",
+    "guardrailStreamMode": "async",
+    "streamKeepaliveSeconds": "30",
+    "webAdapterLayerArn": WEB_ADAPTER_LAYER_ARN,
 }
 
 RIG_STACK = "GptOssChat-loadtest"

@@ -83,24 +83,18 @@ def _batch(stage: str) -> set[tuple[str, str]]:
 
 EXPECTED_DEFAULT |= _batch("dev")
 EXPECTED_VARIANT |= _batch("prod")
-# The test rig: the default app's, plus AWS FIS (reasons: infra/constructs/fault_injection.py). Every function
-# reads fault configurations under FisConfigs/ of its stack's FIS bucket; the FIS role writes them there and
-# resolves targets with tag:GetResources ('*' only); the FIS bucket logs no access.
+# The test rig: the default app's, plus AWS FIS in the batch stack (reasons: infra/constructs/fault_injection.py;
+# the streaming chat function carries no FIS extension). Every pipeline function reads fault configurations under
+# FisConfigs/ of the stack's FIS bucket; the FIS role writes them there and resolves targets with tag:GetResources
+# ('*' only); the FIS bucket logs no access.
 _FIS_OBJECTS = "AwsSolutions-IAM5[Resource::<FaultInjectionConfig05045809.Arn>/FisConfigs/*]"
 EXPECTED_RIG = {
     (path.replace("-dev/", "-loadtest/").replace("DeploymentStage.dev", "DeploymentStage.loadtest"), finding)
     for path, finding in EXPECTED_DEFAULT
 } | {
-    *{
-        (f"{stack}-loadtest/{path}", finding)
-        for stack in ("GptOssChat", "GptOssBatch")
-        for path, finding in (
-            ("FaultInjection/Role", IAM_FINDING),
-            ("FaultInjection/Role", _FIS_OBJECTS),
-            ("FaultInjectionConfig", "AwsSolutions-S1"),
-        )
-    },
-    ("GptOssChat-loadtest/ChatApi/ChatFunctionRole", _FIS_OBJECTS),
+    ("GptOssBatch-loadtest/FaultInjection/Role", IAM_FINDING),
+    ("GptOssBatch-loadtest/FaultInjection/Role", _FIS_OBJECTS),
+    ("GptOssBatch-loadtest/FaultInjectionConfig", "AwsSolutions-S1"),
     *{
         (f"GptOssBatch-loadtest/BatchPipeline/{function}FunctionRole", _FIS_OBJECTS)
         for function in ("Starter", "Prepare", "OnDemand", "Collect")

@@ -10,7 +10,14 @@ from aws_cdk.assertions import Match, Template
 
 from chat.settings import ChatSettings
 from infra.config import GPT_OSS_MODELS, DeploymentConfig
+from infra.constructs.chat_api import CHAT_HANDLER
 from infra.constructs.guardrail import CONTENT_FILTERS
+from infra.constructs.web_adapter import (
+    EXEC_WRAPPER_VARIABLE,
+    INVOKE_MODE_VARIABLE,
+    PORT_VARIABLE,
+    READINESS_CHECK_PATH_VARIABLE,
+)
 from tests.infra.cfn import as_list, iam_statements, only, render, resources, role_statements
 from tests.infra.synth import Synthesized
 
@@ -18,8 +25,19 @@ CONFIG = DeploymentConfig()
 FOUNDATION_MODEL_ARNS = sorted(
     f"arn:${{AWS::Partition}}:bedrock:${{AWS::Region}}::foundation-model/{model_id}" for model_id in GPT_OSS_MODELS
 )
-# Set by the Lambda factory for every function, not part of ChatSettings.
-FACTORY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "STAGE"}
+# Set by the Lambda factory for every function, and for a web-adapter function; not part of ChatSettings.
+FACTORY_VARIABLES = {"POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "STAGE"} | {
+    EXEC_WRAPPER_VARIABLE,
+    INVOKE_MODE_VARIABLE,
+    PORT_VARIABLE,
+    READINESS_CHECK_PATH_VARIABLE,
+}
+# The chat app's streaming settings: set from the config and checked by value here (the set check below holds
+# whether ChatSettings declares them or not).
+STREAM_SETTINGS = {
+    "GUARDRAIL_STREAM_MODE": CONFIG.chat.guardrail_stream_mode,
+    "STREAM_KEEPALIVE_SECONDS": str(CONFIG.chat.stream_keepalive_seconds),
+}
 # The only actions any identity policy of the app may allow on Resource "*": none of them supports a
 # resource-level permission (Service Authorization Reference). Adding one means adding its reason here.
 STAR_RESOURCE_ACTIONS: dict[str, str] = {
@@ -48,7 +66,7 @@ def _chat_function(chat: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     found = {
         logical_id: resource
         for logical_id, resource in resources(chat, "AWS::Lambda::Function").items()
-        if resource["Properties"]["Handler"] == "chat.handler.lambda_handler"
+        if resource["Properties"]["Handler"] == CHAT_HANDLER
     }
     assert len(found) == 1, sorted(found)
     ((logical_id, resource),) = found.items()
@@ -92,12 +110,15 @@ def test_every_method_requires_iam_authorization(chat: dict[str, Any], chat_temp
 
 
 def test_methods_proxy_to_the_chat_function_with_the_configured_timeout(chat: dict[str, Any]) -> None:
+    """The model routes' shorter timeout and the streaming mode: tests/infra/test_chat_web_adapter.py."""
     function_id, _ = _chat_function(chat)
-    for method in _method_paths(chat).values():
+    methods = _method_paths(chat)
+    for method in methods.values():
         integration = method["Integration"]
         assert integration["Type"] == "AWS_PROXY"
-        assert integration["TimeoutInMillis"] == CONFIG.chat.integration_timeout_seconds * 1000
         assert f"${{{function_id}.Arn}}" in render(integration["Uri"])
+    completions = methods[("POST", "/v1/chat/completions")]["Integration"]
+    assert completions["TimeoutInMillis"] == CONFIG.chat.integration_timeout_seconds * 1000
 
 
 def test_regional_endpoint_without_resource_policy(chat: dict[str, Any]) -> None:
@@ -237,20 +258,23 @@ def test_chat_function_runtime_and_wiring(chat: dict[str, Any]) -> None:
     properties = function["Properties"]
     assert properties["Runtime"] == "python3.14"
     assert properties["Architectures"] == ["arm64"]
-    assert properties["Timeout"] == CONFIG.chat.integration_timeout_seconds + 1
+    assert properties["Timeout"] == CONFIG.chat.function_timeout_seconds
     assert properties["MemorySize"] == CONFIG.chat.memory_mb
     assert properties["TracingConfig"] == {"Mode": "Active"}
     assert properties["LoggingConfig"]["LogFormat"] == "JSON"
     assert properties["Environment"]["Variables"]["POWERTOOLS_SERVICE_NAME"] == "ChatFunction"
     assert properties["Environment"]["Variables"]["POWERTOOLS_METRICS_NAMESPACE"] == "GptOssBedrock/dev"
     layer_id, _ = only(chat, "AWS::Lambda::LayerVersion")
-    assert properties["Layers"] == [{"Ref": layer_id}]
+    # Ours (the runtime group of uv.lock) and the web adapter's (tests/infra/test_chat_web_adapter.py).
+    assert {"Ref": layer_id} in properties["Layers"]
+    assert len(properties["Layers"]) == 2
 
 
 def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None:
     _, function = _chat_function(chat)
     variables = function["Properties"]["Environment"]["Variables"]
-    assert set(variables) - FACTORY_VARIABLES == set(ChatSettings.model_fields)
+    assert set(variables) - FACTORY_VARIABLES == set(ChatSettings.model_fields) | set(STREAM_SETTINGS)
+    assert {name: variables[name] for name in STREAM_SETTINGS} == STREAM_SETTINGS
     guardrail_id, _ = only(chat, "AWS::Bedrock::Guardrail")
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")
     assert variables["GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
@@ -261,7 +285,9 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
     )
     table_id, _ = only(chat, "AWS::DynamoDB::Table")
     assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": table_id}
-    assert settings.model_dump(exclude={"GUARDRAIL_ID", "GUARDRAIL_VERSION", "IDEMPOTENCY_TABLE_NAME"}) == {
+    assert settings.model_dump(
+        exclude={"GUARDRAIL_ID", "GUARDRAIL_VERSION", "IDEMPOTENCY_TABLE_NAME", *STREAM_SETTINGS}
+    ) == {
         "MODEL_IDS": CONFIG.model_ids,
         "MODEL_ALIASES": dict(CONFIG.model_aliases),
         "DEFAULT_MAX_TOKENS": CONFIG.chat.default_max_tokens,

@@ -8,6 +8,7 @@ import pytest
 from aws_cdk.assertions import Template
 
 from infra.config import DeploymentConfig
+from infra.constructs.chat_api import CHAT_HANDLER
 from infra.constructs.idempotency_table import KEY_ACTIONS, RECORD_ACTIONS
 from tests.infra.cfn import as_list, iam_statements, only, resources, role_statements
 from tests.infra.synth import Synthesized
@@ -17,7 +18,7 @@ def _chat_role(template: dict[str, Any]) -> str:
     [function] = [
         resource
         for resource in resources(template, "AWS::Lambda::Function").values()
-        if resource["Properties"]["Handler"] == "chat.handler.lambda_handler"
+        if resource["Properties"]["Handler"] == CHAT_HANDLER
     ]
     role: str = function["Properties"]["Role"]["Fn::GetAtt"][0]
     return role
@@ -103,7 +104,7 @@ def test_the_chat_function_is_told_the_table_and_the_record_lifetime(synthesized
         [function] = [
             resource
             for resource in resources(template, "AWS::Lambda::Function").values()
-            if resource["Properties"]["Handler"] == "chat.handler.lambda_handler"
+            if resource["Properties"]["Handler"] == CHAT_HANDLER
         ]
         variables = function["Properties"]["Environment"]["Variables"]
         assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": table_id}

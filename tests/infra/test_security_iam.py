@@ -129,8 +129,8 @@ def test_every_bucket_is_encrypted_versioned_tls_only_and_private(synthesized_ap
             ), where
             denials = [s["Condition"] for s in policies[logical_id] if s["Effect"] == "Deny" and "Condition" in s]
             assert {"Bool": {"aws:SecureTransport": "false"}} in denials, where
-    # Data and access-log buckets, once per app; the rig's AWS FIS configuration buckets (chat and batch stacks).
-    assert buckets == 2 * len(synthesized_apps) + 2
+    # Data and access-log buckets, once per app; the rig's AWS FIS configuration bucket (batch stack only).
+    assert buckets == 2 * len(synthesized_apps) + 1
 
 
 def test_every_log_group_is_encrypted_with_its_stacks_rotated_key(synthesized_apps: list[Synthesized]) -> None:

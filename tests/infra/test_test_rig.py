@@ -1,5 +1,6 @@
 """The test-rig switches (rows 24 and 25): the chat model stand-in and AWS FIS, off by default, refused in
-production, loud when on, and least-privilege where they add rights.
+production, loud when on, and least-privilege where they add rights. AWS FIS covers the pipeline functions: the
+chat function streams through the AWS Lambda Web Adapter, which the FIS extension cannot serve.
 
 The rig app (tests/infra/synth.py, RIG_CONTEXT) also goes through cdk-nag, cfn-lint, checkov and the IAM
 checks with the other apps (the `synthesized_apps` fixture).
@@ -13,6 +14,8 @@ import pytest
 from pydantic import ValidationError
 
 from infra.config import DeploymentConfig, is_production_stage
+from infra.constructs.chat_api import CHAT_HANDLER
+from infra.constructs.web_adapter import EXEC_WRAPPER, EXEC_WRAPPER_VARIABLE
 from tests.infra.cfn import as_list, render, resources, role_statements
 from tests.infra.synth import FIS_EXTENSION_LAYER_ARN, RIG_BATCH_STACK, RIG_CONTEXT, RIG_STACK, Synthesized
 
@@ -21,10 +24,12 @@ FIS_VARIABLES = {"AWS_LAMBDA_EXEC_WRAPPER", "AWS_FIS_CONFIGURATION_LOCATION", "A
 
 
 def _functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """The app's own functions (not CDK's helper functions), by logical id."""
     return {
         logical_id: function["Properties"]
         for logical_id, function in resources(template, "AWS::Lambda::Function").items()
-        if str(function["Properties"].get("Handler", "")).startswith(("chat.", "batch."))
+        if function["Properties"].get("Handler") == CHAT_HANDLER
+        or str(function["Properties"].get("Handler", "")).startswith("batch.")
     }
 
 
@@ -65,8 +70,10 @@ def test_the_default_and_variant_apps_have_neither(default_app: Synthesized, var
             for properties in _functions(template).values():
                 variables = properties["Environment"]["Variables"]
                 assert "MODEL_STAND_IN" not in variables
-                assert not FIS_VARIABLES & set(variables)
-                assert len(properties["Layers"]) == 1
+                assert not (FIS_VARIABLES - {EXEC_WRAPPER_VARIABLE}) & set(variables)
+                assert variables.get(EXEC_WRAPPER_VARIABLE, EXEC_WRAPPER) == EXEC_WRAPPER
+                # The dependency layer, and the chat function's web adapter.
+                assert len(properties["Layers"]) == (2 if properties["Handler"] == CHAT_HANDLER else 1)
 
 
 @pytest.mark.row(24)
@@ -83,7 +90,9 @@ def test_the_stand_in_is_on_the_chat_function_only_and_says_so(rig_app: Synthesi
 
 
 @pytest.mark.row(25)
-def test_every_function_carries_the_fis_extension_and_reads_only_its_configurations(rig_app: Synthesized) -> None:
+def test_every_pipeline_function_carries_the_fis_extension_and_reads_only_its_configurations(
+    rig_app: Synthesized,
+) -> None:
     checked = 0
     for template in rig_app.templates.values():
         # The stack's own key (log groups, alarm topic, FIS configurations), not the batch data keys.
@@ -91,6 +100,8 @@ def test_every_function_carries_the_fis_extension_and_reads_only_its_configurati
             logical_id for logical_id in resources(template, "AWS::KMS::Key") if logical_id.startswith("StackKey")
         ]
         for logical_id, properties in _functions(template).items():
+            if properties["Handler"] == CHAT_HANDLER:
+                continue
             checked += 1
             assert FIS_EXTENSION_LAYER_ARN in properties["Layers"], logical_id
             variables = properties["Environment"]["Variables"]
@@ -113,16 +124,32 @@ def test_every_function_carries_the_fis_extension_and_reads_only_its_configurati
             )
             decrypting = fis["FisExtensionDecryptsItsConfigurations"]
             assert (decrypting["Action"], decrypting["Resource"]) == ("kms:Decrypt", {"Fn::GetAtt": [key_id, "Arn"]})
-    assert checked == 5  # chat, starter, prepare, on-demand, collect
-    # The extension cannot serve response streaming: every integration stays buffered.
-    for method in resources(rig_app.templates[RIG_STACK], "AWS::ApiGateway::Method").values():
-        assert method["Properties"]["Integration"].get("ResponseTransferMode", "BUFFERED") == "BUFFERED"
+    assert checked == 4  # starter, prepare, on-demand, collect
+
+
+@pytest.mark.row(25)
+def test_the_streaming_chat_function_keeps_its_web_adapter_and_gets_no_fis(rig_app: Synthesized) -> None:
+    """The FIS extension cannot serve a function that streams (it turns streaming off even with no fault active),
+    and it would take the exec wrapper the web adapter needs: on a faultInjection stage the chat stack is unchanged."""
+    chat = rig_app.templates[RIG_STACK]
+    [(logical_id, properties)] = _functions(chat).items()
+    assert properties["Handler"] == CHAT_HANDLER
+    variables = properties["Environment"]["Variables"]
+    assert variables[EXEC_WRAPPER_VARIABLE] == EXEC_WRAPPER
+    assert not (FIS_VARIABLES - {EXEC_WRAPPER_VARIABLE}) & set(variables)
+    assert FIS_EXTENSION_LAYER_ARN not in properties["Layers"]
+    role_id = properties["Role"]["Fn::GetAtt"][0]
+    assert not [s for s in role_statements(chat, role_id) if s.get("Sid", "").startswith("FisExt")], logical_id
+    for method in resources(chat, "AWS::ApiGateway::Method").values():
+        assert method["Properties"]["Integration"]["ResponseTransferMode"] == "STREAM"
+    for resource_type in ("AWS::FIS::ExperimentTemplate", "AWS::S3::Bucket"):
+        assert not resources(chat, resource_type), resource_type
+    assert not [name for name in chat["Outputs"] if name.startswith("Fis")]
 
 
 @pytest.mark.row(25)
 def test_the_fis_role_and_experiments_are_scoped_and_stop_on_an_alarm(rig_app: Synthesized) -> None:
     expected = {
-        RIG_STACK: ({"ChatInvocationError", "ChatInvocationDelay"}, "ChatFunctionThrottles", 1),
         RIG_BATCH_STACK: ({"PipelineInvocationError", "PipelineInvocationDelay"}, "BatchDeadLetters", 4),
     }
     for stack, (names, stop_alarm, targets) in expected.items():
