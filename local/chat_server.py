@@ -29,7 +29,7 @@ import anyio
 import boto3
 import httpx
 import uvicorn
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from chat.settings import ChatSettings
 from local.apigw import ACCOUNT_ID, ApiGateway, HttpResponse, build_event
@@ -360,7 +360,20 @@ class LocalGateway:
             headers=[(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)],
             content=body,
         )
-        await self._forward(request, route.timeout_seconds, request_id, receive, send)
+        status: list[int] = []
+
+        async def noted(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status.append(int(message["status"]))
+            await send(message)
+
+        try:
+            await self._forward(request, route.timeout_seconds, request_id, receive, noted)
+        finally:
+            # One access-log line per request, in the common log format (no body, no headers).
+            when = time.strftime("%d/%b/%Y %H:%M:%S")
+            code = status[0] if status else "-"
+            print(f'127.0.0.1 - - [{when}] "{method} {path} HTTP/1.1" {code} -', file=sys.stderr, flush=True)
 
     async def _forward(
         self, request: httpx.Request, timeout_seconds: float, request_id: str, receive: Receive, send: Send

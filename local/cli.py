@@ -62,7 +62,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     serve_command = commands.add_parser(
         "serve",
         help="serve the chat API on 127.0.0.1 from the real handler, with Bedrock stood in locally",
-        description="Serve the chat API on 127.0.0.1 from the real chat handler, configured as the synthesized "
+        description="Serve the chat API on 127.0.0.1 from the real chat app, configured as the synthesized "
         "template deploys it. Runs until Ctrl-C (SIGINT) or SIGTERM.",
     )
     serve_command.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"default {DEFAULT_PORT}; 0 picks one")
@@ -392,7 +392,7 @@ def banner(api: RunningChatApi, options: ChatApiOptions) -> str:
     request = f'{{"model": "{model}", "messages": [{{"role": "user", "content": "What is Amazon Bedrock?"}}]}}'
     return "\n".join(
         [
-            f"Chat API on {api.url}   (the real chat handler, configured as the template deploys it; no SigV4 here)",
+            f"Chat API on {api.url}   (the real chat app, configured as the template deploys it; no SigV4 here)",
             f"  models:    {', '.join(names)}",
             f"  answers:   {answers}",
             f"  guardrail: {guardrail.guardrail_id} version {guardrail.guardrail_version}: {blocks}",

@@ -7,7 +7,8 @@
   whose records the same model answers; its S3 on a loopback endpoint (moto's server, same state), and a
   trigger that polls the queue, so every object put under `inbox/` becomes a run through the template's
   S3 -> EventBridge rule -> SQS -> starter path.
-- The chat API (`local.chat_server.running_chat_api`) in front of the real chat handler.
+- The chat API (`local.chat_server.running_chat_api`) in front of the real chat app (in its own process, as
+  the Lambda Web Adapter runs it).
 - A monitor that reports each run as it goes.
 
 The functions share this process's environment (`os.environ`), so chat and batch invocations take turns

@@ -10,8 +10,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-# The chat function's handler string; infra/constructs/chat_api.py gives CDK the same (a test checks it).
-CHAT_HANDLER = "chat.handler.lambda_handler"
+# The chat function's handler: the script the Lambda Web Adapter runs (infra/constructs/chat_api.py gives CDK the same;
+# a test checks it).
+CHAT_HANDLER = "chat/run.sh"
 Template = dict[str, Any]
 
 

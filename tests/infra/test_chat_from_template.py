@@ -1,22 +1,24 @@
-"""The deployed chat function, as the template describes it: its handler string and environment, in a
-fresh Python process the way Lambda starts it, with Bedrock at a stand-in endpoint on loopback."""
+"""The deployed chat function, as the template describes it: its handler script and environment, in a fresh
+process the way the Lambda Web Adapter starts it (then its readiness check), sent one API Gateway request as the
+adapter forwards it, with Bedrock at a stand-in endpoint on loopback."""
 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 
+from infra.constructs.chat_api import CHAT_HANDLER
+from local.chat_server import FunctionProcess
+from local.web_adapter import forwarded_headers
 from tests.infra.synth import DEFAULT_STACK, Synthesized
 
-FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 EVENT = Path(__file__).resolve().parents[1] / "events" / "apigw_chat_completion.json"
 # Values CloudFormation fills in at deploy time (Ref / Fn::GetAtt): what they become in a real stack.
 DEPLOY_TIME_VALUES = {
@@ -26,25 +28,18 @@ DEPLOY_TIME_VALUES = {
     "IDEMPOTENCY_TABLE_NAME": "GptOssChat-dev-ChatApiIdempotencyTable-0A1B2C3D4E5F",
 }
 
-# Lambda imports the handler by its dotted string with the asset root on sys.path; this does the same.
-LAMBDA_BOOTSTRAP = """
-import importlib, json, sys
-sys.path.insert(0, sys.argv[1])
-module_name, _, attribute = sys.argv[2].rpartition(".")
-handler = getattr(importlib.import_module(module_name), attribute)
 
-class Context:
+class _Context:
+    """The invocation's context, as the adapter reads it from Lambda."""
+
     function_name = "ChatFunction"
     function_version = "$LATEST"
     memory_limit_in_mb = 1024
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:ChatFunction"
     aws_request_id = "3f0e9c1a-7b2d-4c5e-8f6a-9b0c1d2e3f4a"
-    def get_remaining_time_in_millis(self):
-        return 30_000
 
-event = json.loads(open(sys.argv[3]).read())
-print("RESULT " + json.dumps(handler(event, Context())))
-"""
+    def get_remaining_time_in_millis(self) -> int:
+        return 30_000
 
 
 class _StandInBedrock(BaseHTTPRequestHandler):
@@ -94,8 +89,7 @@ def _chat_function(template: dict[str, Any]) -> dict[str, Any]:
     functions = [
         resource["Properties"]
         for resource in template["Resources"].values()
-        if resource["Type"] == "AWS::Lambda::Function"
-        and resource["Properties"].get("Handler") == "chat.handler.lambda_handler"
+        if resource["Type"] == "AWS::Lambda::Function" and resource["Properties"].get("Handler") == CHAT_HANDLER
     ]
     assert len(functions) == 1
     function: dict[str, Any] = functions[0]
@@ -121,22 +115,24 @@ def test_handler_from_template_answers_through_a_stand_in_endpoint(
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
         "POWERTOOLS_TRACE_DISABLED": "true",
-        "PATH": "/usr/bin:/bin",
     }
 
-    process = subprocess.run(  # noqa: S603 - fixed argv
-        [sys.executable, "-c", LAMBDA_BOOTSTRAP, str(FUNCTIONS_DIR), function["Handler"], str(EVENT)],
-        env=environment,
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-    )
+    process = FunctionProcess(environment)
+    process.start(function["Handler"])
+    try:
+        event = json.loads(EVENT.read_text())
+        response = httpx.post(
+            f"{process.url}{event['path']}",
+            headers=[(name.encode(), value.encode()) for name, value in forwarded_headers(event, _Context())],
+            content=event["body"].encode(),
+            timeout=30,
+        )
+    finally:
+        process.stop()
 
-    assert process.returncode == 0, process.stderr
-    result = json.loads(next(line for line in process.stdout.splitlines() if line.startswith("RESULT "))[7:])
-    assert result["statusCode"] == 200, result
-    completion = json.loads(result["body"])
+    assert response.status_code == 200, response.text
+    assert response.headers["x-request-id"] == event["requestContext"]["requestId"]
+    completion = response.json()
     assert completion["object"] == "chat.completion"
     assert completion["choices"][0]["message"]["content"] == "Paris."
     assert completion["usage"] == {"prompt_tokens": 20, "completion_tokens": 5, "total_tokens": 25}

@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
+import boto3
 import httpx
 import openai
 import pytest
@@ -34,11 +35,11 @@ WEATHER_TOOL: openai.types.chat.ChatCompletionToolParam = {
 
 @pytest.fixture(scope="module")
 def api(template: Template) -> Iterator[RunningChatApi]:
-    """The chat API served from the synthesized template, with the offline model; the environment is
-    restored afterwards."""
+    """The chat API served from the synthesized template, with the offline model; the function's environment is
+    its own process's, so this process's stays as it was throughout."""
     before = _environment()
     with running_chat_api(template, ChatApiOptions(trigger_words=("forbidden",))) as running:
-        assert os.environ["AWS_ENDPOINT_URL_BEDROCK_RUNTIME"] == running.bedrock_url
+        assert _environment() == before
         yield running
     assert _environment() == before
 
@@ -206,9 +207,18 @@ def test_an_idempotency_key_replays_from_the_local_table(client: openai.OpenAI, 
     # moto's DynamoDB on loopback, never AWS: the table comes from the template, the endpoint from the runner.
     assert api.dynamodb_url is not None
     assert api.dynamodb_url.startswith("http://127.0.0.1:")
-    assert os.environ["AWS_ENDPOINT_URL_DYNAMODB"] == api.dynamodb_url
     key = {"Idempotency-Key": "local-replay-1"}
     first = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES, extra_headers=key)
+    # The function (in its own process) wrote the record there.
+    table = api.settings.IDEMPOTENCY_TABLE_NAME
+    dynamodb = boto3.client(
+        "dynamodb",
+        endpoint_url=api.dynamodb_url,
+        region_name="us-east-1",
+        aws_access_key_id="x",
+        aws_secret_access_key="x",
+    )
+    assert dynamodb.scan(TableName=str(table))["Count"] == 1
     again = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES, extra_headers=key)
     assert again.model_dump() == first.model_dump()
     other = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES)
