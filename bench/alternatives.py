@@ -16,7 +16,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 
-from bench.chat import CONVERSE_RESPONSE, MAX_TOKENS, MODEL_ID, QUESTION, SYSTEM, TEMPERATURE, BedrockStandIn
+from bench.chat import CONVERSE_RESPONSE, MAX_TOKENS, MODEL_ID, QUESTION, SYSTEM, TEMPERATURE, CannedConverse
 from bench.cold import FLOOR, child_environment, fresh_start
 from bench.deployed import REGION, deployed_chat
 from bench.table import Row
@@ -77,7 +77,7 @@ def floor_contender() -> Callable[[], Callable[[], object]]:
     from local.apigw import CALLER_ARN
 
     client = boto3.client("bedrock-runtime", region_name=REGION)
-    client.meta.events.register("before-send.bedrock-runtime.Converse", BedrockStandIn())
+    client.meta.events.register("before-send.bedrock-runtime.Converse", CannedConverse())
     request = floor_request(CALLER_ARN)
     return lambda: lambda: client.converse(**request)
 

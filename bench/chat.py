@@ -1,11 +1,22 @@
-"""Chat per-request cost: the whole handler path beside a bare boto3 Converse call, in one process, interleaved.
+"""Chat per-request cost: the chat app answering POST /v1/chat/completions beside a bare boto3 Converse call.
 
-Both sides reach the same zero-latency Bedrock stand-in at botocore's `before-send`, so botocore's own
-serialization, signing and parsing are on both sides and the difference is what the function adds:
-API Gateway event → Powertools decorators → pydantic validation → translation → Converse → response, with
-JSON logs and EMF metrics written as deployed (to /dev/null, so no terminal is timed). Tracing is off the
-way Powertools turns it off outside Lambda (no X-Ray daemon runs here). Two more contenders, the handler
-without its log record and without its metrics, tell what each of those costs.
+The app (`chat.app:app`, the ASGI app uvicorn serves under the Lambda Web Adapter) gets each request the way
+the adapter sends it: an API Gateway proxy event's method, path, headers and body, plus the adapter's
+`x-amzn-request-context` and `x-amzn-lambda-context` headers (local/web_adapter.py `forwarded_headers`). It
+runs in process behind an `httpx.AsyncClient` over `httpx.ASGITransport`, in one event loop (`anyio.run`,
+asyncio, as uvicorn runs here without uvloop) that lives for the whole run, with one client: each request is
+built untimed, and `await client.send(request)` is timed until the whole response is read. So the figure is
+the app's own per-request work (routing, the edge, validation, translation, the worker-thread hop of
+`run_in_threadpool`, Converse, the response, the JSON log record and the EMF metrics), plus httpx's in-process
+transport in place of uvicorn's HTTP parsing (the GET /healthz row bounds what routing and transport cost).
+
+The floor is a bare `client.converse(...)` called directly in the same loop, one call each in turn with the
+app. Both reach the same zero-latency Bedrock stand-in at botocore's `before-send`, so botocore's own
+serialization, signing and parsing are on both sides (the request bodies are checked equal first). Three
+ablations in the same interleaving tell where the overhead goes: the app without its log record, without its
+metrics (`chat.service.metrics` swapped for a no-op), and the floor run through `anyio.to_thread.run_sync`
+(the thread hop the app pays to keep blocking boto3 off the event loop). Logs and EMF go to /dev/null, as
+deployed minus the terminal; tracing is off the way Powertools turns it off outside Lambda.
 """
 
 from __future__ import annotations
@@ -15,16 +26,18 @@ import json
 import logging
 import os
 import warnings
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from bench.deployed import REGION, UNSET, DeployedChat, deployed_chat
 from bench.table import Row
-from bench.timing import Latencies, interleaved, ratio
+from bench.timing import AsyncContender, Latencies, interleaved_async, ratio
 
 if TYPE_CHECKING:
+    import httpx
     from botocore.awsrequest import AWSPreparedRequest
 
+PATH = "/v1/chat/completions"
 MODEL_ID = "openai.gpt-oss-120b-1:0"
 SYSTEM = "You are a concise assistant for an internal support team. Answer in one short paragraph."
 QUESTION = "Our nightly export to S3 failed with AccessDenied after a key rotation. What should we check first?"
@@ -99,7 +112,7 @@ CONVERSE_RESPONSE = json.dumps(
 ).encode()
 
 
-class BedrockStandIn:
+class CannedConverse:
     """Answers every Converse call at `before-send` with CONVERSE_RESPONSE: no socket, no latency."""
 
     def __init__(self) -> None:
@@ -119,7 +132,7 @@ class BedrockStandIn:
 
 
 def floor_request(caller: str) -> dict[str, Any]:
-    """The Converse request the handler sends for REQUEST_BODY, written out by hand for the bare call."""
+    """The Converse request the app sends for REQUEST_BODY, written out by hand for the bare call."""
     return {
         "modelId": MODEL_ID,
         "messages": [{"role": "user", "content": [{"guardContent": {"text": {"text": QUESTION}}}]}],
@@ -130,26 +143,40 @@ def floor_request(caller: str) -> dict[str, Any]:
     }
 
 
+def clear_function_caches() -> None:
+    """Forget the settings, the gateway and the clients the chat function caches per container."""
+    import chat.service
+    import shared.converse
+    from shared.settings import load_settings
+
+    load_settings.cache_clear()
+    chat.service.converse_gateway.cache_clear()
+    shared.converse.runtime_client.cache_clear()
+
+
 @contextlib.contextmanager
-def deployed_function(deployed: DeployedChat) -> Iterator[BedrockStandIn]:
+def deployed_function(deployed: DeployedChat) -> Iterator[CannedConverse]:
     """The chat function's environment, a fresh boto3 default session answered by the stand-in, output to /dev/null.
 
-    The handler's logger keeps the stream it had at import; it is pointed at /dev/null for the duration, and
-    stdout (where EMF metrics are printed) too, so formatting is measured and terminal I/O is not.
+    The settings, gateway and client caches are cleared on the way in and out, so the app reads this
+    environment and creates its client from this session. The Powertools logger keeps the stream it had at
+    import; it is pointed at /dev/null for the duration, and stdout (where EMF metrics are printed) too, so
+    formatting is measured and terminal I/O is not.
     """
     import boto3
 
-    from local.chat_server import function_environment
+    from local.environment import applied_environment
 
-    stand_in = BedrockStandIn()
+    stand_in = CannedConverse()
     previous_session = boto3.DEFAULT_SESSION
     with (
-        function_environment(deployed.environment, unset=UNSET),
+        applied_environment(deployed.environment, unset=UNSET),
         open(os.devnull, "w") as sink,  # noqa: PTH123 - a text stream, as stdout is
     ):
-        import chat.handler
+        import chat.app
         from shared.observability import logger
 
+        clear_function_caches()
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-send.bedrock-runtime.Converse", stand_in)
@@ -157,120 +184,168 @@ def deployed_function(deployed: DeployedChat) -> Iterator[BedrockStandIn]:
         previous_stream = handler.setStream(sink) if hasattr(handler, "setStream") else None
         try:
             with contextlib.redirect_stdout(sink):
-                assert chat.handler.lambda_handler is not None
+                assert chat.app.app is not None
                 yield stand_in
         finally:
             if previous_stream is not None and hasattr(handler, "setStream"):
                 handler.setStream(previous_stream)
             boto3.DEFAULT_SESSION = previous_session
+            clear_function_caches()
 
 
 class _NoMetrics:
-    """Stands in for the handler's Metrics to measure what adding the metrics costs."""
+    """Stands in for the service's Metrics to measure what adding the metrics costs."""
 
     def add_metric(self, **_: Any) -> None:
-        """Nothing is recorded."""
+        """Nothing is recorded (so the app's middleware has nothing to flush either)."""
 
 
-def _handler_metrics(metrics: object) -> None:
-    """Point the handler module's `metrics` (what its routes add to) at `metrics`."""
-    import chat.handler
+def _service_metrics(metrics: object) -> None:
+    """Point chat.service's `metrics` (what a completion adds to) at `metrics`."""
+    import chat.service
 
-    vars(chat.handler)["metrics"] = metrics
+    vars(chat.service)["metrics"] = metrics
 
 
-HANDLER = "handler"
+APP = "app"
 FLOOR = "floor"
-# The handler again without one part of its observability, to tell what that part costs.
-WITHOUT_LOG = "handler without its log record"
-WITHOUT_METRICS = "handler without its metrics"
+# The app again without one part of its observability, and the floor behind the app's thread hop.
+WITHOUT_LOG = "app without its log record"
+WITHOUT_METRICS = "app without its metrics"
+FLOOR_IN_THREAD = "floor in a worker thread"
+# The smallest request the app answers (no body, no Bedrock): routing, middleware and the in-process transport.
+HEALTHZ = "GET /healthz"
 
 
-def contenders(deployed: DeployedChat, stand_in: BedrockStandIn) -> dict[str, Callable[[], Callable[[], object]]]:
-    """The handler path, the bare boto3 floor and two ablations, each preparing one request untimed."""
+def contenders(deployed: DeployedChat, client: httpx.AsyncClient) -> dict[str, AsyncContender]:
+    """The app, the bare boto3 floor and the ablations, each preparing one request untimed.
+
+    `client` sends to the app (an AsyncClient over its ASGITransport); the floor's boto3 client is created
+    here, from the default session of `deployed_function`.
+    """
+    import anyio.to_thread
     import boto3
 
-    import chat.handler
     from local.apigw import CALLER_ARN, build_event
     from local.lambda_context import LocalLambdaContext
+    from local.web_adapter import forwarded_headers
     from shared.observability import logger, metrics
 
     function_name = deployed.environment["AWS_LAMBDA_FUNCTION_NAME"]
-    client = boto3.client("bedrock-runtime", region_name=REGION)
+    floor_client = boto3.client("bedrock-runtime", region_name=REGION)
     request = floor_request(CALLER_ARN)
+    body = REQUEST_BODY.encode()
     # The standard logger under Powertools' (whose setLevel defers to AWS_LAMBDA_LOG_LEVEL in Lambda).
     standard = logging.getLogger(logger.service)
     level = standard.level
 
-    def handler_call(*, log: bool = True, emf: bool = True) -> Callable[[], Callable[[], object]]:
-        def prepare() -> Callable[[], object]:
+    def app_call(*, log: bool = True, emf: bool = True) -> AsyncContender:
+        def prepare() -> Callable[[], Awaitable[httpx.Response]]:
             # State is set for every call: the contenders alternate.
             standard.setLevel(level if log else logging.WARNING)
-            _handler_metrics(metrics if emf else _NoMetrics())
-            event = build_event("POST", "/v1/chat/completions", headers=HEADERS, body=REQUEST_BODY)
+            _service_metrics(metrics if emf else _NoMetrics())
+            event = build_event("POST", PATH, headers=HEADERS, body=REQUEST_BODY)
             context = LocalLambdaContext.starting_now(
                 function_name, timeout_seconds=deployed.timeout_seconds, memory_mb=deployed.memory_mb
             )
-            return lambda: chat.handler.lambda_handler(event, context)
+            headers = [(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)]
+            sent = client.build_request("POST", PATH, headers=headers, content=body)
+            return lambda: client.send(sent)
 
         return prepare
 
-    def floor_call() -> Callable[[], object]:
-        return lambda: client.converse(**request)
+    def floor_call() -> Callable[[], Awaitable[object]]:
+        async def call() -> object:
+            return floor_client.converse(**request)
+
+        return call
+
+    def floor_in_thread() -> Callable[[], Awaitable[object]]:
+        async def call() -> object:
+            return await anyio.to_thread.run_sync(lambda: floor_client.converse(**request))
+
+        return call
+
+    def healthz() -> Callable[[], Awaitable[httpx.Response]]:
+        sent = client.build_request("GET", "/healthz")
+        return lambda: client.send(sent)
 
     return {
-        HANDLER: handler_call(),
+        APP: app_call(),
         FLOOR: floor_call,
-        WITHOUT_LOG: handler_call(log=False),
-        WITHOUT_METRICS: handler_call(emf=False),
+        WITHOUT_LOG: app_call(log=False),
+        WITHOUT_METRICS: app_call(emf=False),
+        FLOOR_IN_THREAD: floor_in_thread,
+        HEALTHZ: healthz,
     }
 
 
-def check_same_request(stand_in: BedrockStandIn, calls: Mapping[str, Callable[[], Callable[[], object]]]) -> None:
-    """Both sides send Bedrock the same Converse body and the handler answers 200, or the comparison is void.
+async def check_same_request(stand_in: CannedConverse, calls: Mapping[str, AsyncContender]) -> None:
+    """Both sides send Bedrock the same Converse body and the app answers 200, or the comparison is void.
 
     Raises:
-        RuntimeError: the handler failed or the two requests differ.
+        RuntimeError: the app failed or the two requests differ.
     """
-    result = calls[HANDLER]()()
-    if not isinstance(result, dict) or result.get("statusCode") != 200:
-        raise RuntimeError(f"the chat handler did not answer 200: {str(result)[:500]}")
-    handler_body = json.loads(stand_in.last_body or b"{}")
-    calls[FLOOR]()()
+    import httpx
+
+    response = await calls[APP]()()
+    assert isinstance(response, httpx.Response)
+    if response.status_code != 200 or "chat.completion" not in response.text:
+        raise RuntimeError(f"the chat app did not answer 200: {response.status_code} {response.text[:500]}")
+    app_body = json.loads(stand_in.last_body or b"{}")
+    await calls[FLOOR]()()
     floor_body = json.loads(stand_in.last_body or b"{}")
-    if handler_body != floor_body:
-        raise RuntimeError(f"the floor sends another request than the handler: {handler_body} != {floor_body}")
+    if app_body != floor_body:
+        raise RuntimeError(f"the floor sends another request than the app: {app_body} != {floor_body}")
+
+
+def app_client() -> httpx.AsyncClient:
+    """A client whose requests the chat app answers in this event loop (httpx's ASGI transport, no socket)."""
+    import httpx
+
+    import chat.app
+
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=chat.app.app), base_url="http://127.0.0.1:8080")
 
 
 def measure(*, requests: int, warmup: int, quick: bool) -> dict[str, Latencies]:
-    """`requests` calls of each contender, interleaved, after `warmup` of each."""
+    """`requests` calls of each contender, interleaved in one event loop, after `warmup` of each."""
+    import anyio
+
     from shared.observability import logger, metrics
 
     deployed = deployed_chat(quick=quick)
+
+    async def run(stand_in: CannedConverse) -> dict[str, Latencies]:
+        async with app_client() as client:
+            calls = contenders(deployed, client)
+            await check_same_request(stand_in, calls)
+            return await interleaved_async(calls, requests=requests, warmup=warmup)
+
     with deployed_function(deployed) as stand_in, warnings.catch_warnings():
-        # Powertools warns at every flush without metrics (the ablation): the warning is not the point.
+        # Powertools warns at a flush without metrics (the ablation): the warning is not the point.
         warnings.filterwarnings("ignore", message="No application metrics to publish")
         standard = logging.getLogger(logger.service)
         level = standard.level
         try:
-            calls = contenders(deployed, stand_in)
-            check_same_request(stand_in, calls)
-            return interleaved(calls, requests=requests, warmup=warmup)
+            return anyio.run(run, stand_in)
         finally:
             standard.setLevel(level)
-            _handler_metrics(metrics)
+            _service_metrics(metrics)
 
 
 def rows(*, quick: bool) -> list[Row]:
-    """Per-request p50 and p99 of the handler path beside the bare boto3 floor, and what its parts cost."""
+    """Per-request p50 and p99 of the app beside the bare boto3 floor, and what its parts cost."""
     requests, warmup = (200, 50) if quick else (2000, 300)
     timings = measure(requests=requests, warmup=warmup, quick=quick)
-    ours, floor = timings[HANDLER], timings[FLOOR]
+    ours, floor = timings[APP], timings[FLOOR]
     p50, p99 = ratio(ours.p50, floor.p50), ratio(ours.p99, floor.p99)
     log = ours.p50 - timings[WITHOUT_LOG].p50
     emf = ours.p50 - timings[WITHOUT_METRICS].p50
-    rest = ours.p50 - floor.p50 - log - emf
-    what = f"{requests} warm requests, handler vs bare boto3 converse"
+    hop = timings[FLOOR_IN_THREAD].p50 - floor.p50
+    rest = ours.p50 - floor.p50 - log - emf - hop
+    healthz = timings[HEALTHZ].p50
+    what = f"{requests} warm requests, app (as the web adapter sends them) vs bare boto3 converse"
 
     def part(measure: str, cost: float) -> Row:
         return Row("chat", measure, f"{cost:.3f}", f"{floor.p50:.3f}", f"+{ratio(cost, floor.p50):.2f}x", "-", None)
@@ -280,7 +355,10 @@ def rows(*, quick: bool) -> list[Row]:
             "<= 1.25x floor", p50 <= 1.25),
         Row("chat", "p99 per request (ms)", f"{ours.p99:.3f}", f"{floor.p99:.3f}", f"{p99:.2f}x",
             "<= 1.5x floor p99", p99 <= 1.5),
-        part("p50 cost of the JSON log record (ms; handler minus handler without it)", log),
+        part("p50 cost of the JSON log record (ms; app minus app without it)", log),
         part("p50 cost of the EMF metrics (ms; 4 adds + flush)", emf),
-        part("p50 cost of the rest (ms; Powertools decorators, validation, translation, response)", rest),
+        part("p50 cost of the worker-thread hop (ms; floor via anyio.to_thread minus floor)", hop),
+        part("p50 cost of the rest (ms; routing, edge, validation, translation, response, transport)", rest),
+        part("p50 of GET /healthz through the same client (ms; routing, middleware, in-process transport)",
+             healthz),
     ]  # fmt: skip

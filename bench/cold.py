@@ -1,8 +1,17 @@
-"""Cold start: importing the chat handler and creating its clients in a fresh process, beside `import boto3` + a client.
+"""Cold start: the chat app imported with its clients in a fresh process, and the app started as deployed.
 
-Each start is a new interpreter (`python -m bench.cold <side>`) that times itself from its first import to
-the clients the first request needs, so interpreter start-up is left out on both sides; the two sides
-alternate and the median of the repeats is reported. Also the size of the chat function's code asset.
+Import: each start is a new interpreter (`python -m bench.cold <side>`) that times itself from its first
+import (`chat.app`) to the clients the first request needs (`chat.service.chat_settings()`,
+`chat.service.converse_gateway()`, the bedrock-runtime client of a full budget), so interpreter start-up is
+left out; beside it `import boto3` + a client the same way. The sides alternate and the median of the repeats
+is reported, with X-Ray on and without .pyc as variants.
+
+Deployed shape: the function's handler script as the web adapter runs it (`bash functions/chat/run.sh`, uvicorn
+serving `chat.app:app` on a free loopback port, through local.chat_server.FunctionProcess) timed from process
+start to GET /healthz answering 200 (what the adapter's readiness check waits for), then to the first byte of
+the first POST /v1/chat/completions, answered by the loopback Bedrock stand-in (local/bedrock, offline model).
+Its floor is a whole `python -c "import boto3; boto3.client(...)"` process, start to exit, in the same
+interleaving. Also the size of the chat function's code asset.
 """
 
 from __future__ import annotations
@@ -13,19 +22,20 @@ import json
 import os
 import sys
 import time
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
+    from bench.deployed import DeployedChat
     from bench.table import Row
 
 FLOOR = "floor"
-HANDLER = "handler"
-# The handler with X-Ray tracing on, as in Lambda (informational: no daemon here, nothing is sent at import).
+APP = "app"
+# The app with X-Ray tracing on, as in Lambda (informational: no daemon here, nothing is sent at import).
 TRACED = "traced"
-# The handler without bytecode caches, as deployed: the asset and the layer ship no __pycache__, and Lambda's
+# The app without bytecode caches, as deployed: the asset and the layer ship no __pycache__, and Lambda's
 # read-only file system keeps none, so every cold start compiles every module it imports (informational).
 UNCOMPILED = "uncompiled"
-SIDES = (FLOOR, HANDLER, TRACED, UNCOMPILED)
+SIDES = (FLOOR, APP, TRACED, UNCOMPILED)
 ASSET_LIMIT_BYTES = 300 * 1024
 
 
@@ -43,12 +53,14 @@ def start(side: str, *, no_network: bool = False) -> float:
         import boto3
 
         boto3.client("bedrock-runtime", region_name=os.environ.get("AWS_REGION", "us-east-1"))
-    else:  # HANDLER, TRACED and UNCOMPILED differ only by their environment
-        import chat.handler
+    else:  # APP, TRACED and UNCOMPILED differ only by their environment
+        import chat.app
+        import chat.service
         from shared.converse import read_timeout_for, runtime_client
 
-        settings = chat.handler.chat_settings()
-        chat.handler.converse_gateway()
+        assert chat.app.app is not None
+        settings = chat.service.chat_settings()
+        chat.service.converse_gateway()
         # The client of the first request's read timeout: a full budget, as a fresh invocation has.
         budget = (settings.INTEGRATION_TIMEOUT_MS - settings.DEADLINE_MARGIN_MS) / 1000
         runtime_client(read_timeout_for(budget) or 1)
@@ -83,11 +95,127 @@ def measure(environment: dict[str, str], *, repeats: int) -> dict[str, float]:
     with tempfile.TemporaryDirectory(prefix="bench-no-pyc-") as empty:
         # Bytecode is looked up (and never written) in an empty folder: every import compiles its source.
         uncompiled = {**environment, "PYTHONPYCACHEPREFIX": empty, "PYTHONDONTWRITEBYTECODE": "1"}
-        environments = {FLOOR: environment, HANDLER: environment, TRACED: traced, UNCOMPILED: uncompiled}
+        environments = {FLOOR: environment, APP: environment, TRACED: traced, UNCOMPILED: uncompiled}
         for _ in range(repeats):
             for side in SIDES:
                 taken[side].append(fresh_start(side, environments[side]))
     return {side: statistics.median(values) for side, values in taken.items()}
+
+
+# The chat function's handler in the template (infra/constructs/chat_api.py CHAT_HANDLER), under functions/.
+RUN_SCRIPT = "chat/run.sh"
+# The floor of a deployed-shape start: a whole interpreter that imports boto3 and creates the client, then exits.
+_FLOOR_PROCESS = "import boto3\nboto3.client('bedrock-runtime')\n"
+
+
+class DeployedStart(NamedTuple):
+    """Seconds from starting the handler script to the app's readiness, and to the first byte of its first answer."""
+
+    ready: float
+    first_byte: float
+
+
+def _stdout_to_devnull() -> int:
+    """Point file descriptor 1 at /dev/null (a child started now writes its logs and EMF there); the saved one."""
+    sys.stdout.flush()
+    saved = os.dup(1)
+    with open(os.devnull, "wb") as sink:  # noqa: PTH123 - a file descriptor to duplicate
+        os.dup2(sink.fileno(), 1)
+    return saved
+
+
+def _restore_stdout(saved: int) -> None:
+    os.dup2(saved, 1)
+    os.close(saved)
+
+
+def deployed_start(deployed: DeployedChat, bedrock_url: str) -> DeployedStart:
+    """One start of the app as the web adapter runs it: `bash chat/run.sh`, GET /healthz 200, the first answer.
+
+    The process is local.chat_server.FunctionProcess (the function's environment, the adapter's port, the task
+    root and this interpreter first on PATH), whose readiness check polls GET /healthz every 50 ms, so `ready`
+    may be up to that much late. The POST is the request bench.chat sends, as the adapter forwards it; its
+    first byte is the response's status line and headers.
+
+    Raises:
+        RuntimeError: the app did not start or did not answer 200.
+    """
+    import httpx
+
+    from bench.chat import HEADERS, PATH, REQUEST_BODY
+    from bench.deployed import UNSET
+    from local.apigw import build_event
+    from local.chat_server import FunctionProcess
+    from local.lambda_context import LocalLambdaContext
+    from local.web_adapter import forwarded_headers
+
+    process = FunctionProcess({**deployed.environment, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url}, unset=UNSET)
+    event = build_event("POST", PATH, headers=HEADERS, body=REQUEST_BODY)
+    context = LocalLambdaContext.starting_now(
+        deployed.environment["AWS_LAMBDA_FUNCTION_NAME"],
+        timeout_seconds=deployed.timeout_seconds,
+        memory_mb=deployed.memory_mb,
+    )
+    headers = [(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)]
+    request = httpx.Request("POST", f"{process.url}{PATH}", headers=headers, content=REQUEST_BODY.encode())
+    with httpx.Client(timeout=60) as client:
+        started = time.perf_counter()
+        try:
+            saved = _stdout_to_devnull()
+            try:
+                process.start(RUN_SCRIPT)
+            finally:
+                _restore_stdout(saved)
+            ready = time.perf_counter() - started
+            response = client.send(request, stream=True)
+            first_byte = time.perf_counter() - started
+            response.read()
+        finally:
+            process.stop()
+    if response.status_code != 200 or "chat.completion" not in response.text:
+        raise RuntimeError(f"the started app did not answer 200: {response.status_code} {response.text[:500]}")
+    return DeployedStart(ready=ready, first_byte=first_byte)
+
+
+def floor_process_seconds(environment: dict[str, str]) -> float:
+    """Wall seconds of a whole `python -c "import boto3; boto3.client('bedrock-runtime')"` process, start to exit."""
+    import subprocess
+
+    started = time.perf_counter()
+    subprocess.run([sys.executable, "-c", _FLOOR_PROCESS], env=environment, check=True, capture_output=True)  # noqa: S603
+    return time.perf_counter() - started
+
+
+def measure_deployed(deployed: DeployedChat, *, repeats: int) -> tuple[DeployedStart, float]:
+    """Medians of `repeats` deployed-shape starts and of as many floor processes, alternating.
+
+    Bedrock is the local stand-in (offline model, the function's guardrail id) on a loopback port, served
+    from this process for the whole measurement.
+    """
+    import statistics
+
+    from bench.deployed import GUARDRAIL
+    from local.bedrock import BedrockStandIn, WordGuardrail, build_model
+    from local.services import serving
+
+    guardrail = WordGuardrail(guardrail_id=GUARDRAIL["GUARDRAIL_ID"], guardrail_version=GUARDRAIL["GUARDRAIL_VERSION"])
+    model_ids = [name.strip() for name in deployed.environment["MODEL_IDS"].split(",") if name.strip()]
+    model = build_model("offline", guardrail=guardrail, model_ids=model_ids)
+    environment = child_environment(dict(deployed.environment))
+    starts: list[DeployedStart] = []
+    floors: list[float] = []
+    try:
+        with serving(BedrockStandIn(model), "bench-bedrock-stand-in") as stand_in:
+            for _ in range(repeats):
+                starts.append(deployed_start(deployed, stand_in.url))
+                floors.append(floor_process_seconds(environment))
+    finally:
+        model.close()
+    median = DeployedStart(
+        ready=statistics.median(start.ready for start in starts),
+        first_byte=statistics.median(start.first_byte for start in starts),
+    )
+    return median, statistics.median(floors)
 
 
 def child_environment(function_environment: dict[str, str]) -> dict[str, str]:
@@ -99,23 +227,32 @@ def child_environment(function_environment: dict[str, str]) -> dict[str, str]:
 
 
 def rows(*, quick: bool) -> list[Row]:
-    """Cold import + clients beside `import boto3` + a client, and the code asset's size."""
+    """Cold import + clients beside `import boto3` + a client, the deployed-shape start, and the code asset's size."""
     from bench.deployed import deployed_chat
     from bench.table import Row
     from bench.timing import ratio
 
     deployed = deployed_chat(quick=quick)
     medians = measure(child_environment(dict(deployed.environment)), repeats=2 if quick else 7)
-    ours, floor, traced, uncompiled = (medians[side] for side in (HANDLER, FLOOR, TRACED, UNCOMPILED))
+    ours, floor, traced, uncompiled = (medians[side] for side in (APP, FLOOR, TRACED, UNCOMPILED))
     cold = ratio(ours, floor)
+    shaped, floor_process = measure_deployed(deployed, repeats=2 if quick else 7)
     zipped = deployed.asset_zipped_bytes()
+    process_floor = f"{floor_process * 1000:.0f} python process: boto3 + client"
     return [
-        Row("cold start", "import handler + create clients (ms), fresh process, median",
+        Row("cold start", "import chat.app + create clients (ms), fresh process, median",
             f"{ours * 1000:.0f}", f"{floor * 1000:.0f}", f"{cold:.2f}x", "<= 2.5x import boto3 + client", cold <= 2.5),
         Row("cold start", "the same with X-Ray tracing on, as in Lambda (ms; the X-Ray SDK loads)",
             f"{traced * 1000:.0f}", f"{floor * 1000:.0f}", f"{ratio(traced, floor):.2f}x", "-", None),
         Row("cold start", "the same without .pyc (ms; layer and asset ship none; upper bound: stdlib compiled too)",
             f"{uncompiled * 1000:.0f}", f"{floor * 1000:.0f}", f"{ratio(uncompiled, floor):.2f}x", "-", None),
+        Row("cold start", "deployed shape: bash chat/run.sh until GET /healthz answers 200 (ms; polled every 50 ms), "
+            "median",
+            f"{shaped.ready * 1000:.0f}", process_floor, f"{ratio(shaped.ready, floor_process):.2f}x", "-", None),
+        Row("cold start", "deployed shape: until the first byte of the first chat completion (ms; loopback Bedrock), "
+            "median",
+            f"{shaped.first_byte * 1000:.0f}", process_floor, f"{ratio(shaped.first_byte, floor_process):.2f}x", "-",
+            None),
         Row("cold start", f"chat code asset, zipped (KB; {deployed.asset_bytes / 1024:.0f} KB unzipped, "
             f"{len(deployed.asset_files)} files; {deployed.source})",
             f"{zipped / 1024:.0f}", "-", f"{zipped / 1024:.0f} KB", "<= 300 KB", zipped <= ASSET_LIMIT_BYTES),

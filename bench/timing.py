@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 
@@ -64,3 +64,29 @@ def interleaved(
 def ratio(ours: float, baseline: float) -> float:
     """ours / baseline (infinite when the baseline is zero)."""
     return ours / baseline if baseline else math.inf
+
+
+# The async form: prepares one request untimed and returns the coroutine function to time.
+AsyncContender = Callable[[], Callable[[], Awaitable[object]]]
+
+
+async def interleaved_async(
+    contenders: Mapping[str, AsyncContender], *, requests: int, warmup: int = 200
+) -> dict[str, Latencies]:
+    """`interleaved` inside one running event loop: each contender's call is awaited and timed in the loop.
+
+    One call each in turn (ABCABC...), after `warmup` untimed calls each; the loop and anything the contenders
+    hold open (a client, a thread pool) live for the whole run, so only the per-request cost is timed.
+    """
+    for prepare in contenders.values():
+        for _ in range(warmup):
+            await prepare()()
+    samples: dict[str, list[float]] = {name: [] for name in contenders}
+    clock = time.perf_counter_ns
+    for _ in range(requests):
+        for name, prepare in contenders.items():
+            call = prepare()
+            started = clock()
+            await call()
+            samples[name].append((clock() - started) / 1e6)
+    return {name: Latencies(taken) for name, taken in samples.items()}
