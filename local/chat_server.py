@@ -400,7 +400,9 @@ class LocalGateway:
                         async for chunk in response.aiter_raw():
                             await send({"type": "http.response.body", "body": chunk, "more_body": True})
                     finally:
-                        await response.aclose()
+                        # Shielded: when the caller went away, this close is what tells the function so.
+                        with anyio.CancelScope(shield=True):
+                            await response.aclose()
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                     tasks.cancel_scope.cancel()
                     return

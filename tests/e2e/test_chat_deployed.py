@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import httpx2 as httpx
 import openai
 import pytest
@@ -29,3 +31,28 @@ def test_unsigned_request_is_refused_by_the_gateway_in_the_openai_envelope(api_u
     with pytest.raises(openai.PermissionDeniedError) as refused:
         _client(api_url, region, signed=False).models.list()
     assert refused.value.status_code == 403
+
+
+def test_a_streamed_answer_arrives_token_by_token(api_url: str, region: str) -> None:
+    """Through API Gateway's response streaming, the first content chunk comes well before the last one."""
+    started = time.monotonic()
+    arrivals: list[float] = []
+    finish = None
+    stream = _client(api_url, region).chat.completions.create(
+        model="gpt-oss-120b",
+        messages=[{"role": "user", "content": "Count from 1 to 200, one number per line."}],
+        max_tokens=4096,
+        reasoning_effort="low",
+        stream=True,
+        stream_options={"include_usage": True},
+    )
+    for chunk in stream:
+        if chunk.choices and chunk.choices[0].delta.content:
+            arrivals.append(time.monotonic() - started)
+        if chunk.choices and chunk.choices[0].finish_reason:
+            finish = chunk.choices[0].finish_reason
+    total = time.monotonic() - started
+    assert finish in {"stop", "length"}
+    assert len(arrivals) > 10, "the answer came in a few pieces: the edge buffered it"
+    # Buffered, the first piece would arrive with the last; streamed, it arrives at a fraction of the total.
+    assert arrivals[0] < 0.5 * total, (arrivals[0], total)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 
 from chat.errors import (
@@ -228,5 +227,7 @@ def test_to_chat_error_keeps_chat_errors_and_maps_the_rest() -> None:
     original = ChatError("x")
     assert to_chat_error(original) is original
     assert to_chat_error(BedrockTimeout()).status == 504
-    validation = RequestValidationError([{"type": "missing", "loc": ("body", "model"), "msg": "Field required"}])
-    assert to_chat_error(validation).param == "model"
+    # Request validation errors are ChatErrors already (chat/edge.py raises from_validation's), kept as they are.
+    validation = from_validation([{"type": "missing", "loc": ("body", "model"), "msg": "Field required"}])
+    assert to_chat_error(validation) is validation
+    assert validation.param == "model"
