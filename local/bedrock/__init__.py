@@ -3,20 +3,34 @@
 from local.bedrock.aws import AmazonBedrock
 from local.bedrock.backends import BACKENDS, Backend, build_model
 from local.bedrock.guardrail import DEFAULT_TRIGGER_WORDS, LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION, WordGuardrail
-from local.bedrock.model import Generator, LocalModel, Model
-from local.bedrock.offline import OfflineModel
+from local.bedrock.model import Generator, LocalModel, Model, StreamingGenerator, stream_answer
+from local.bedrock.offline import DEFAULT_TOKENS_PER_SECOND, OfflineModel
 from local.bedrock.openai_compat import OpenAICompatibleModel, OpenAIServer
 from local.bedrock.server import BedrockStandIn
-from local.bedrock.shapes import Generation, ModelError, ToolCall
+from local.bedrock.shapes import (
+    Delta,
+    Finish,
+    Generation,
+    ModelError,
+    ReasoningDelta,
+    StreamEvents,
+    TextDelta,
+    ToolCall,
+    ToolUseDelta,
+    ToolUseStart,
+)
 
 __all__ = [
     "BACKENDS",
+    "DEFAULT_TOKENS_PER_SECOND",
     "DEFAULT_TRIGGER_WORDS",
     "LOCAL_GUARDRAIL_ID",
     "LOCAL_GUARDRAIL_VERSION",
     "AmazonBedrock",
     "Backend",
     "BedrockStandIn",
+    "Delta",
+    "Finish",
     "Generation",
     "Generator",
     "LocalModel",
@@ -25,7 +39,14 @@ __all__ = [
     "OfflineModel",
     "OpenAICompatibleModel",
     "OpenAIServer",
+    "ReasoningDelta",
+    "StreamEvents",
+    "StreamingGenerator",
+    "TextDelta",
     "ToolCall",
+    "ToolUseDelta",
+    "ToolUseStart",
     "WordGuardrail",
     "build_model",
+    "stream_answer",
 ]

@@ -3,17 +3,20 @@
 The local pipeline's bucket is emulated, and a real batch job can only read real S3; so with this backend
 the job lifecycle stays emulated and each record is answered by the real model through InvokeModel (what a
 batch job runs for each record, billed on demand), while Converse and ApplyGuardrail (the chat API, the
-pipeline's on-demand path) are Amazon Bedrock's own answers, with the real guardrail.
+pipeline's on-demand path) are Amazon Bedrock's own answers, with the real guardrail. ConverseStream events
+are passed on as Bedrock sends them, each as it arrives.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from botocore.exceptions import BotoCoreError, ClientError, ParamValidationError
+import urllib3
+from botocore.exceptions import BotoCoreError, ClientError, EventStreamError, ParamValidationError
 
+from local.bedrock.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from local.bedrock.shapes import ModelError
 
 if TYPE_CHECKING:
@@ -38,6 +41,15 @@ class AmazonBedrock:
             ModelError: Bedrock refused or failed the call (its error code and message).
         """
         return _call(self.client.converse, dict(request))
+
+    def converse_stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
+        """Bedrock's ConverseStream events for the request, each as it arrives; closing the iterator ends the call.
+
+        Raises:
+            ModelError: Bedrock refused or failed the call before its stream started.
+        """
+        response = _call(self.client.converse_stream, dict(request))
+        return _events(response["stream"])
 
     def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Bedrock's ApplyGuardrail response (`guardrailIdentifier` and `guardrailVersion` included).
@@ -71,6 +83,25 @@ class AmazonBedrock:
     def close(self) -> None:
         """Release the client's connections."""
         self.client.close()
+
+
+def _events(stream: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The events of a ConverseStream response; an error part-way becomes the stream's exception event."""
+    try:
+        yield from (dict(event) for event in stream)
+    except EventStreamError as error:
+        details = error.response.get("Error", {})
+        member = str(details.get("Code", ""))
+        message = str(details.get("Message", ""))
+        yield {member if member in CONVERSE_STREAM_EXCEPTIONS else "internalServerException": {"message": message}}
+    except (BotoCoreError, urllib3.exceptions.HTTPError) as error:
+        # The connection broke or timed out mid-stream (botocore lets urllib3's errors through while a stream
+        # is read): what Bedrock calls a model stream error.
+        yield {"modelStreamErrorException": {"message": f"The stream from Amazon Bedrock broke: {error}"}}
+    finally:
+        close = getattr(stream, "close", None)
+        if callable(close):
+            close()
 
 
 def _call(operation: Callable[..., Mapping[str, Any]], arguments: dict[str, Any]) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Literal, get_args
 from infra.config import GPT_OSS_MODELS
 from local.bedrock.guardrail import WordGuardrail
 from local.bedrock.model import LocalModel
-from local.bedrock.offline import OfflineModel
+from local.bedrock.offline import DEFAULT_TOKENS_PER_SECOND, OfflineModel
 from local.bedrock.openai_compat import OpenAICompatibleModel, OpenAIServer
 
 Backend = Literal["offline", "openai", "aws"]
@@ -21,14 +21,18 @@ def build_model(
     openai: OpenAIServer | None = None,
     guardrail: WordGuardrail | None = None,
     model_ids: Sequence[str] = GPT_OSS_MODELS,
+    tokens_per_second: float | None = DEFAULT_TOKENS_PER_SECOND,
 ) -> LocalModel:
     """The local model of a backend.
 
+    `tokens_per_second` paces the offline model's streams (None or 0: no pause); a server streams at its own pace.
+
     Raises:
-        ValueError: `aws` (real Bedrock answers: there is no local model), or `openai` without a server.
+        ValueError: `aws` (real Bedrock answers: there is no local model), `openai` without a server, or a
+            negative pace.
     """
     if backend == "offline":
-        return LocalModel(OfflineModel(), guardrail=guardrail, model_ids=model_ids)
+        return LocalModel(OfflineModel(tokens_per_second=tokens_per_second), guardrail=guardrail, model_ids=model_ids)
     if backend == "openai":
         if openai is None:
             raise ValueError("the openai backend needs the OpenAI-compatible server's base URL")

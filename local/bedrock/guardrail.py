@@ -1,4 +1,4 @@
-"""A word-list guardrail in Bedrock's shapes: ApplyGuardrail responses and the guardrail part of Converse.
+"""A word-list guardrail in Bedrock's shapes: ApplyGuardrail responses and the guardrail part of Converse(Stream).
 
 The deployed guardrail filters content by category with a model; offline, a configured list of trigger
 words stands in for it, so a demo or a test can make it intervene on purpose.
@@ -105,6 +105,19 @@ class WordGuardrail:
             trace["actionReason"] = "Guardrail blocked."
         return trace
 
+    def stream_window(self, text: str) -> tuple[int, int]:
+        """For a text still being written: how much of it can be judged now, and how much sent once that is clean.
+
+        Judged: all but a last word that may still go on (one not yet followed by whitespace), since more
+        letters can make or unmake a trigger word. Sent: the judged text less the last words that a trigger
+        phrase of several words could still begin with.
+        """
+        words = [match.span() for match in re.finditer(r"\S+", text)]
+        judged = words.pop()[0] if words and words[-1][1] == len(text) else len(text)
+        phrase_words = max((len(word.split()) for word in self.trigger_words), default=1)
+        held = words[len(words) - (phrase_words - 1) :] if phrase_words > 1 else []
+        return judged, (held[0][0] if held else judged)
+
     @staticmethod
     def usage(verdict: Verdict) -> dict[str, int]:
         """GuardrailUsage: text units read by the word policy (the only policy emulated)."""
@@ -122,3 +135,69 @@ class WordGuardrail:
     def coverage(verdict: Verdict) -> dict[str, Any]:
         """GuardrailCoverage: every character given was guarded."""
         return {"textCharacters": {"guarded": verdict.characters, "total": verdict.characters}}
+
+
+class StreamGuard:
+    """The guardrail over one streamed answer: which text may be sent when, and whether it intervened.
+
+    `sync` (Bedrock's default): text is judged before it is sent, and held back while it could still turn
+    out to be (part of) a trigger word, so nothing of the trigger reaches the caller. `async`: each piece is
+    sent at once and judged right after, so the piece with the trigger word gets through before the
+    intervention (the trade-off Bedrock documents for that mode).
+    """
+
+    def __init__(
+        self, guardrail: WordGuardrail, *, input_verdict: Verdict, mode: str = "sync", trace: bool = False
+    ) -> None:
+        if mode not in ("sync", "async"):
+            raise ModelError("ValidationException", "streamProcessingMode must be sync or async.")
+        self.guardrail = guardrail
+        self.input_verdict = input_verdict
+        self.mode = mode
+        self.output_verdict: Verdict | None = None
+        self._trace = trace
+        self._answer = ""
+        self._sent = 0
+        self._judged = -1
+
+    @property
+    def blocked(self) -> bool:
+        """Whether the guardrail intervened on the answer: nothing more of it may be sent."""
+        return self.output_verdict is not None and self.output_verdict.intervened
+
+    def text(self, piece: str) -> str:
+        """Take the answer's next piece; give the text to send now (empty while held back, or once blocked)."""
+        self._answer += piece
+        judged, releasable = self.guardrail.stream_window(self._answer)
+        if self.mode == "async":
+            release, self._sent = self._answer[self._sent :], len(self._answer)
+            self._judge(judged)
+            return release
+        self._judge(judged)
+        if self.blocked:
+            return ""
+        release, self._sent = self._answer[self._sent : releasable], max(self._sent, releasable)
+        return release
+
+    def finish(self) -> str:
+        """The answer is complete: judge all of it; give the text still held back (empty if blocked)."""
+        self._judge(len(self._answer))
+        if self.blocked:
+            return ""
+        release, self._sent = self._answer[self._sent :], len(self._answer)
+        return release
+
+    def trace(self) -> dict[str, Any] | None:
+        """The `trace` of the stream's metadata event when the request asked for one, else None."""
+        if not self._trace:
+            return None
+        return {
+            "guardrail": self.guardrail.converse_trace(
+                input_verdict=self.input_verdict, output_verdict=self.output_verdict
+            )
+        }
+
+    def _judge(self, length: int) -> None:
+        if length != self._judged:
+            self.output_verdict = self.guardrail.check([self._answer[:length]])
+            self._judged = length

@@ -4,6 +4,19 @@ It restates the question (so a demo shows that the request went through), calls 
 request offers tools and asks for one, reports tool results, fills JSON schemas, honours stop
 sequences and runs out of tokens like a reasoning model does: reasoning first, then the answer.
 Same input, same output.
+
+Streamed (ConverseStream), the same answer comes in word pieces at a pace a person can watch:
+`tokens_per_second` output tokens a second (40 by default; None or 0: no pause), so a stream of N output
+tokens lasts about N / tokens_per_second seconds. Whole answers (Converse, batch) never wait.
+
+Two phrases in the last user message make it behave in ways tests and demos need:
+- `at length`: the answer goes on with plain filler sentences until the output fills the request's max
+  tokens (`max_completion_tokens` / `max_tokens`; 2,400 without one), and still ends with `end_turn`. With
+  max tokens 2,400 at the default pace, a stream of about 60 seconds.
+- `[stream-error <exception> after <n>]`, `<exception>` one of ConverseStream's exception members
+  (`modelStreamErrorException`, `throttlingException`, `internalServerException`, `serviceUnavailableException`,
+  `validationException`): a stream sends its first n pieces (reasoning and answer pieces, tool starts and
+  tool-input pieces, in order) and then fails with that exception event. Whole answers ignore it.
 """
 
 from __future__ import annotations
@@ -11,17 +24,41 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from local.bedrock.shapes import Generation, StopReason, ToolCall, message_text, prompt_tokens
+from local.bedrock.shapes import (
+    Delta,
+    Finish,
+    Generation,
+    ModelError,
+    StopReason,
+    ToolCall,
+    characters,
+    generation_deltas,
+    message_text,
+    prompt_tokens,
+)
 from shared.gpt_oss import CHARS_PER_TOKEN_ESTIMATE, estimate_tokens
 
 SUMMARY_CHARACTERS = 80
+DEFAULT_TOKENS_PER_SECOND = 40.0
+# How long an answer `at length` runs when the request sets no max tokens: a minute at the default pace.
+LONG_ANSWER_TOKENS = 2400
 # A fixed, plausible model latency: a base plus a little per generated token.
 _BASE_LATENCY_MS = 20
 _LATENCY_MS_PER_TOKEN = 3
+_AT_LENGTH = re.compile(r"\bat length\b", re.IGNORECASE)
+_STREAM_ERROR = re.compile(
+    r"\[stream-error (?P<member>modelStreamErrorException|throttlingException|internalServerException"
+    r"|serviceUnavailableException|validationException) after (?P<pieces>\d+)\]"
+)
+_FILLER = (
+    "Part {n} of this long answer: the offline model keeps writing because the question asked for an answer at "
+    "length, so that a client can watch a long stream arrive piece by piece. "
+)
 
 
 @dataclass(frozen=True)
@@ -35,11 +72,25 @@ class _Draft:
 class OfflineModel:
     """A deterministic local model in gpt-oss's manner (see the module docstring)."""
 
+    def __init__(
+        self,
+        *,
+        tokens_per_second: float | None = DEFAULT_TOKENS_PER_SECOND,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        if tokens_per_second is not None and not tokens_per_second >= 0:  # also refuses nan
+            raise ValueError(f"tokens_per_second must be positive, 0 or None, not {tokens_per_second}")
+        self.tokens_per_second = tokens_per_second or None
+        self._sleep = sleep
+
     def generate(self, body: Mapping[str, Any], *, model_id: str) -> Generation:
         """Answer an OpenAI chat body."""
+        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
         draft = _draft(body, model_id)
+        if _AT_LENGTH.search(_question(body)) and not draft.tool_calls:
+            draft = _at_length(draft, max_tokens if isinstance(max_tokens, int) else LONG_ANSWER_TOKENS)
         draft = _stop_at_sequences(draft, body.get("stop"))
-        draft = _within_budget(draft, body.get("max_completion_tokens", body.get("max_tokens")))
+        draft = _within_budget(draft, max_tokens)
         output_tokens = _tokens(draft)
         return Generation(
             answer=draft.answer,
@@ -50,6 +101,28 @@ class OfflineModel:
             output_tokens=output_tokens,
             latency_ms=_BASE_LATENCY_MS + _LATENCY_MS_PER_TOKEN * output_tokens,
         )
+
+    def stream(self, body: Mapping[str, Any], *, model_id: str) -> Iterator[Delta]:
+        """The answer of `generate` in word pieces, each after a pause for its tokens at the model's pace.
+
+        Raises:
+            ModelError: the prompt asks for a stream error (see the module docstring), after its pieces.
+        """
+        fault = _STREAM_ERROR.search(_question(body))
+        for count, delta in enumerate(generation_deltas(self.generate(body, model_id=model_id))):
+            if fault is not None and (count == int(fault["pieces"]) or isinstance(delta, Finish)):
+                member = fault["member"]
+                raise ModelError(member[:1].upper() + member[1:], f"The stream failed as asked ({fault[0]}).")
+            self._pause(delta)
+            yield delta
+
+    def _pause(self, delta: Delta) -> None:
+        if self.tokens_per_second is None:
+            return
+        size = characters(delta)
+        if size:
+            # Fractional tokens: over a whole stream the pauses add up to output tokens / tokens_per_second.
+            self._sleep(size / CHARS_PER_TOKEN_ESTIMATE / self.tokens_per_second)
 
 
 def summary(text: str, limit: int = SUMMARY_CHARACTERS) -> str:
@@ -90,11 +163,17 @@ def sample_value(schema: Mapping[str, Any], hint: str) -> Any:
     return hint[: int(schema.get("maxLength", len(hint)))]
 
 
+def _question(body: Mapping[str, Any]) -> str:
+    """The text of the last user message."""
+    messages: Sequence[Mapping[str, Any]] = body.get("messages", ())
+    return next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+
+
 def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
     messages: Sequence[Mapping[str, Any]] = body.get("messages", ())
     if messages and messages[-1].get("role") == "tool":
         return _after_tools(messages)
-    question = next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
+    question = _question(body)
     tool = _tool_to_call(body, question)
     if tool is not None:
         return _call(tool, question)
@@ -169,6 +248,23 @@ def _after_tools(messages: Sequence[Mapping[str, Any]]) -> _Draft:
         name = names.get(message.get("tool_call_id"), "the tool")
         results.insert(0, f"{name} returned {summary(message_text(message), 120)}")
     return _Draft("The tools answered; I pass their results on.", "; ".join(results) + ".")
+
+
+def _at_length(draft: _Draft, tokens: int) -> _Draft:
+    """The answer, followed by filler sentences until the output is `tokens` long (cut at a word boundary)."""
+    characters = tokens * CHARS_PER_TOKEN_ESTIMATE - len(draft.reasoning)
+    if characters <= len(draft.answer):
+        return draft  # no room to go on: the budget rules as for any answer
+    parts = [draft.answer]
+    length = len(draft.answer)
+    while length < characters:
+        parts.append(" " + _FILLER.format(n=len(parts)).strip())
+        length += len(parts[-1])
+    answer = "".join(parts)
+    if len(answer) > characters:
+        # Every filler sentence starts with a space, so the cut never reaches into the answer itself.
+        answer = answer[: characters + 1].rsplit(" ", 1)[0]
+    return replace(draft, answer=answer)
 
 
 def _stop_at_sequences(draft: _Draft, stop: Any) -> _Draft:

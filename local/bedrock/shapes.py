@@ -7,10 +7,12 @@ the chat function reads) and the chat.completion that InvokeModel and batch jobs
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+import re
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from local.bedrock.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from shared.gpt_oss import estimate_tokens
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "content_filtered", "malformed_tool_use"]
@@ -22,6 +24,7 @@ ERROR_STATUS: Mapping[str, int] = {
     "ResourceNotFoundException": 404,
     "ModelTimeoutException": 408,
     "ModelErrorException": 424,
+    "ModelStreamErrorException": 424,
     "ThrottlingException": 429,
     "InternalServerException": 500,
     "ServiceUnavailableException": 503,
@@ -48,6 +51,17 @@ class ModelError(Exception):
         self.message = message
         self.status = ERROR_STATUS.get(code, 500)
 
+    def stream_event(self) -> dict[str, Any]:
+        """The exception event a ConverseStream ends with when this error happens after the stream started.
+
+        The stream's exception members are the codes with a lower-case initial; any other failure of the model
+        (a timeout, a broken upstream) is a `modelStreamErrorException`.
+        """
+        member = self.code[:1].lower() + self.code[1:]
+        if member not in CONVERSE_STREAM_EXCEPTIONS:
+            member = "modelStreamErrorException"
+        return {member: {"message": self.message}}
+
 
 @dataclass(frozen=True)
 class ToolCall:
@@ -69,6 +83,148 @@ class Generation:
     input_tokens: int = 0
     output_tokens: int = 0
     latency_ms: int = 0
+
+
+@dataclass(frozen=True)
+class ReasoningDelta:
+    """A piece of the model's reasoning."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A piece of the answer."""
+
+    text: str
+
+
+@dataclass(frozen=True)
+class ToolUseStart:
+    """The model begins a tool call; `ToolUseDelta`s with its input follow."""
+
+    id: str
+    name: str
+
+
+@dataclass(frozen=True)
+class ToolUseDelta:
+    """A piece of the JSON text of the current tool call's input."""
+
+    input: str
+
+
+@dataclass(frozen=True)
+class Finish:
+    """The end of a streamed generation: why it stopped, and what it counted."""
+
+    stop_reason: StopReason
+    input_tokens: int
+    output_tokens: int
+    latency_ms: int
+
+
+# One step of a streamed generation; a stream ends with exactly one Finish.
+Delta = ReasoningDelta | TextDelta | ToolUseStart | ToolUseDelta | Finish
+
+
+def characters(delta: Delta) -> int:
+    """How many characters of generated text (reasoning, answer or tool input) a delta carries."""
+    if isinstance(delta, ReasoningDelta | TextDelta):
+        return len(delta.text)
+    return len(delta.input) if isinstance(delta, ToolUseDelta) else 0
+
+
+# A word and the whitespace after it (whitespace before the first word stays with it).
+_PIECE = re.compile(r"\s*\S+\s*|\s+")
+
+
+def pieces(text: str) -> list[str]:
+    """The text cut into word pieces, the spaces kept: joined, they give the text back."""
+    return _PIECE.findall(text)
+
+
+def generation_deltas(generation: Generation) -> Iterator[Delta]:
+    """A whole generation as a stream brings it: reasoning, answer and tool-call inputs piece by piece, then the end."""
+    yield from (ReasoningDelta(piece) for piece in pieces(generation.reasoning))
+    yield from (TextDelta(piece) for piece in pieces(generation.answer))
+    for call in generation.tool_calls:
+        yield ToolUseStart(call.id, call.name)
+        yield from (ToolUseDelta(piece) for piece in pieces(json.dumps(dict(call.arguments))))
+    yield Finish(generation.stop_reason, generation.input_tokens, generation.output_tokens, generation.latency_ms)
+
+
+class StreamEvents:
+    """The ConverseStream events of one assistant message built piece by piece, in botocore's output shape.
+
+    It numbers the content blocks and opens and closes them as the kind of content changes: reasoning and
+    text blocks start with their first delta, a tool use with a `contentBlockStart` naming the tool; every
+    block ends with a `contentBlockStop`.
+    """
+
+    def __init__(self) -> None:
+        self._index = -1
+        self._open: Literal["reasoning", "text", "tool"] | None = None
+
+    @staticmethod
+    def start() -> list[dict[str, Any]]:
+        """The message's first event."""
+        return [{"messageStart": {"role": "assistant"}}]
+
+    def reasoning(self, text: str) -> list[dict[str, Any]]:
+        """A piece of reasoning (in a reasoning block of its own)."""
+        return self._delta("reasoning", {"reasoningContent": {"text": text}})
+
+    def text(self, text: str) -> list[dict[str, Any]]:
+        """A piece of the answer."""
+        return self._delta("text", {"text": text})
+
+    def tool_use(self, tool_use_id: str, name: str) -> list[dict[str, Any]]:
+        """The start of a tool call's block."""
+        events = self._close()
+        self._index += 1
+        self._open = "tool"
+        start = {"toolUse": {"toolUseId": tool_use_id, "name": name}}
+        return [*events, {"contentBlockStart": {"start": start, "contentBlockIndex": self._index}}]
+
+    def tool_input(self, piece: str) -> list[dict[str, Any]]:
+        """A piece of the current tool call's input JSON.
+
+        Raises:
+            ValueError: no tool call is open.
+        """
+        if self._open != "tool":
+            raise ValueError("tool input arrived outside a tool call")
+        return [{"contentBlockDelta": {"delta": {"toolUse": {"input": piece}}, "contentBlockIndex": self._index}}]
+
+    def stop(
+        self,
+        stop_reason: str,
+        *,
+        input_tokens: int,
+        output_tokens: int,
+        latency_ms: int,
+        trace: Mapping[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """The last events: the open block's stop, `messageStop` and `metadata` (usage, metrics, any trace)."""
+        metadata: dict[str, Any] = {"usage": usage(input_tokens, output_tokens), "metrics": {"latencyMs": latency_ms}}
+        if trace is not None:
+            metadata["trace"] = dict(trace)
+        return [*self._close(), {"messageStop": {"stopReason": stop_reason}}, {"metadata": metadata}]
+
+    def _delta(self, kind: Literal["reasoning", "text"], delta: dict[str, Any]) -> list[dict[str, Any]]:
+        events: list[dict[str, Any]] = []
+        if self._open != kind:
+            events = self._close()
+            self._index += 1
+            self._open = kind
+        return [*events, {"contentBlockDelta": {"delta": delta, "contentBlockIndex": self._index}}]
+
+    def _close(self) -> list[dict[str, Any]]:
+        if self._open is None:
+            return []
+        self._open = None
+        return [{"contentBlockStop": {"contentBlockIndex": self._index}}]
 
 
 def chat_body(request: Mapping[str, Any]) -> dict[str, Any]:

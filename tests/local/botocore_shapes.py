@@ -26,6 +26,21 @@ def output_problems(service: str, operation: str, body: Any) -> list[str]:
     return list(_problems(body, shape, operation))
 
 
+def stream_event_problems(service: str, operation: str, event: Any) -> list[str]:
+    """Where one event of an operation's event stream disagrees with its member of the stream union."""
+    model = botocore.session.get_session().get_service_model(service)
+    output = model.operation_model(operation).output_shape
+    assert isinstance(output, StructureShape)
+    [stream] = [member for member in output.members.values() if member.serialization.get("eventstream")]
+    assert isinstance(stream, StructureShape)
+    if not isinstance(event, dict) or len(event) != 1:
+        return [f"{operation} event: expected exactly one member, got {event!r}"]
+    [(name, value)] = event.items()
+    if name not in stream.members:
+        return [f"{operation} event: unknown member {name!r}"]
+    return _problems(value, stream.members[name], f"{operation}.{name}")
+
+
 def _problems(value: Any, shape: Shape, where: str) -> list[str]:
     if shape.metadata.get("document"):
         return []  # free-form JSON (e.g. a tool call's input)

@@ -14,13 +14,16 @@ from typing import Any
 
 import boto3
 import pytest
-from botocore.awsrequest import AWSPreparedRequest
+import urllib3
+from botocore.awsrequest import AWSPreparedRequest, AWSResponse
+from botocore.compat import HTTPHeaders
 from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
 from local import moto_ext
 from local.bedrock import AmazonBedrock, BedrockStandIn, ModelError, build_model
+from local.bedrock.eventstream import CONTENT_TYPE, converse_stream_message
 from local.harness import MOTO_CONFIG
 from local.services import serving
 from shared.model_stand_in import wire_response
@@ -79,6 +82,34 @@ def test_converse_and_its_errors_through_a_bedrock_endpoint(stand_in: str) -> No
     with pytest.raises(ModelError) as invalid:
         bedrock.converse({**CONVERSE, "notAParameter": True})
     assert invalid.value.code == "ValidationException"
+
+
+def test_a_converse_stream_that_breaks_part_way_ends_with_a_stream_error() -> None:
+    bedrock = _client()
+    head = [{"messageStart": {"role": "assistant"}}]
+
+    class Broken:
+        """A raw body that delivers one event, then loses the connection."""
+
+        def stream(self, **_: Any) -> Iterator[bytes]:
+            yield converse_stream_message(head[0])
+            raise urllib3.exceptions.ProtocolError("Connection broken: IncompleteRead")
+
+        def close(self) -> None:
+            closed.append(True)
+
+    closed: list[bool] = []
+
+    def network(request: AWSPreparedRequest, **_: object) -> Any:
+        headers = HTTPHeaders()
+        headers["Content-Type"] = CONTENT_TYPE
+        return AWSResponse(request.url, 200, headers, Broken())
+
+    bedrock.client.meta.events.register("before-send.bedrock-runtime.ConverseStream", network)
+    *events, failure = bedrock.converse_stream(CONVERSE)
+    assert events == head
+    assert "modelStreamErrorException" in failure
+    assert closed == [True]
 
 
 def test_a_batch_record_is_one_invoke_model_call_with_the_chat_body() -> None:
