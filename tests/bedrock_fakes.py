@@ -176,6 +176,8 @@ class BedrockFake:
         self.calls: list[dict[str, Any]] = []
         self.sent = 0
         self._responders: list[Responder] = []
+        # What on_send's responders see: their own HTTP attempts, streams queued with reply_stream aside.
+        self._attempts = 0
         self._streams: list[EventStreamBody] = []
         self._streaming = False
         client.meta.events.register("provide-client-params.bedrock-runtime.*", self._record_call)
@@ -231,7 +233,8 @@ class BedrockFake:
         # Typed Any: botocore's stubs declare event handlers as returning None, but a before-send
         # handler that returns a response is exactly how botocore lets one short-circuit the HTTP call.
         self.sent += 1
-        return self._responders[-1](request, self.sent)
+        self._attempts += 1
+        return self._responders[-1](request, self._attempts)
 
     def _record_call(self, params: dict[str, Any], **_: Any) -> None:
         self.calls.append(params)

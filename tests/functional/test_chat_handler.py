@@ -23,6 +23,7 @@ from tests.bedrock_fakes import (
     GUARDRAIL_VERSION,
     BedrockFake,
     converse_response,
+    converse_stream_events,
     error_response,
     http_response,
     read_timeout,
@@ -209,10 +210,10 @@ def test_tool_calls_come_back_as_openai_tool_calls(bedrock: BedrockFake, load_ev
 
 
 def test_stream_true_returns_server_sent_events(bedrock: BedrockFake) -> None:
-    bedrock.reply(converse_response("Paris."))
+    bedrock.reply_stream(converse_stream_events("Paris."))
     response = post(chat(stream=True, stream_options={"include_usage": True}))
     assert response.status == 200
-    assert response.headers["Content-Type"] == "text/event-stream"
+    assert response.headers["Content-Type"] == "text/event-stream; charset=utf-8"
     assert response.body.endswith("data: [DONE]\n\n")
     chunks = [json.loads(frame.removeprefix("data: ")) for frame in response.body.split("\n\n")[:-2]]
     assert "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks if chunk["choices"]) == "Paris."

@@ -26,7 +26,7 @@ from local.apigw import CALLER_ARN, build_event
 from local.moto_ext import unmocked
 from shared.settings import load_settings
 from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_event
-from tests.bedrock_fakes import BedrockFake, converse_response, http_response
+from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, http_response
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb import DynamoDBClient
@@ -329,15 +329,36 @@ def test_the_longest_key_and_any_header_case_are_accepted(bedrock: BedrockFake, 
 
 @pytest.mark.row(12)
 def test_a_streaming_request_is_replayed_as_server_sent_events(bedrock: BedrockFake, dynamodb: DynamoDBClient) -> None:
-    bedrock.reply(converse_response("Paris."))
+    bedrock.reply_stream(converse_stream_events("The capital of France is Paris.", reasoning="Easy."))
     body = chat(stream=True, stream_options={"include_usage": True})
     first = post(body, "stream-7")
     replay = post(body, "stream-7")
     assert (first.status, replay.status) == (200, 200)
-    assert replay.headers["Content-Type"] == first.headers["Content-Type"] == "text/event-stream"
-    assert replay.body == first.body
+    assert replay.headers["Content-Type"] == first.headers["Content-Type"]
+    assert first.headers["Content-Type"].startswith("text/event-stream")
     assert replay.body.endswith("data: [DONE]\n\n")
+    # The first streamed live, piece by piece; the replay renders the stored completion: the same answer.
+    assert _streamed(replay) == _streamed(first)
+    assert len(_data(first)) > len(_data(replay))
+    [record] = items(dynamodb)
+    assert record["status"] == {"S": "COMPLETED"}
     assert len(bedrock.calls) == 1
+
+
+def _data(response: BridgeResponse) -> list[dict[str, Any]]:
+    frames = [frame.removeprefix("data: ") for frame in response.body.split("\n\n") if frame.startswith("data: ")]
+    return [json.loads(frame) for frame in frames if frame != "[DONE]"]
+
+
+def _streamed(response: BridgeResponse) -> tuple[str, str | None, dict[str, Any]]:
+    chunks = _data(response)
+    content = "".join(chunk["choices"][0]["delta"].get("content", "") for chunk in chunks if chunk["choices"])
+    finish = next(
+        chunk["choices"][0]["finish_reason"]
+        for chunk in chunks
+        if chunk["choices"] and chunk["choices"][0]["finish_reason"]
+    )
+    return content, finish, chunks[-1]["usage"]
 
 
 @pytest.mark.row(12)

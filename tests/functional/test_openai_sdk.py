@@ -10,7 +10,14 @@ import pytest
 
 from chat.app import app
 from tests.apigw_bridge import handler_transport
-from tests.bedrock_fakes import GPT_OSS_20B, GPT_OSS_120B, BedrockFake, converse_response, error_response
+from tests.bedrock_fakes import (
+    GPT_OSS_20B,
+    GPT_OSS_120B,
+    BedrockFake,
+    converse_response,
+    converse_stream_events,
+    error_response,
+)
 
 MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "developer", "content": "Answer in one word."},
@@ -58,7 +65,7 @@ def test_reasoning_through_the_extension_field(client: openai.OpenAI, bedrock: B
 
 
 def test_streaming(client: openai.OpenAI, bedrock: BedrockFake) -> None:
-    bedrock.reply(converse_response("Paris."))
+    bedrock.reply_stream(converse_stream_events("Paris."))
     stream = client.chat.completions.create(
         model="gpt-oss-20b", messages=MESSAGES, stream=True, stream_options={"include_usage": True}
     )
