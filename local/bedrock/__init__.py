@@ -6,7 +6,7 @@ from local.bedrock.guardrail import DEFAULT_TRIGGER_WORDS, LOCAL_GUARDRAIL_ID, L
 from local.bedrock.model import Generator, LocalModel, Model, StreamingGenerator, stream_answer
 from local.bedrock.offline import DEFAULT_TOKENS_PER_SECOND, OfflineModel
 from local.bedrock.openai_compat import OpenAICompatibleModel, OpenAIServer
-from local.bedrock.server import BedrockStandIn
+from local.bedrock.server import BedrockStandIn, StreamRecord
 from local.bedrock.shapes import (
     Delta,
     Finish,
@@ -41,6 +41,7 @@ __all__ = [
     "OpenAIServer",
     "ReasoningDelta",
     "StreamEvents",
+    "StreamRecord",
     "StreamingGenerator",
     "TextDelta",
     "ToolCall",
