@@ -34,6 +34,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from chat.settings import ChatSettings
 from local.apigw import ACCOUNT_ID, ApiGateway, HttpResponse, build_event
 from local.bedrock import (
+    DEFAULT_TOKENS_PER_SECOND,
     DEFAULT_TRIGGER_WORDS,
     LOCAL_GUARDRAIL_ID,
     LOCAL_GUARDRAIL_VERSION,
@@ -77,6 +78,8 @@ class ChatApiOptions:
     # The guardrail every call carries; by default the template's existing one, else a local one.
     guardrail_id: str | None = None
     guardrail_version: str | None = None
+    # The offline model's streaming pace (ConverseStream) in output tokens a second; None or 0: no pause.
+    tokens_per_second: float | None = DEFAULT_TOKENS_PER_SECOND
 
 
 @dataclass(frozen=True)
@@ -128,7 +131,11 @@ def running_chat_api(
     with ExitStack() as stack:
         if bedrock_url is None and options.backend != "aws":
             model = build_model(
-                options.backend, openai=options.openai, guardrail=guardrail, model_ids=settings.MODEL_IDS
+                options.backend,
+                openai=options.openai,
+                guardrail=guardrail,
+                model_ids=settings.MODEL_IDS,
+                tokens_per_second=options.tokens_per_second,
             )
             stack.callback(model.close)
             bedrock_url = stack.enter_context(serving(BedrockStandIn(model), "bedrock-stand-in")).url

@@ -146,6 +146,15 @@ def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
         help="a word that makes the local guardrail intervene, in a prompt or an answer (repeatable; "
         "default: forbidden)",
     )
+    command.add_argument(
+        "--tokens-per-second",
+        type=_pace,
+        default=environ("GPTOSS_TOKENS_PER_SECOND", "40"),  # argparse applies `type` to a string default
+        metavar="N",
+        help="how fast the offline model streams (ConverseStream, i.e. `stream: true` chat requests), in output "
+        "tokens a second: the default 40 is a pace a person can watch, 0 streams at once; whole answers and "
+        "the other backends are never slowed; env GPTOSS_TOKENS_PER_SECOND",
+    )
     command.add_argument("--guardrail-id", help="the guardrail every call carries (needed with --backend aws)")
     command.add_argument("--guardrail-version", help="its published version (needed with --backend aws)")
     command.add_argument(
@@ -156,6 +165,17 @@ def _add_backend_arguments(command: argparse.ArgumentParser) -> None:
         metavar="KEY=VALUE",
         help="a context value for the synthesis, as `cdk synth -c` takes it (repeatable)",
     )
+
+
+def _pace(value: str) -> float:
+    """A --tokens-per-second value: a number, 0 or more."""
+    try:
+        pace = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of tokens a second, not {value!r}") from None
+    if not pace >= 0:  # also refuses nan
+        raise argparse.ArgumentTypeError(f"must be 0 (no pause) or more, not {value}")
+    return pace
 
 
 def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
@@ -340,6 +360,7 @@ def _chat_options(arguments: argparse.Namespace) -> ChatApiOptions:
         trigger_words=tuple(arguments.guardrail_words or DEFAULT_TRIGGER_WORDS),
         guardrail_id=arguments.guardrail_id,
         guardrail_version=arguments.guardrail_version,
+        tokens_per_second=arguments.tokens_per_second,
     )
 
 
@@ -374,12 +395,15 @@ def _context(arguments: argparse.Namespace) -> dict[str, str]:
 
 def banner(api: RunningChatApi, options: ChatApiOptions) -> str:
     """What `serve` prints once it listens: where, what answers, and two ways to try it."""
+    from local.bedrock import pace_words
+
     settings = api.settings
     names = [*settings.MODEL_IDS, *settings.MODEL_ALIASES]
     model = next(iter(settings.MODEL_ALIASES), settings.MODEL_IDS[0])
     guardrail = api.guardrail
     answers = {
-        "offline": f"the offline model (deterministic, no network), behind a Bedrock stand-in on {api.bedrock_url}",
+        "offline": f"the offline model (deterministic, no network; streams {pace_words(options.tokens_per_second)}), "
+        f"behind a Bedrock stand-in on {api.bedrock_url}",
         "openai": f"{options.openai.base_url if options.openai else ''} (OpenAI-compatible), "
         f"behind a Bedrock stand-in on {api.bedrock_url}",
         "aws": "Amazon Bedrock, with your AWS credentials",

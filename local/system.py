@@ -31,7 +31,7 @@ from botocore.config import Config
 
 from infra.config import guardrail_parameter_names
 from local import moto_ext
-from local.bedrock import AmazonBedrock, BedrockStandIn, Model, WordGuardrail, build_model
+from local.bedrock import AmazonBedrock, BedrockStandIn, Model, WordGuardrail, build_model, pace_words
 from local.chat_server import ChatApiOptions, RunningChatApi, chat_guardrail, running_chat_api
 from local.harness import OfflinePipeline, Run
 from local.services import repeating, serving
@@ -184,10 +184,12 @@ class ClosableModel(Model, Protocol):
 def _model(options: ChatApiOptions, guardrail: WordGuardrail) -> tuple[ClosableModel, str]:
     """The model every call goes to, and who answers, in words."""
     if options.backend != "aws":
-        model = build_model(options.backend, openai=options.openai, guardrail=guardrail)
+        model = build_model(
+            options.backend, openai=options.openai, guardrail=guardrail, tokens_per_second=options.tokens_per_second
+        )
         if options.openai is not None:
             return model, f"{options.openai.base_url} (OpenAI-compatible server)"
-        return model, "the offline model (deterministic, no network)"
+        return model, f"the offline model (deterministic, no network; streams {pace_words(options.tokens_per_second)})"
     check_backend(options, {"guardrailId": guardrail.guardrail_id, "guardrailVersion": guardrail.guardrail_version})
     session = boto3.session.Session()
     client = session.client(

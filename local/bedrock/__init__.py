@@ -4,9 +4,9 @@ from local.bedrock.aws import AmazonBedrock
 from local.bedrock.backends import BACKENDS, Backend, build_model
 from local.bedrock.guardrail import DEFAULT_TRIGGER_WORDS, LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION, WordGuardrail
 from local.bedrock.model import Generator, LocalModel, Model, StreamingGenerator, stream_answer
-from local.bedrock.offline import DEFAULT_TOKENS_PER_SECOND, OfflineModel
+from local.bedrock.offline import DEFAULT_TOKENS_PER_SECOND, OfflineModel, pace_words
 from local.bedrock.openai_compat import OpenAICompatibleModel, OpenAIServer
-from local.bedrock.server import BedrockStandIn
+from local.bedrock.server import BedrockStandIn, StreamRecord
 from local.bedrock.shapes import (
     Delta,
     Finish,
@@ -41,6 +41,7 @@ __all__ = [
     "OpenAIServer",
     "ReasoningDelta",
     "StreamEvents",
+    "StreamRecord",
     "StreamingGenerator",
     "TextDelta",
     "ToolCall",
@@ -48,5 +49,6 @@ __all__ = [
     "ToolUseStart",
     "WordGuardrail",
     "build_model",
+    "pace_words",
     "stream_answer",
 ]

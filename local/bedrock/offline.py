@@ -125,6 +125,11 @@ class OfflineModel:
             self._sleep(size / CHARS_PER_TOKEN_ESTIMATE / self.tokens_per_second)
 
 
+def pace_words(tokens_per_second: float | None) -> str:
+    """How fast the offline model streams, for people: "40 tokens/s", or "at once"."""
+    return f"{tokens_per_second:g} tokens/s" if tokens_per_second else "at once"
+
+
 def summary(text: str, limit: int = SUMMARY_CHARACTERS) -> str:
     """The text on one line, cut at a word boundary to at most `limit` characters."""
     line = " ".join(text.split())

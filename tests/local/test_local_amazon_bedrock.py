@@ -34,7 +34,7 @@ CONVERSE = {"modelId": MODEL, "messages": [{"role": "user", "content": [{"text":
 
 @pytest.fixture
 def stand_in() -> Iterator[str]:
-    model = build_model("offline")
+    model = build_model("offline", tokens_per_second=None)
     with serving(BedrockStandIn(model), "bedrock-stand-in") as server:
         yield server.url
 
@@ -82,6 +82,26 @@ def test_converse_and_its_errors_through_a_bedrock_endpoint(stand_in: str) -> No
     with pytest.raises(ModelError) as invalid:
         bedrock.converse({**CONVERSE, "notAParameter": True})
     assert invalid.value.code == "ValidationException"
+
+
+@pytest.mark.enable_socket
+def test_converse_stream_passes_bedrocks_events_on_as_they_come(stand_in: str) -> None:
+    bedrock = _client(stand_in)
+    events = list(bedrock.converse_stream(CONVERSE))
+    assert events == list(build_model("offline", tokens_per_second=None).converse_stream(CONVERSE))
+    assert events[-2] == {"messageStop": {"stopReason": "end_turn"}}
+    failing = {
+        **CONVERSE,
+        "messages": [{"role": "user", "content": [{"text": "[stream-error throttlingException after 2]"}]}],
+    }
+    *head, failure = bedrock.converse_stream(failing)
+    assert len(head) == 3
+    assert failure == {
+        "throttlingException": {"message": "The stream failed as asked ([stream-error throttlingException after 2])."}
+    }
+    with pytest.raises(ModelError) as unknown_model:
+        bedrock.converse_stream({**CONVERSE, "modelId": "openai.gpt-oss-1t"})
+    assert (unknown_model.value.code, unknown_model.value.status) == ("ValidationException", 400)
 
 
 def test_a_converse_stream_that_breaks_part_way_ends_with_a_stream_error() -> None:

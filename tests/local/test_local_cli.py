@@ -14,6 +14,7 @@ from typing import IO
 import httpx
 import pytest
 
+from local.bedrock import DEFAULT_TOKENS_PER_SECOND, OfflineModel, build_model
 from local.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +62,7 @@ def test_serve_answers_then_stops_cleanly_on_a_signal(
     template_file: Path, stop: signal.Signals, tmp_path: Path
 ) -> None:
     log = (tmp_path / "stderr.txt").open("w+")
-    process = _serve(template_file, log, "--guardrail-word", "kumquat")
+    process = _serve(template_file, log, "--guardrail-word", "kumquat", "--tokens-per-second", "25")
     try:
         url, printed = _url(process)
         answer = httpx.post(
@@ -87,6 +88,7 @@ def test_serve_answers_then_stops_cleanly_on_a_signal(
     assert time.monotonic() - started < 5
     banner = "".join(printed) + out
     assert "'kumquat'" in banner
+    assert "streams 25 tokens/s" in banner
     assert f"curl -s {url}/chat/completions" in banner
     assert f'openai.OpenAI(base_url="{url}"' in banner
     assert f"{stop.name} received: stopping." in out
@@ -112,3 +114,33 @@ def test_serve_explains_what_the_openai_backend_needs(template_file: Path, capsy
 def test_serve_explains_what_the_aws_backend_needs(template_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["serve", "--backend", "aws", "--template", str(template_file)]) == 1
     assert "--guardrail-id" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("pace", ["-1", "fast", "nan"])
+def test_serve_refuses_a_pace_that_is_not_a_number_of_tokens_a_second(
+    pace: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as raised:
+        main(["serve", "--tokens-per-second", pace])
+    assert raised.value.code == 2
+    assert "--tokens-per-second" in capsys.readouterr().err
+
+
+def test_the_pace_comes_from_the_environment_too(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("GPTOSS_TOKENS_PER_SECOND", "-5")
+    with pytest.raises(SystemExit) as raised:
+        main(["serve"])
+    assert raised.value.code == 2
+    assert "must be 0 (no pause) or more" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("pace", "expected"), [(12.5, 12.5), (0, None), (None, None)])
+def test_build_model_paces_the_offline_model(pace: float | None, expected: float | None) -> None:
+    generator = build_model("offline", tokens_per_second=pace).generator
+    assert isinstance(generator, OfflineModel)
+    assert generator.tokens_per_second == expected
+    default = build_model("offline").generator
+    assert isinstance(default, OfflineModel)
+    assert default.tokens_per_second == DEFAULT_TOKENS_PER_SECOND == 40

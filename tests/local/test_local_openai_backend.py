@@ -4,18 +4,22 @@ from __future__ import annotations
 
 import json
 import socket
-from collections.abc import Iterator
+import threading
+from collections.abc import Generator, Iterator, Sequence
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+import boto3
 import openai
 import pytest
 
-from local.bedrock import LocalModel, ModelError, OpenAICompatibleModel, OpenAIServer, WordGuardrail
+from local.bedrock import BedrockStandIn, LocalModel, ModelError, OpenAICompatibleModel, OpenAIServer, WordGuardrail
+from local.bedrock.shapes import prompt_tokens
 from local.chat_server import ChatApiOptions, running_chat_api
 from local.services import serving
 from local.templates import Template
-from tests.local.botocore_shapes import output_problems
+from tests.local.botocore_shapes import output_problems, stream_event_problems
 
 pytestmark = pytest.mark.enable_socket
 
@@ -37,12 +41,47 @@ def completion(
     }
 
 
+def chunk(delta: dict[str, Any], finish_reason: str | None = None) -> dict[str, Any]:
+    """A chat.completion.chunk as OpenAI-compatible servers stream it."""
+    return {
+        "id": "chatcmpl-upstream",
+        "object": "chat.completion.chunk",
+        "created": 1_795_000_000,
+        "model": "gpt-oss:20b",
+        "choices": [{"index": 0, "delta": delta, "finish_reason": finish_reason}],
+    }
+
+
+USAGE_CHUNK = {
+    "id": "chatcmpl-upstream",
+    "object": "chat.completion.chunk",
+    "choices": [],
+    "usage": {"prompt_tokens": 31, "completion_tokens": 12, "total_tokens": 43},
+}
+
+
+@dataclass
+class Streamed:
+    """A streamed reply: each item a server-sent event's data (a dict as JSON), then `[DONE]` if `done`.
+
+    With `hold_at`, the server waits for `release` before writing that item; `broken` is set when a write
+    fails because the reader went away, and `written` counts the items written before.
+    """
+
+    items: Sequence[dict[str, Any] | str]
+    done: bool = True
+    hold_at: int | None = None
+    release: threading.Event = field(default_factory=threading.Event)
+    broken: threading.Event = field(default_factory=threading.Event)
+    written: int = 0
+
+
 class Upstream(ThreadingHTTPServer):
     """Answers POST /v1/chat/completions with queued replies, and keeps what it was sent."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _UpstreamHandler)
-        self.replies: list[tuple[int, bytes]] = []
+        self.replies: list[tuple[int, bytes] | Streamed] = []
         self.requests: list[tuple[str, dict[str, str], Any]] = []
 
     @property
@@ -54,6 +93,12 @@ class Upstream(ThreadingHTTPServer):
         """Queue the next answer."""
         self.replies.append((status, (body if isinstance(body, str) else json.dumps(body)).encode()))
 
+    def reply_stream(self, items: Sequence[dict[str, Any] | str], **options: Any) -> Streamed:
+        """Queue the next answer as a stream of server-sent events (see Streamed)."""
+        streamed = Streamed(items, **options)
+        self.replies.append(streamed)
+        return streamed
+
 
 class _UpstreamHandler(BaseHTTPRequestHandler):
     server: Upstream
@@ -61,12 +106,32 @@ class _UpstreamHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, dict(self.headers.items()), body))
-        status, payload = self.server.replies.pop(0)
+        reply = self.server.replies.pop(0)
+        if isinstance(reply, Streamed):
+            self._stream(reply)
+            return
+        status, payload = reply
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def _stream(self, reply: Streamed) -> None:
+        # HTTP/1.0 without Content-Length: the body ends when the connection closes, as with many servers.
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.end_headers()
+        items = [*reply.items, "[DONE]"] if reply.done else list(reply.items)
+        try:
+            for index, item in enumerate(items):
+                if index == reply.hold_at:
+                    reply.release.wait(10)
+                data = item if isinstance(item, str) else json.dumps(item)
+                self.wfile.write(f"data: {data}\n\n".encode())
+                reply.written += 1
+        except (BrokenPipeError, ConnectionResetError):
+            reply.broken.set()
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet."""
@@ -295,3 +360,190 @@ def test_the_chat_api_answers_through_an_openai_compatible_server(upstream: Upst
         assert blocked.choices[0].message.content == api.guardrail.blocked_output_message
     assert [sent["model"] for _, _, sent in upstream.requests] == ["gpt-oss:20b", "gpt-oss:20b"]
     assert upstream.requests[0][2]["max_tokens"] == api.settings.DEFAULT_MAX_TOKENS
+
+
+# --- streaming ------------------------------------------------------------------------------------------------
+
+STREAM_REQUEST: dict[str, Any] = {
+    "modelId": MODEL_120B,
+    "messages": [{"role": "user", "content": [{"guardContent": {"text": {"text": "Capital of France?"}}}]}],
+    "inferenceConfig": {"maxTokens": 300},
+    "guardrailConfig": {"guardrailIdentifier": "localguardrail", "guardrailVersion": "1"},
+}
+
+
+def stream_deltas(events: list[dict[str, Any]], kind: str) -> list[Any]:
+    """The delta payloads of one kind in a ConverseStream, in order."""
+    found = [event["contentBlockDelta"]["delta"] for event in events if "contentBlockDelta" in event]
+    return [delta[kind] for delta in found if kind in delta]
+
+
+def test_converse_stream_streams_from_the_server_through_the_stand_in(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply_stream(
+        [
+            chunk({"role": "assistant", "content": ""}),
+            chunk({"reasoning_content": "The user asks "}),
+            chunk({"reasoning_content": "for a capital."}),
+            chunk({"content": "The capital "}),
+            chunk({"content": "is Paris."}),
+            chunk({}, "stop"),
+            USAGE_CHUNK,
+        ]
+    )
+    with serving(BedrockStandIn(model), "bedrock-stand-in") as stand_in:
+        client = boto3.client(
+            "bedrock-runtime",
+            endpoint_url=stand_in.url,
+            region_name="us-east-1",
+            aws_access_key_id="x",
+            aws_secret_access_key="x",
+        )
+        events: list[dict[str, Any]] = [dict(event) for event in client.converse_stream(**STREAM_REQUEST)["stream"]]
+    [(path, _, sent)] = upstream.requests
+    assert path == "/v1/chat/completions"
+    assert sent == {
+        "model": "gpt-oss:120b",
+        "stream": True,
+        "stream_options": {"include_usage": True},
+        "messages": [{"role": "user", "content": "Capital of France?"}],
+        "max_tokens": 300,
+    }
+    assert [
+        problem for event in events for problem in stream_event_problems("bedrock-runtime", "ConverseStream", event)
+    ] == []
+    assert [delta["text"] for delta in stream_deltas(events, "reasoningContent")] == [
+        "The user asks ",
+        "for a capital.",
+    ]
+    assert "".join(stream_deltas(events, "text")) == "The capital is Paris."
+    assert events[-2] == {"messageStop": {"stopReason": "end_turn"}}
+    assert events[-1]["metadata"]["usage"] == {"inputTokens": 31, "outputTokens": 12, "totalTokens": 43}
+
+
+@pytest.mark.parametrize(
+    "contents",
+    [
+        [{"reasoning": "Two and two."}, {"content": "Four."}],
+        [{"content": "<reas"}, {"content": "oning>Two and"}, {"content": " two.</reas"}, {"content": "oning>Four."}],
+        [{"content": "  <reasoning>Two and two.</reasoning>"}, {"content": "\n"}, {"content": "Four."}],
+    ],
+)
+def test_streamed_reasoning_is_split_from_the_answer(
+    upstream: Upstream, model: LocalModel, contents: list[dict[str, Any]]
+) -> None:
+    upstream.reply_stream([*(chunk(content) for content in contents), chunk({}, "stop")])
+    events = list(model.converse_stream(STREAM_REQUEST))
+    assert "".join(delta["text"] for delta in stream_deltas(events, "reasoningContent")) == "Two and two."
+    assert "".join(stream_deltas(events, "text")) == "Four."
+
+
+def test_streamed_content_that_only_looks_like_a_tag_is_answer(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply_stream([chunk({"content": "<"}), chunk({"content": "b>bold</b>"}), chunk({}, "stop")])
+    events = list(model.converse_stream(STREAM_REQUEST))
+    assert "".join(stream_deltas(events, "text")) == "<b>bold</b>"
+    assert stream_deltas(events, "reasoningContent") == []
+
+
+def test_streamed_tool_calls_become_tool_use_blocks(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply_stream(
+        [
+            chunk({"role": "assistant", "content": None}),
+            chunk(
+                {
+                    "tool_calls": [
+                        {
+                            "index": 0,
+                            "id": "c1",
+                            "type": "function",
+                            "function": {"name": "get_weather", "arguments": ""},
+                        }
+                    ]
+                }
+            ),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": '{"city"'}}]}),
+            chunk({"tool_calls": [{"index": 0, "function": {"arguments": ': "Oslo"}'}}]}),
+            # Some servers (Ollama) send a whole call in one chunk.
+            chunk(
+                {
+                    "tool_calls": [
+                        {"index": 1, "id": "c2", "function": {"name": "get_time", "arguments": '{"tz": "CET"}'}}
+                    ]
+                }
+            ),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    events = list(model.converse_stream(STREAM_REQUEST))
+    starts = [event["contentBlockStart"] for event in events if "contentBlockStart" in event]
+    assert [start["start"]["toolUse"] for start in starts] == [
+        {"toolUseId": "c1", "name": "get_weather"},
+        {"toolUseId": "c2", "name": "get_time"},
+    ]
+    inputs = [
+        "".join(
+            event["contentBlockDelta"]["delta"]["toolUse"]["input"]
+            for event in events
+            if "contentBlockDelta" in event
+            and event["contentBlockDelta"]["contentBlockIndex"] == start["contentBlockIndex"]
+        )
+        for start in starts
+    ]
+    assert [json.loads(text) for text in inputs] == [{"city": "Oslo"}, {"tz": "CET"}]
+    assert events[-2] == {"messageStop": {"stopReason": "tool_use"}}
+
+
+def test_a_stream_without_usage_is_estimated_and_length_is_max_tokens(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply_stream([chunk({"content": "Half an ans"}), chunk({}, "length")])
+    events = list(model.converse_stream(STREAM_REQUEST))
+    assert events[-2] == {"messageStop": {"stopReason": "max_tokens"}}
+    body = {"messages": [{"role": "user", "content": "Capital of France?"}]}
+    assert events[-1]["metadata"]["usage"]["inputTokens"] == prompt_tokens(body)
+    assert events[-1]["metadata"]["usage"]["outputTokens"] == 3
+
+
+def test_malformed_streamed_tool_arguments_are_malformed_tool_use(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply_stream(
+        [
+            chunk({"tool_calls": [{"index": 0, "id": "c1", "function": {"name": "f", "arguments": "{a"}}]}),
+            chunk({}, "tool_calls"),
+        ]
+    )
+    events = list(model.converse_stream(STREAM_REQUEST))
+    assert events[-2] == {"messageStop": {"stopReason": "malformed_tool_use"}}
+
+
+@pytest.mark.parametrize(
+    ("items", "done", "message"),
+    [
+        ([chunk({"content": "Half "}), "not json"], True, "something other than chunks"),
+        ([chunk({"content": "Half "}), {"error": {"message": "out of memory"}}], True, "out of memory"),
+        ([chunk({"content": "Half "}), chunk({"content": "an answer"})], False, "ended before the answer did"),
+    ],
+)
+def test_a_stream_that_breaks_ends_with_a_model_stream_error(
+    upstream: Upstream, model: LocalModel, items: list[Any], done: bool, message: str
+) -> None:
+    upstream.reply_stream(items, done=done)
+    events = list(model.converse_stream(STREAM_REQUEST))
+    assert stream_deltas(events, "text")[0] == "Half "
+    assert message in events[-1]["modelStreamErrorException"]["message"]
+
+
+def test_a_refusal_before_the_stream_fails_the_call(upstream: Upstream, model: LocalModel) -> None:
+    upstream.reply({"error": {"message": "slow down"}}, 429)
+    stream = model.converse_stream(STREAM_REQUEST)
+    with pytest.raises(ModelError) as raised:
+        next(stream)
+    assert raised.value.code == "ThrottlingException"
+
+
+def test_closing_the_stream_closes_the_upstream_connection(upstream: Upstream, model: LocalModel) -> None:
+    streamed = upstream.reply_stream([chunk({"content": "word "}) for _ in range(2000)], hold_at=3, done=False)
+    events = model.converse_stream(STREAM_REQUEST)
+    head = [next(events) for _ in range(3)]
+    assert stream_deltas(head, "text") == ["word ", "word "]
+    assert isinstance(events, Generator)
+    events.close()
+    streamed.release.set()
+    assert streamed.broken.wait(10)
+    assert streamed.written < 2000
