@@ -91,6 +91,7 @@ class RunningChatApi:
     settings: ChatSettings
     guardrail: WordGuardrail
     dynamodb_url: str | None = None  # moto's DynamoDB with the Idempotency-Key table; None: the template has none
+    stand_in: BedrockStandIn | None = None  # the Bedrock stand-in this API started (its streams can be watched)
 
 
 @contextmanager
@@ -128,6 +129,7 @@ def running_chat_api(
     }
     # The function's own contract: fails here, before serving, when infra and runtime disagree.
     settings = ChatSettings.model_validate(variables)
+    stand_in: BedrockStandIn | None = None
     with ExitStack() as stack:
         if bedrock_url is None and options.backend != "aws":
             model = build_model(
@@ -138,7 +140,8 @@ def running_chat_api(
                 tokens_per_second=options.tokens_per_second,
             )
             stack.callback(model.close)
-            bedrock_url = stack.enter_context(serving(BedrockStandIn(model), "bedrock-stand-in")).url
+            stand_in = stack.enter_context(serving(BedrockStandIn(model), "bedrock-stand-in"))
+            bedrock_url = stand_in.url
         runtime, unset = _runtime_environment(function, bedrock_url)
         if table is not None:
             if dynamodb_url is None:
@@ -157,6 +160,7 @@ def running_chat_api(
             settings=settings,
             guardrail=guardrail,
             dynamodb_url=dynamodb_url if table is not None else None,
+            stand_in=stand_in,
         )
 
 
