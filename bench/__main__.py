@@ -15,7 +15,7 @@ import time
 from bench.table import Row, render
 
 # In the order of the table; each module has `rows(*, quick: bool) -> list[Row]`.
-MODULES = ("bench.chat", "bench.cold", "bench.batch", "bench.orchestration", "bench.alternatives")
+MODULES = ("bench.chat", "bench.stream", "bench.cold", "bench.batch", "bench.orchestration", "bench.alternatives")
 
 
 def collect(*, quick: bool, modules: tuple[str, ...] = MODULES) -> list[Row]:

@@ -115,7 +115,7 @@ class DeployedStart(NamedTuple):
     first_byte: float
 
 
-def _stdout_to_devnull() -> int:
+def stdout_to_devnull() -> int:
     """Point file descriptor 1 at /dev/null (a child started now writes its logs and EMF there); the saved one."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -124,7 +124,8 @@ def _stdout_to_devnull() -> int:
     return saved
 
 
-def _restore_stdout(saved: int) -> None:
+def restore_stdout(saved: int) -> None:
+    """Point file descriptor 1 back at what `stdout_to_devnull` saved."""
     os.dup2(saved, 1)
     os.close(saved)
 
@@ -161,11 +162,11 @@ def deployed_start(deployed: DeployedChat, bedrock_url: str) -> DeployedStart:
     with httpx.Client(timeout=60) as client:
         started = time.perf_counter()
         try:
-            saved = _stdout_to_devnull()
+            saved = stdout_to_devnull()
             try:
                 process.start(RUN_SCRIPT)
             finally:
-                _restore_stdout(saved)
+                restore_stdout(saved)
             ready = time.perf_counter() - started
             response = client.send(request, stream=True)
             first_byte = time.perf_counter() - started

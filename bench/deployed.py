@@ -4,7 +4,8 @@ The bench runs the handler with exactly the environment the synthesized template
 that makes production slower makes the bench slower too. A full run synthesizes the app (in a child
 process, ≈ 10 s: aws_cdk and its Node.js runtime never load into the measuring process); a quick run
 reads the configuration defaults instead and measures the asset from `functions/` with the factory's
-exclusions.
+exclusions. The streaming rows serve the chat API from the synthesized template (`chat_api_template`), so
+they synthesize in quick runs too, once per process.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from local.templates import ChatFunction, chat_template, load_template
+from local.templates import ChatFunction, Template, chat_template, load_template
 
 ROOT = Path(__file__).resolve().parents[1]
 FUNCTIONS_DIR = ROOT / "functions"
@@ -89,6 +90,29 @@ def deployed_chat(*, quick: bool) -> DeployedChat:
             asset_files=_files(FUNCTIONS_DIR),
             source="cdk.json defaults (quick)",
         )
+    template, asset_files = _synthesized()
+    function = ChatFunction.from_template(template)
+    return DeployedChat(
+        environment={
+            **function.environment,
+            **GUARDRAIL,
+            **_lambda_runtime(function.logical_id, function.memory_mb),
+        },
+        timeout_seconds=function.timeout_seconds,
+        memory_mb=function.memory_mb,
+        asset_files=asset_files,
+        source="synthesized template",
+    )
+
+
+def chat_api_template() -> Template:
+    """The chat stack's template of a fresh synthesis (what `running_chat_api` serves), quick runs included."""
+    return _synthesized()[0]
+
+
+@cache
+def _synthesized() -> tuple[Template, dict[str, bytes]]:
+    """The chat stack's template and its function's code asset, synthesized once per process in a child."""
     with tempfile.TemporaryDirectory(prefix="bench-synth-") as outdir:
         subprocess.run(  # noqa: S603 - our own interpreter running our own app
             [sys.executable, "-c", _SYNTH, outdir],
@@ -102,18 +126,7 @@ def deployed_chat(*, quick: bool) -> DeployedChat:
         template = chat_template(templates)
         function = ChatFunction.from_template(template)
         resource = template["Resources"][function.logical_id]
-        asset = out / resource["Metadata"]["aws:asset:path"]
-        return DeployedChat(
-            environment={
-                **function.environment,
-                **GUARDRAIL,
-                **_lambda_runtime(function.logical_id, function.memory_mb),
-            },
-            timeout_seconds=function.timeout_seconds,
-            memory_mb=function.memory_mb,
-            asset_files=_files(asset),
-            source="synthesized template",
-        )
+        return template, _files(out / resource["Metadata"]["aws:asset:path"])
 
 
 def _lambda_runtime(function_name: str, memory_mb: int) -> dict[str, str]:
