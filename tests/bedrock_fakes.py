@@ -23,8 +23,8 @@ from botocore.compat import HTTPHeaders
 from botocore.exceptions import ReadTimeoutError
 from botocore.stub import Stubber
 
-from local.bedrock.eventstream import CONTENT_TYPE, converse_stream_message
 from local.bedrock.shapes import StreamEvents, pieces
+from shared.eventstream import CONTENT_TYPE, converse_stream_message
 from shared.model_stand_in import wire_response
 
 if TYPE_CHECKING:

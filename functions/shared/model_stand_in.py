@@ -19,11 +19,14 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from botocore.client import BaseClient
 from botocore.compat import HTTPHeaders
 
+from shared.eventstream import CONTENT_TYPE, converse_stream_message
+
 STAND_IN_VARIABLE = "MODEL_STAND_IN"
 CANNED = "canned"
 ANSWER = "This answer comes from the load-test model stand-in: no model was called."
 REASONING = "The stage runs a model stand-in; answer with the canned text."
 _EVENT = "before-send.bedrock-runtime.Converse"
+_STREAM_EVENT = "before-send.bedrock-runtime.ConverseStream"
 
 
 class StandInMisconfigured(ValueError):
@@ -43,8 +46,9 @@ def requested() -> bool:
 
 
 def install(client: BaseClient) -> None:
-    """Answer this bedrock-runtime client's Converse calls with the canned response (no network call)."""
+    """Answer this bedrock-runtime client's Converse and ConverseStream calls with canned answers (no network)."""
     client.meta.events.register(_EVENT, answer_converse)
+    client.meta.events.register(_STREAM_EVENT, answer_converse_stream)
 
 
 def answer_converse(request: AWSPreparedRequest, **_: Any) -> Any:
@@ -68,12 +72,54 @@ def answer_converse(request: AWSPreparedRequest, **_: Any) -> Any:
     return wire_response(request.url, 200, json.dumps(response).encode(), {"x-amzn-RequestId": str(uuid.uuid4())})
 
 
+def answer_converse_stream(request: AWSPreparedRequest, **_: Any) -> Any:
+    """The canned answer as ConverseStream sends it: a binary event stream, one event per word of the answer."""
+    body = request.body or b""
+    size = len(body) if isinstance(body, bytes | str) else 0
+    words = ANSWER.split(" ")
+    events: list[dict[str, Any]] = [
+        {"messageStart": {"role": "assistant"}},
+        {"contentBlockDelta": {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": REASONING}}}},
+        {"contentBlockStop": {"contentBlockIndex": 0}},
+        *(
+            {"contentBlockDelta": {"contentBlockIndex": 1, "delta": {"text": word if i == 0 else f" {word}"}}}
+            for i, word in enumerate(words)
+        ),
+        {"contentBlockStop": {"contentBlockIndex": 1}},
+        {"messageStop": {"stopReason": "end_turn"}},
+        {
+            "metadata": {
+                "usage": {"inputTokens": max(1, size // 4), "outputTokens": 24, "totalTokens": max(1, size // 4) + 24},
+                "metrics": {"latencyMs": 0},
+            }
+        },
+    ]
+    wire_headers = HTTPHeaders()
+    wire_headers["Content-Type"] = CONTENT_TYPE
+    wire_headers["x-amzn-RequestId"] = str(uuid.uuid4())
+    return AWSResponse(request.url, 200, wire_headers, _Events([converse_stream_message(event) for event in events]))
+
+
 def wire_response(url: str, status: int, body: bytes, headers: Mapping[str, str] | None = None) -> AWSResponse:
     """A JSON HTTP response as botocore receives it: returned by a before-send hook, it is parsed like a real one."""
     wire_headers = HTTPHeaders()
     for name, value in {"Content-Type": "application/json", **(headers or {})}.items():
         wire_headers[name] = value
     return AWSResponse(url, status, wire_headers, _Body(body))
+
+
+class _Events:
+    """The raw body botocore reads an event stream from: one message per read, as HTTP chunks arrive."""
+
+    def __init__(self, messages: list[bytes]) -> None:
+        self._messages = messages
+
+    def stream(self, **_: Any) -> Iterator[bytes]:
+        """Each message in turn."""
+        yield from self._messages
+
+    def close(self) -> None:
+        """Nothing is left open."""
 
 
 class _Body:

@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError, EventStreamError, ParamValidationError
 
-from local.bedrock.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from local.bedrock.shapes import ModelError
+from shared.eventstream import CONVERSE_STREAM_EXCEPTIONS
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient

@@ -28,9 +28,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from local.bedrock.eventstream import CONTENT_TYPE, CONVERSE_STREAM_EXCEPTIONS, converse_stream_message
 from local.bedrock.model import Model
 from local.bedrock.shapes import ModelError
+from shared.eventstream import CONTENT_TYPE, CONVERSE_STREAM_EXCEPTIONS, converse_stream_message
 
 # The request URIs of the operations in botocore's bedrock-runtime service model.
 _CONVERSE = re.compile(r"^/model/(?P<modelId>[^/]+)/converse$")

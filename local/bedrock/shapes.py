@@ -12,7 +12,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from local.bedrock.eventstream import CONVERSE_STREAM_EXCEPTIONS
+from shared.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from shared.gpt_oss import estimate_tokens
 
 StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "content_filtered", "malformed_tool_use"]

@@ -60,6 +60,31 @@ def test_a_stand_in_stage_answers_through_botocore_without_calling_bedrock(
     assert answer["usage"]["completion_tokens"] == 24
 
 
+@pytest.mark.row(24)
+def test_a_stand_in_stage_streams_through_botocore_without_calling_bedrock(
+    fresh_clients: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
+    response = invoke_handler(
+        app,
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps({**BODY, "stream": True, "stream_options": {"include_usage": True}}),
+        context=FakeLambdaContext(),
+    )
+    assert response.status == 200, response.body
+    frames = [frame.removeprefix("data: ") for frame in response.body.split("\n\n") if frame.startswith("data: ")]
+    assert frames[-1] == "[DONE]"
+    chunks = [json.loads(frame) for frame in frames[:-1]]
+    deltas = [chunk["choices"][0]["delta"] for chunk in chunks if chunk["choices"]]
+    assert "".join(delta.get("content", "") for delta in deltas) == model_stand_in.ANSWER
+    assert "".join(delta.get("reasoning_content", "") for delta in deltas) == model_stand_in.REASONING
+    # Word by word, as a real stream arrives: the load test measures the streaming path too.
+    assert len([delta for delta in deltas if delta.get("content")]) == len(model_stand_in.ANSWER.split(" "))
+    assert chunks[-1]["usage"]["completion_tokens"] == 24
+
+
 def test_without_the_variable_no_stand_in_is_registered(fresh_clients: None, monkeypatch: pytest.MonkeyPatch) -> None:
     request = AWSRequest(
         method="POST", url="https://bedrock-runtime.us-east-1.amazonaws.com/model/m/converse"

@@ -23,9 +23,9 @@ from moto import mock_aws
 
 from local import moto_ext
 from local.bedrock import AmazonBedrock, BedrockStandIn, ModelError, build_model
-from local.bedrock.eventstream import CONTENT_TYPE, converse_stream_message
 from local.harness import MOTO_CONFIG
 from local.services import serving
+from shared.eventstream import CONTENT_TYPE, converse_stream_message
 from shared.model_stand_in import wire_response
 
 MODEL = "openai.gpt-oss-20b-1:0"

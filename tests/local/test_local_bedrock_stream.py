@@ -28,10 +28,10 @@ from local.bedrock import (
     WordGuardrail,
     build_model,
 )
-from local.bedrock.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from local.bedrock.offline import LONG_ANSWER_TOKENS
 from local.bedrock.shapes import prompt_tokens
 from local.services import serving
+from shared.eventstream import CONVERSE_STREAM_EXCEPTIONS
 from tests.local.botocore_shapes import stream_event_problems
 
 if TYPE_CHECKING:

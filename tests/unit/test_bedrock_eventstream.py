@@ -12,7 +12,7 @@ from botocore.eventstream import EventStreamBuffer
 from botocore.exceptions import EventStreamError
 from botocore.model import StructureShape
 
-from local.bedrock.eventstream import (
+from shared.eventstream import (
     CONVERSE_STREAM_EXCEPTIONS,
     converse_stream_message,
     encode_message,

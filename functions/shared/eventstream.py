@@ -1,7 +1,8 @@
 """AWS event-stream messages (`application/vnd.amazon.eventstream`), encoded as Bedrock sends them.
 
-botocore only decodes this framing (`botocore.eventstream`); this is the other half, for the stand-in and
-the test fakes. One message on the wire:
+botocore only decodes this framing (`botocore.eventstream`); this is the other half, for the load-test model
+stand-in (shared/model_stand_in.py, which ships in the function), the local Bedrock stand-in and the test
+fakes. One message on the wire:
 
     prelude:  total length (uint32) | headers length (uint32) | CRC32 of those 8 bytes (uint32)
     headers:  per header, name length (uint8) | name | value type (uint8, 7 = string) | length (uint16) | value
