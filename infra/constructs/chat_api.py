@@ -230,6 +230,10 @@ class ChatApi(Construct):
                 "IDEMPOTENCY_TTL_SECONDS": str(chat.idempotency_ttl_seconds),
                 "GUARDRAIL_STREAM_MODE": chat.guardrail_stream_mode,
                 "STREAM_KEEPALIVE_SECONDS": str(chat.stream_keepalive_seconds),
+                # The app runs in the adapter's child process, which never sees the invocation's trace id
+                # (_X_AMZN_TRACE_ID): the X-Ray SDK would log a missing segment on every Bedrock call. The
+                # function's trace is Lambda's own segment (active tracing stays on).
+                "POWERTOOLS_TRACE_DISABLED": "true",
                 # Load-test stages only (config refuses it for production): read by shared/model_stand_in.py.
                 **({MODEL_STAND_IN_VARIABLE: MODEL_STAND_IN_VALUE} if chat.model_stand_in else {}),
             },

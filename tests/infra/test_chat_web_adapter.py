@@ -226,6 +226,9 @@ def test_the_guardrail_stream_mode_and_keepalive_follow_the_config(
     _, function = _chat_function(_template(which, chat, variant))
     variables = function["Environment"]["Variables"]
     assert (variables["GUARDRAIL_STREAM_MODE"], variables["STREAM_KEEPALIVE_SECONDS"]) == (mode, keepalive)
+    # No X-Ray SDK in the adapter's child process (it never sees the invocation's trace id); Lambda still traces.
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == "true"
+    assert function["TracingConfig"] == {"Mode": "Active"}
 
 
 # --- functions/chat/run.sh --------------------------------------------------------------------------------------
