@@ -7,8 +7,11 @@ so these are orderings against a model that is still generating, never absolute 
 from __future__ import annotations
 
 import json
+import shutil
+import subprocess
 import time
 from collections.abc import Iterator
+from pathlib import Path
 
 import httpx
 import openai
@@ -19,6 +22,8 @@ from local.chat_server import ChatApiOptions, RunningChatApi, running_chat_api
 from local.templates import Template
 
 pytestmark = [pytest.mark.enable_socket]
+
+ROOT = Path(__file__).resolve().parents[2]
 
 QUESTION: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "What does Amazon Bedrock's batch inference do?"}
@@ -174,3 +179,61 @@ def test_a_sixty_second_generation_streams_to_the_end(client: openai.OpenAI, api
     assert finish in {"stop", "length"}
     assert pieces > 500
     assert time.monotonic() - started > 29
+
+
+OPENAI_NPM = "openai@7.60.0"
+NODE_CLIENT = """
+import OpenAI from "openai";
+const client = new OpenAI({ baseURL: process.argv[2], apiKey: "local", maxRetries: 0 });
+const stream = await client.chat.completions.create({
+  model: "gpt-oss-20b",
+  messages: [{ role: "user", content: process.argv[3] }],
+  stream: true,
+  stream_options: { include_usage: true },
+});
+for await (const chunk of stream) process.stdout.write(JSON.stringify(chunk) + "\\n");
+"""
+
+
+@pytest.fixture(scope="module")
+def node_client() -> Path:
+    """A Node script streaming with the `openai` npm package (installed once into .build/, from the npm registry)."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    if node is None or npm is None:
+        pytest.fail("Node 20 and npm are prerequisites of this project (README): not found on PATH")
+    folder = ROOT / ".build" / OPENAI_NPM.replace("@", "-")
+    if not (folder / "node_modules" / "openai" / "package.json").is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        subprocess.run(  # noqa: S603 - fixed argv
+            [npm, "install", "--silent", "--no-audit", "--no-fund", "--prefix", str(folder), OPENAI_NPM],
+            check=True,
+            timeout=300,
+        )
+    script = folder / "stream.mjs"
+    script.write_text(NODE_CLIENT)
+    return script
+
+
+def test_the_openai_npm_package_streams_tokens_as_they_are_generated(api: RunningChatApi, node_client: Path) -> None:
+    assert api.stand_in is not None
+    before = len(api.stand_in.streams)
+    process = subprocess.Popen(  # noqa: S603 - fixed argv
+        [str(shutil.which("node")), str(node_client), api.url, "What does Amazon Bedrock's batch inference do?"],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert process.stdout is not None
+    chunks = []
+    for line in process.stdout:
+        chunk = json.loads(line)
+        chunks.append(chunk)
+        if len([c for c in chunks if c["choices"] and c["choices"][0]["delta"].get("content")]) == 1:
+            # The first content chunk reached the Node client while the stand-in was still generating.
+            assert latest_stream(api, before).outcome == "streaming"
+    assert process.wait(timeout=60) == 0
+    content = "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks if c["choices"])
+    assert "batch inference" in content
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"] and c["choices"][0]["finish_reason"]] == [
+        "stop"
+    ]
+    assert chunks[-1]["usage"]["completion_tokens"] > 0
