@@ -49,8 +49,9 @@ from batch.results import Result, ResultError, Tally, join, leftovers, missing_r
 from batch.settings import BatchSettings
 from shared.converse import ConverseGateway
 from shared.errors import BedrockError
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics
 from shared.settings import load_settings
+from shared.tracing import tracer
 
 # Output lines carry the prompt and the whole answer (reasoning included): allow far more than a record.
 MAX_OUTPUT_LINE_BYTES = 32 * 1024 * 1024

@@ -27,8 +27,9 @@ from batch.records import BatchRecord
 from batch.settings import BatchSettings
 from shared.converse import ConverseGateway
 from shared.errors import BedrockError, BedrockTimeout
-from shared.observability import logger, metrics, tracer
+from shared.observability import logger, metrics
 from shared.settings import load_settings
+from shared.tracing import tracer
 
 # Time kept back at the end of the function for writing the output files.
 FINISH_MARGIN_SECONDS = 10.0

@@ -24,8 +24,9 @@ from batch.planner import InfeasiblePlan, Plan, plan
 from batch.quotas import load_quotas
 from batch.records import Rejection
 from batch.settings import BatchSettings
-from shared.observability import logger, metrics, tracer
+from shared.observability import logger, metrics
 from shared.settings import load_settings
+from shared.tracing import tracer
 
 
 class SourceMissing(Exception):

@@ -27,8 +27,9 @@ from batch.layout import is_prompt_key
 from batch.models import RunInput
 from batch.names import run_id
 from batch.settings import BatchSettings
-from shared.observability import MetricUnit, logger, metrics, tracer
+from shared.observability import MetricUnit, logger, metrics
 from shared.settings import load_settings
+from shared.tracing import tracer
 
 OBJECT_CREATED = "Object Created"
 

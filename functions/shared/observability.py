@@ -1,77 +1,22 @@
-"""The only Powertools Logger, Tracer and Metrics of the functions; service name from POWERTOOLS_SERVICE_NAME."""
+"""The only Powertools Logger and Metrics of the functions (the batch functions' Tracer: shared/tracing.py).
+
+The service name comes from POWERTOOLS_SERVICE_NAME."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
 from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
-from aws_lambda_powertools.tracing.base import BaseProvider, BaseSegment
 from pydantic_core import to_json
 
 NAMESPACE = "GptOssBedrock"
-
-
-class _NoSegment(BaseSegment):
-    """A segment that records nothing."""
-
-    def close(self, end_time: int | None = None) -> None:
-        """Nothing to close."""
-
-    def add_subsegment(self, subsegment: Any) -> None:
-        """Nothing to add."""
-
-    def remove_subsegment(self, subsegment: Any) -> None:
-        """Nothing to remove."""
-
-    def put_annotation(self, key: str, value: Any) -> None:
-        """Dropped."""
-
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
-        """Dropped."""
-
-    def add_exception(self, exception: BaseException, stack: Any, remote: bool = False) -> None:
-        """Dropped."""
-
-
-class NoTracing(BaseProvider):
-    """The tracer's provider when tracing is off: no X-Ray SDK at all.
-
-    Powertools' Tracer imports the X-Ray SDK even when tracing is disabled, and the SDK's recorder builds two
-    botocore clients for its sampling rules as it loads (≈ 0.1 s of every cold start, a third of the handler's
-    import); with tracing off nothing of it is ever used.
-    """
-
-    _segment = _NoSegment()
-
-    @contextlib.contextmanager
-    def in_subsegment(self, name: str | None = None, **kwargs: Any) -> Iterator[BaseSegment]:
-        """A subsegment that records nothing."""
-        yield self._segment
-
-    @contextlib.asynccontextmanager
-    async def in_subsegment_async(self, name: str | None = None, **kwargs: Any) -> AsyncIterator[BaseSegment]:
-        """A subsegment that records nothing."""
-        yield self._segment
-
-    def put_annotation(self, key: str, value: Any) -> None:
-        """Dropped."""
-
-    def put_metadata(self, key: str, value: Any, namespace: str = "default") -> None:
-        """Dropped."""
-
-    def patch(self, modules: Sequence[str]) -> None:
-        """Nothing to patch."""
-
-    def patch_all(self) -> None:
-        """Nothing to patch."""
 
 
 def _record_json(record: Mapping[str, object]) -> str:
@@ -113,9 +58,7 @@ class EMFProvider(AmazonCloudWatchEMFProvider):
 
 
 logger = Logger(logger_formatter=record_formatter())
-# Powertools' own rule (POWERTOOLS_TRACE_DISABLED, or not in Lambda) decides; only the provider differs.
-tracer = Tracer(provider=NoTracing()) if Tracer._is_tracer_disabled() else Tracer()
 # Every function publishes to one namespace; the variable wins so a stage can be told apart if needed.
 metrics = Metrics(provider=EMFProvider(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)))
 
-__all__ = ["NAMESPACE", "EMFProvider", "MetricUnit", "NoTracing", "logger", "metrics", "record_formatter", "tracer"]
+__all__ = ["NAMESPACE", "EMFProvider", "MetricUnit", "logger", "metrics", "record_formatter"]

@@ -30,7 +30,7 @@ from botocore.awsrequest import AWSPreparedRequest, AWSResponse
 from chat.app import app
 from local.bedrock import Generation, LocalModel
 from local.harness import OfflinePipeline
-from shared.observability import tracer
+from shared.tracing import tracer
 from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, error_response
 from tests.functional.conftest import OFFLINE_STAGE
