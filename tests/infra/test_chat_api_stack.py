@@ -273,7 +273,9 @@ def test_chat_function_runtime_and_wiring(chat: dict[str, Any]) -> None:
 def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None:
     _, function = _chat_function(chat)
     variables = function["Properties"]["Environment"]["Variables"]
-    assert set(variables) - FACTORY_VARIABLES == set(ChatSettings.model_fields) | set(STREAM_SETTINGS)
+    # Besides ChatSettings, only Powertools' tracing switch: the app runs under the web adapter, untraced.
+    assert set(variables) - FACTORY_VARIABLES == set(ChatSettings.model_fields) | {"POWERTOOLS_TRACE_DISABLED"}
+    assert variables["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert {name: variables[name] for name in STREAM_SETTINGS} == STREAM_SETTINGS
     guardrail_id, _ = only(chat, "AWS::Bedrock::Guardrail")
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")

@@ -266,7 +266,8 @@ def test_errors_arrive_as_bedrock_client_errors(bedrock: Bedrock, call: dict[str
 
 
 def test_chat_completion_is_what_batch_output_holds() -> None:
-    model = LocalModel(OfflineModel(), guardrail=GUARDRAIL)
+    # A fixed clock: `created` is the call's second, which two calls may straddle.
+    model = LocalModel(OfflineModel(), guardrail=GUARDRAIL, clock=lambda: 1_796_000_000.0)
     model_input = {
         "messages": [{"role": "user", "content": "Summarise the water cycle."}],
         "max_completion_tokens": 512,
