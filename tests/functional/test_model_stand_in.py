@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 from botocore.awsrequest import AWSRequest
@@ -19,12 +20,23 @@ import shared.converse
 from chat.app import app
 from chat.settings import ChatSettings
 from shared import model_stand_in
-from tests.apigw_bridge import FakeLambdaContext, invoke_handler
+from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 SEND = "before-send.bedrock-runtime.Converse"
 BODY = {"model": "gpt-oss-20b", "messages": [{"role": "user", "content": "Hi"}], "include_reasoning": True}
+
+
+def post(body: dict[str, Any]) -> BridgeResponse:
+    return invoke_handler(
+        app,
+        "POST",
+        "/v1/chat/completions",
+        {"Content-Type": "application/json"},
+        json.dumps(body),
+        context=FakeLambdaContext(),
+    )
 
 
 @pytest.fixture
@@ -43,14 +55,7 @@ def test_a_stand_in_stage_answers_through_botocore_without_calling_bedrock(
 ) -> None:
     monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
     # Sockets are disabled in this suite: an answer proves no HTTP call was made.
-    response = invoke_handler(
-        app,
-        "POST",
-        "/v1/chat/completions",
-        {"Content-Type": "application/json"},
-        json.dumps(BODY),
-        context=FakeLambdaContext(),
-    )
+    response = post(BODY)
     assert response.status == 200, response.body
     answer = json.loads(response.body)
     message = answer["choices"][0]["message"]
@@ -65,14 +70,7 @@ def test_a_stand_in_stage_streams_through_botocore_without_calling_bedrock(
     fresh_clients: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
-    response = invoke_handler(
-        app,
-        "POST",
-        "/v1/chat/completions",
-        {"Content-Type": "application/json"},
-        json.dumps({**BODY, "stream": True, "stream_options": {"include_usage": True}}),
-        context=FakeLambdaContext(),
-    )
+    response = post({**BODY, "stream": True, "stream_options": {"include_usage": True}})
     assert response.status == 200, response.body
     frames = [frame.removeprefix("data: ") for frame in response.body.split("\n\n") if frame.startswith("data: ")]
     assert frames[-1] == "[DONE]"

@@ -12,7 +12,7 @@ from botocore.awsrequest import AWSResponse
 from botocore.exceptions import ClientError
 
 from batch.results import parse_line
-from local.bedrock import BedrockStandIn, Generation, LocalModel, ModelError, OfflineModel, WordGuardrail
+from local.bedrock import BedrockStandIn, Generation, LocalModel, ModelError, OfflineModel
 from local.services import serving
 from shared.gpt_oss import split_reasoning
 from tests.local.botocore_shapes import output_problems
@@ -20,24 +20,9 @@ from tests.local.botocore_shapes import output_problems
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
-pytestmark = pytest.mark.enable_socket
+from tests.local.cases import GUARDRAIL, GUARDRAIL_CONFIG, MODEL, WEATHER_TOOL
 
-MODEL = "openai.gpt-oss-120b-1:0"
-GUARDRAIL = WordGuardrail(guardrail_id="gr0local", guardrail_version="3", trigger_words=("forbidden", "top secret"))
-GUARDRAIL_CONFIG: dict[str, Any] = {"guardrailIdentifier": "gr0local", "guardrailVersion": "3", "trace": "enabled"}
-WEATHER_TOOL = {
-    "toolSpec": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "inputSchema": {
-            "json": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
-                "required": ["city", "unit"],
-            }
-        },
-    }
-}
+pytestmark = pytest.mark.enable_socket
 
 
 class Bedrock:

@@ -25,7 +25,6 @@ from local.bedrock import (
     ModelError,
     OfflineModel,
     TextDelta,
-    WordGuardrail,
     build_model,
 )
 from local.bedrock.offline import LONG_ANSWER_TOKENS
@@ -37,24 +36,10 @@ from tests.local.botocore_shapes import stream_event_problems
 if TYPE_CHECKING:
     from mypy_boto3_bedrock_runtime import BedrockRuntimeClient
 
+from tests.local.cases import GUARDRAIL, GUARDRAIL_CONFIG, MODEL, WEATHER_TOOL
+
 pytestmark = pytest.mark.enable_socket
 
-MODEL = "openai.gpt-oss-120b-1:0"
-GUARDRAIL = WordGuardrail(guardrail_id="gr0local", guardrail_version="3", trigger_words=("forbidden", "top secret"))
-GUARDRAIL_CONFIG: dict[str, Any] = {"guardrailIdentifier": "gr0local", "guardrailVersion": "3", "trace": "enabled"}
-WEATHER_TOOL = {
-    "toolSpec": {
-        "name": "get_weather",
-        "description": "Current weather of a city",
-        "inputSchema": {
-            "json": {
-                "type": "object",
-                "properties": {"city": {"type": "string"}, "unit": {"enum": ["celsius", "fahrenheit"]}},
-                "required": ["city", "unit"],
-            }
-        },
-    }
-}
 # Long enough for any gate in these tests; a test that waits this long has failed already.
 WAIT_SECONDS = 10
 

@@ -16,6 +16,7 @@ from infra.constructs.chat_api import CHAT_HANDLER
 from local.chat_server import ChatApiOptions, RunningChatApi, running_chat_api
 from local.templates import CHAT_HANDLER as LOCAL_CHAT_HANDLER
 from local.templates import Template, guardrail_messages
+from tests.local.cases import OPENAI_WEATHER_TOOL
 
 pytestmark = pytest.mark.enable_socket
 
@@ -24,13 +25,6 @@ MESSAGES: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "developer", "content": "Answer in one word."},
     {"role": "user", "content": QUESTION},
 ]
-WEATHER_TOOL: openai.types.chat.ChatCompletionToolParam = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -160,7 +154,7 @@ def test_a_tiny_token_budget_ends_in_length(client: openai.OpenAI) -> None:
 
 def test_a_tool_round_trip(client: openai.OpenAI) -> None:
     question: openai.types.chat.ChatCompletionMessageParam = {"role": "user", "content": "Weather in Lisbon?"}
-    first = client.chat.completions.create(model="gpt-oss-20b", messages=[question], tools=[WEATHER_TOOL])
+    first = client.chat.completions.create(model="gpt-oss-20b", messages=[question], tools=[OPENAI_WEATHER_TOOL])
     assert first.choices[0].finish_reason == "tool_calls"
     [call] = first.choices[0].message.tool_calls or []
     assert call.type == "function"
@@ -172,7 +166,7 @@ def test_a_tool_round_trip(client: openai.OpenAI) -> None:
             {"role": "assistant", "tool_calls": [call.model_dump(include={"id", "type", "function"})]},  # type: ignore[list-item]
             {"role": "tool", "tool_call_id": call.id, "content": "18 °C, sunny"},
         ],
-        tools=[WEATHER_TOOL],
+        tools=[OPENAI_WEATHER_TOOL],
     )
     assert second.choices[0].finish_reason == "stop"
     assert second.choices[0].message.content == "get_weather returned 18 °C, sunny."

@@ -20,6 +20,7 @@ import pytest
 from local.bedrock.server import StreamRecord
 from local.chat_server import ChatApiOptions, RunningChatApi, running_chat_api
 from local.templates import Template
+from tests.local.cases import OPENAI_WEATHER_TOOL
 
 pytestmark = [pytest.mark.enable_socket]
 
@@ -28,13 +29,6 @@ ROOT = Path(__file__).resolve().parents[2]
 QUESTION: list[openai.types.chat.ChatCompletionMessageParam] = [
     {"role": "user", "content": "What does Amazon Bedrock's batch inference do?"}
 ]
-WEATHER: openai.types.chat.ChatCompletionToolParam = {
-    "type": "function",
-    "function": {
-        "name": "get_weather",
-        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
-    },
-}
 
 
 @pytest.fixture(scope="module")
@@ -84,7 +78,7 @@ def test_tool_call_deltas_reassemble_into_the_call(client: openai.OpenAI) -> Non
     stream = client.chat.completions.create(
         model="gpt-oss-20b",
         messages=[{"role": "user", "content": "Use the tool: what is the weather in Paris?"}],
-        tools=[WEATHER],
+        tools=[OPENAI_WEATHER_TOOL],
         stream=True,
     )
     calls: dict[int, dict[str, str]] = {}
