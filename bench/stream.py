@@ -196,8 +196,12 @@ def litellm_streamer(bedrock_url: str, guardrail_config: Mapping[str, Any]) -> S
 
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     import litellm
+    from litellm.llms.custom_httpx.http_handler import HTTPHandler
 
     litellm.telemetry = False
+    # A client of its own: LiteLLM caches the one it creates, and bench.alternatives, later in the same
+    # process, needs a new one over its mock transport.
+    client = HTTPHandler(timeout=60)
 
     def stream() -> list[float]:
         received: list[float] = []
@@ -210,6 +214,7 @@ def litellm_streamer(bedrock_url: str, guardrail_config: Mapping[str, Any]) -> S
             aws_region_name=REGION,
             aws_bedrock_runtime_endpoint=bedrock_url,
             stream=True,
+            client=client,
             **_LOCAL_KEYS,
         )
         for chunk in chunks:
@@ -310,26 +315,26 @@ def rows(*, quick: bool) -> list[Row]:
     """TTFT and per-chunk overhead of the chat API beside the bare boto3 stream (and LiteLLM's, if installed)."""
     from bench.alternatives import litellm_installed
 
-    streams, warmup = (5, 2) if quick else (200, 20)
+    streams, warmup = (5, 2) if quick else (100, 10)
     with_litellm = litellm_installed()
     timings = measure(streams=streams, warmup=warmup, with_litellm=with_litellm)
     ours, floor = timings[OURS], timings[FLOOR]
     pieces = statistics.median(len(timing.sent) for timing in ours)
-    what = f"{streams} streams of {pieces:.0f} text events at {TOKENS_PER_SECOND:g} tokens/s"
+    what = f"{streams} streams x {pieces:.0f} text events at {TOKENS_PER_SECOND:g} tokens/s"
     ttft = _p50_p99([timing.ttft_overhead_ms for timing in ours])
     floor_ttft = _p50_p99([timing.ttft_overhead_ms for timing in floor])
     chunk = statistics.median(timing.per_chunk_overhead_ms for timing in ours)
     floor_chunk = statistics.median(timing.per_chunk_overhead_ms for timing in floor)
     result = [
-        Row("stream", f"TTFT overhead p50 (ms; client's first content chunk minus the stand-in's first text event), "
-            f"{what}, openai SDK via the local chat API vs bare boto3 converse_stream",
+        Row("stream", f"TTFT overhead p50 (ms; client's first content chunk minus stand-in's first text event), "
+            f"{what}, openai SDK via local chat API vs boto3 converse_stream",
             f"{ttft[0]:.2f}", f"{floor_ttft[0]:.2f}", f"{ratio(ttft[0], floor_ttft[0]):.2f}x",
             f"<= {TTFT_TARGET_MS:g} ms", ttft[0] <= TTFT_TARGET_MS),
         Row("stream", "TTFT overhead p99 (ms)", f"{ttft[1]:.2f}", f"{floor_ttft[1]:.2f}",
             f"{ratio(ttft[1], floor_ttft[1]):.2f}x", "-", None),
-        Row("stream", "per-chunk overhead p50 over streams (ms; client's mean gap between content chunks minus "
-            "the stand-in's)", f"{chunk:.3f}", f"{floor_chunk:.3f}", f"{chunk - floor_chunk:+.3f} ms",
-            f"<= {PER_CHUNK_TARGET_MS:g} ms", chunk <= PER_CHUNK_TARGET_MS),
+        Row("stream", "per-chunk overhead p50 (ms; client's mean gap between content chunks minus stand-in's)",
+            f"{chunk:.3f}", f"{floor_chunk:.3f}", f"{chunk - floor_chunk:+.3f} ms", f"<= {PER_CHUNK_TARGET_MS:g} ms",
+            chunk <= PER_CHUNK_TARGET_MS),
     ]  # fmt: skip
     if LITELLM in timings:
         theirs = timings[LITELLM]

@@ -74,7 +74,7 @@ def test_stream_rows_compare_the_chat_api_with_the_bare_stream(monkeypatch: pyte
     assert float(ttft_p99.ours) >= float(ttft.ours)
     # Targets are reported, not asserted: MISS or ok, either is a bool.
     assert isinstance(ttft.met, bool) and isinstance(chunk.met, bool) and ttft_p99.met is None
-    assert re.search(r"5 streams of \d+ text events", ttft.measure)
+    assert re.search(r"5 streams x \d+ text events", ttft.measure)
 
 
 @pytest.mark.skipif(importlib.util.find_spec("litellm") is None, reason="LiteLLM is in the bench group only")
