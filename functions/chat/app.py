@@ -145,7 +145,9 @@ class _Pump:
         self._stream: ConverseStream | None = None
         self._lock = threading.Lock()
         self.stopped = False
+        # What the response sent: chunks after the first, and whether it reached [DONE].
         self.chunks = 0
+        self.finished = False
 
     def start(self, produce: Callable[[], None]) -> None:
         # The thread sees the request's log keys (contextvars), as Starlette's worker threads do.
@@ -221,40 +223,51 @@ async def _streamed(call: Call[ChatCompletionRequest]) -> Response:
         raise UpstreamTimeout("The model did not answer in time; try a shorter prompt or a smaller max_tokens.")
     frames = _frames(pump, first[1], call, keepalive=settings.STREAM_KEEPALIVE_SECONDS)
     headers = {"Cache-Control": "no-cache", **({"x-request-id": call.request_id} if call.request_id else {})}
-    return StreamingResponse(frames, media_type=EVENT_STREAM, headers=headers)
+    return _EventStream(frames, pump, headers=headers)
+
+
+class _EventStream(StreamingResponse):
+    """A streamed answer that always stops its Bedrock read when the response ends, however it ends."""
+
+    def __init__(self, frames: AsyncIterator[str], pump: _Pump, *, headers: dict[str, str]) -> None:
+        super().__init__(frames, media_type=EVENT_STREAM, headers=headers)
+        self._pump = pump
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Send the stream; then, done or cut short (a caller that went away), close Bedrock's."""
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            self._pump.stop()
+            if not self._pump.finished:
+                metrics.add_metric(name="StreamsCutShort", unit=MetricUnit.Count, value=1)
+                logger.info("chat stream ended early", chunks_sent=self._pump.chunks + 1)
 
 
 async def _frames(
     pump: _Pump, first: ChatCompletionChunk, call: Call[ChatCompletionRequest], *, keepalive: float
 ) -> AsyncIterator[str]:
     """The event stream: each chunk as it comes, keep-alives through silences, and a final error or [DONE]."""
-    finished = False
-    try:
-        yield sse(first)
-        while True:
-            left = call.deadline - time.monotonic()
-            item = await pump.next(min(keepalive, left))
-            if item is None and left <= keepalive:
-                # Our own end, before the integration timeout would cut the stream without a word.
-                yield _error_frame(UpstreamTimeout("The answer did not finish in time; ask for fewer tokens."), call)
-                return
-            if item is None:
-                yield KEEPALIVE
-            elif item[0] == "chunk":
-                pump.chunks += 1
-                yield sse(item[1])
-            elif item[0] == "error":
-                yield _error_frame(item[1], call)
-                return
-            else:
-                finished = True
-                yield DONE
-                return
-    finally:
-        pump.stop()
-        if not finished:
-            metrics.add_metric(name="StreamsCutShort", unit=MetricUnit.Count, value=1)
-            logger.info("chat stream ended early", chunks_sent=pump.chunks + 1)
+    yield sse(first)
+    while True:
+        left = call.deadline - time.monotonic()
+        item = await pump.next(min(keepalive, left))
+        if item is None and left <= keepalive:
+            # Our own end, before the integration timeout would cut the stream without a word.
+            yield _error_frame(UpstreamTimeout("The answer did not finish in time; ask for fewer tokens."), call)
+            return
+        if item is None:
+            yield KEEPALIVE
+        elif item[0] == "chunk":
+            pump.chunks += 1
+            yield sse(item[1])
+        elif item[0] == "error":
+            yield _error_frame(item[1], call)
+            return
+        else:
+            pump.finished = True
+            yield DONE
+            return
 
 
 def _error_frame(error: Exception, call: Call[Any]) -> str:
