@@ -284,7 +284,12 @@ class FunctionProcess:
         """
         script = FUNCTIONS_DIR / handler
         self._process = subprocess.Popen(  # noqa: S603 - the template's own handler script
-            [BASH, str(script)], env=self._environment, cwd=FUNCTIONS_DIR
+            # The function's log lines (its stdout, CloudWatch's in Lambda) go to stderr with the other logs, so
+            # stdout carries only what the runner prints for people.
+            [BASH, str(script)],
+            env=self._environment,
+            cwd=FUNCTIONS_DIR,
+            stdout=sys.stderr,
         )
         deadline = time.monotonic() + timeout_seconds
         while time.monotonic() < deadline:
