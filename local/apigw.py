@@ -114,16 +114,6 @@ def build_event(
     }
 
 
-def response_from_result(result: Mapping[str, Any]) -> HttpResponse:
-    """The HTTP response API Gateway would send for a Lambda proxy result."""
-    headers = {name: str(value) for name, value in (result.get("headers") or {}).items()}
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers[name] = ", ".join(str(value) for value in values)
-    raw = result.get("body") or ""
-    body = base64.b64decode(raw).decode() if result.get("isBase64Encoded") else str(raw)
-    return HttpResponse(status=int(result["statusCode"]), headers=headers, body=body)
-
-
 class Route(NamedTuple):
     """A matched method: its resource template, its path parameters' values and its integration timeout."""
 

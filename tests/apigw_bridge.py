@@ -14,7 +14,7 @@ import anyio
 import httpx
 from starlette.types import ASGIApp
 
-from local.apigw import ACCOUNT_ID, HttpResponse, build_event, response_from_result
+from local.apigw import ACCOUNT_ID, HttpResponse, build_event
 from local.web_adapter import forwarded_headers
 
 # What invoke_handler returns: the handler's answer as HTTP.
@@ -27,7 +27,6 @@ __all__ = [
     "handler_transport",
     "invoke_event",
     "invoke_handler",
-    "response_from_result",
 ]
 
 
