@@ -1,7 +1,7 @@
 """Streaming: time to first token and per-chunk overhead of the chat API, beside a bare boto3 ConverseStream loop.
 
 Both sides stream the same answer from one loopback Bedrock stand-in (local/bedrock: the offline model at
-TOKENS_PER_SECOND, a fast model's pace), served from this process. The stand-in stamps every text event with
+TOKENS_PER_SECOND, a fast pace), served from this process. The stand-in stamps every text event with
 `time.perf_counter()` as it takes it to write to its socket, and each client stamps every content piece as it
 gets it, on the same clock:
 
@@ -42,8 +42,8 @@ from bench.timing import percentile, ratio
 if TYPE_CHECKING:
     from local.bedrock import Model, WordGuardrail
 
-# Output tokens a second of the stand-in: word pieces come about 1-2 ms apart, faster than gpt-oss on Bedrock,
-# so a pipeline that needs more than that per piece falls behind and shows it in the per-chunk figure.
+# Output tokens a second of the stand-in: word pieces come about 1-2 ms apart, so a pipeline that needs more
+# than that per piece falls behind and shows it in the per-chunk figure.
 TOKENS_PER_SECOND = 1000.0
 TTFT_TARGET_MS = 10.0
 PER_CHUNK_TARGET_MS = 1.0
@@ -271,15 +271,14 @@ def interleaved_streams(
 
 @contextlib.contextmanager
 def _quiet() -> Iterator[None]:
-    """The function process's logs (its stdout, inherited at start) and the local gateway's access log, dropped."""
-    from bench.cold import restore_stdout, stdout_to_devnull
+    """The function process's logs and the local gateway's access log (both on stderr), dropped."""
+    from bench.cold import quiet_children
 
-    saved = stdout_to_devnull()
+    restore = quiet_children()
     try:
-        with open(os.devnull, "w") as sink, contextlib.redirect_stderr(sink):  # noqa: PTH123 - a text stream
-            yield
+        yield
     finally:
-        restore_stdout(saved)
+        restore()
 
 
 def measure(*, streams: int, warmup: int, with_litellm: bool) -> dict[str, list[StreamTiming]]:
