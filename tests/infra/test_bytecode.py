@@ -1,0 +1,197 @@
+"""Bytecode in the Lambda assets: compiled by the runtime's Python when this machine has it.
+
+There is no Python 3.14 here, so the mechanism is proven with the interpreter running the tests: the target version
+is set to its own (3.11) and the layer's build is
+checked against what a 3.14 build would give with `cpython-314` in the names. The layer's install step is replaced
+by a copy of one small pure-Python package (jmespath, which the real layer also ships): the real install is ~50 MB
+of aarch64 wheels that a machine of another architecture could not import anyway.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+from infra import bytecode, layer
+from infra.constructs import python_function as factory
+
+RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
+RUNNING_TAG = sys.implementation.cache_tag  # cpython-311 here; cpython-314 for the Lambda runtime
+# PEP 552: the pyc header's second word; bit 0 = hash-based, bit 1 = check the source. Unchecked-hash is 0b01.
+UNCHECKED_HASH_FLAGS = 0b01
+_JMESPATH = importlib.util.find_spec("jmespath")
+assert _JMESPATH is not None and _JMESPATH.origin is not None
+THIRD_PARTY = Path(_JMESPATH.origin).parent
+
+
+@pytest.fixture(autouse=True)
+def _fresh_lookup() -> Iterator[None]:
+    """The interpreter lookup is cached per process: every test starts and ends with an empty cache."""
+    bytecode._lookup.cache_clear()
+    yield
+    bytecode._lookup.cache_clear()
+
+
+@dataclass
+class FakeBuild:
+    """.build/ in a temporary folder; the layer's install step copies jmespath and records each call."""
+
+    folder: Path
+    installs: list[Path] = field(default_factory=list)
+
+    def install(self, uv: str, python_dir: Path) -> None:
+        self.installs.append(python_dir)
+        shutil.copytree(THIRD_PARTY, python_dir / "jmespath", ignore=shutil.ignore_patterns("__pycache__"))
+        # A wheel may ship bytecode of another interpreter: the build drops every __pycache__ it installed.
+        (python_dir / "jmespath" / "__pycache__").mkdir()
+        (python_dir / "jmespath" / "__pycache__" / "stale.cpython-39.pyc").write_bytes(b"stale")
+
+
+@pytest.fixture
+def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBuild:
+    fake = FakeBuild(tmp_path / "build")
+    monkeypatch.setattr(layer, "BUILD_DIR", fake.folder)
+    monkeypatch.setattr(layer, "install_runtime_group", fake.install)
+    monkeypatch.setattr(bytecode, "uv_executable", lambda: "uv")
+    return fake
+
+
+@pytest.fixture
+def compiling(monkeypatch: pytest.MonkeyPatch) -> bytecode.Interpreter:
+    """The target version set to this interpreter's, which is the one compiling (via GPTOSS_LAMBDA_PYTHON)."""
+    monkeypatch.setattr(bytecode, "LAMBDA_PYTHON", RUNNING)
+    monkeypatch.setenv(bytecode.OVERRIDE_VARIABLE, sys.executable)
+    interpreter = bytecode.lambda_interpreter()
+    assert interpreter is not None
+    return interpreter
+
+
+@pytest.fixture
+def not_compiling(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No interpreter of the target version: no override, and uv finds none."""
+    monkeypatch.delenv(bytecode.OVERRIDE_VARIABLE, raising=False)
+    monkeypatch.setattr(bytecode, "find_with_uv", lambda version: None)
+    assert bytecode.lambda_interpreter() is None
+
+
+def pyc_flags(path: Path) -> int:
+    """The flags word of a pyc header (bytes 4..8, little-endian; PEP 552)."""
+    return int.from_bytes(path.read_bytes()[4:8], "little")
+
+
+def sources(root: Path) -> list[Path]:
+    return sorted(path.relative_to(root) for path in root.rglob("*.py") if "__pycache__" not in path.parts)
+
+
+def assert_compiled_beside_sources(root: Path, original: Path) -> None:
+    """Every source of `original` is in `root` unchanged, with an unchecked-hash pyc of this interpreter beside it."""
+    assert sources(root) == sources(original)
+    for relative in sources(original):
+        assert (root / relative).read_bytes() == (original / relative).read_bytes()
+        cached = Path(importlib.util.cache_from_source(str(root / relative)))
+        assert cached.is_file(), cached
+        assert pyc_flags(cached) == UNCHECKED_HASH_FLAGS, cached
+        assert cached.read_bytes()[:4] == importlib.util.MAGIC_NUMBER
+    # Only this interpreter's bytecode, nothing left from a wheel or this machine's own runs.
+    assert {path.suffixes[-2] for path in root.rglob("*.pyc")} == {f".{RUNNING_TAG}"}
+
+
+def test_the_target_version_is_the_factorys_runtime() -> None:
+    assert factory.RUNTIME.name == f"python{bytecode.LAMBDA_PYTHON}"
+
+
+def test_probe_accepts_only_a_final_cpython_of_the_asked_version() -> None:
+    found = bytecode.probe(sys.executable, RUNNING)
+    assert found is not None
+    assert (found.cache_tag, found.magic) == (RUNNING_TAG, importlib.util.MAGIC_NUMBER.hex())
+    assert found.version == sys.version.split()[0]
+    assert bytecode.probe(sys.executable, "3.14") is None
+    assert bytecode.probe("/nonexistent/python3.14", "3.14") is None
+
+
+def test_the_override_must_be_the_runtimes_version(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(bytecode.OVERRIDE_VARIABLE, sys.executable)
+    with pytest.raises(RuntimeError, match=rf"{bytecode.OVERRIDE_VARIABLE}=.* is not a final CPython 3\.14"):
+        bytecode.lambda_interpreter()
+
+
+@pytest.mark.skipif(bytecode.uv_executable() is None, reason="uv is not on PATH")
+def test_uv_finds_an_installed_interpreter_of_a_version_and_nothing_for_another() -> None:
+    found = bytecode.find_with_uv(RUNNING)
+    assert found is not None
+    interpreter = bytecode.probe(found, RUNNING)
+    assert interpreter is not None
+    assert interpreter.cache_tag == RUNNING_TAG
+    # Never a download: a version nobody has installed is simply not found.
+    assert bytecode.find_with_uv("3.99") is None
+
+
+def test_no_interpreter_without_override_and_uv(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv(bytecode.OVERRIDE_VARIABLE, raising=False)
+    monkeypatch.delenv("UV", raising=False)
+    monkeypatch.setenv("PATH", "/nonexistent")
+    assert bytecode.find_with_uv(bytecode.LAMBDA_PYTHON) is None
+    assert bytecode.lambda_interpreter() is None
+
+
+def test_the_layer_ships_unchecked_hash_bytecode_beside_its_sources(
+    build: FakeBuild, compiling: bytecode.Interpreter
+) -> None:
+    built = layer.dependency_layer_dir()
+    assert built == build.folder / f"layer-{layer.layer_key(compiling)}"
+    assert_compiled_beside_sources(built / "python" / "jmespath", THIRD_PARTY)
+    # Built once: the next synth reuses the folder.
+    assert layer.dependency_layer_dir() == built
+    assert len(build.installs) == 1
+
+
+def test_the_layers_cache_key_says_whether_and_with_what_it_was_compiled(compiling: bytecode.Interpreter) -> None:
+    other = bytecode.Interpreter(executable="python3.14", version="3.14.0", cache_tag="cpython-314", magic="2b0e0d0a")
+    keys = {layer.layer_key(None), layer.layer_key(compiling), layer.layer_key(other)}
+    assert len(keys) == 3
+
+
+def test_the_layer_without_an_interpreter_is_sources_only_under_its_old_key(
+    build: FakeBuild, not_compiling: None
+) -> None:
+    built = layer.dependency_layer_dir()
+    assert built == build.folder / f"layer-{layer.layer_key(None)}"
+    assert sources(built / "python" / "jmespath") == sources(THIRD_PARTY)
+    assert not list(built.rglob("__pycache__"))
+
+
+@pytest.mark.skipif(bytecode.uv_executable() is None, reason="the layer is built with uv")
+def test_one_real_layer_build_compiles_every_module_and_boto3_loads_from_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The lock file's runtime group as deployed (3.14 aarch64 wheels, from uv's cache), compiled by this interpreter.
+
+    Only the interpreter is this one (≈ 3 s here: the install is a copy from uv's cache, compiling ≈ 2.5 s);
+    the pure-Python packages (boto3, botocore, starlette, uvicorn) then import from the bytecode on this machine.
+    """
+    interpreter = bytecode.probe(sys.executable, RUNNING)
+    assert interpreter is not None
+    monkeypatch.setattr(bytecode, "lambda_interpreter", lambda: interpreter)
+    monkeypatch.setattr(layer, "BUILD_DIR", tmp_path)
+    python_dir = layer.dependency_layer_dir() / "python"
+    every_source = sources(python_dir)
+    assert len(every_source) > 500
+    for relative in every_source:
+        cached = Path(importlib.util.cache_from_source(str(python_dir / relative)))
+        assert pyc_flags(cached) == UNCHECKED_HASH_FLAGS, cached
+    child = "import boto3, starlette.applications, uvicorn.config\n"
+    environment = {**os.environ, "PYTHONPATH": str(python_dir), "PYTHONDONTWRITEBYTECODE": "1"}
+    done = subprocess.run(  # noqa: S603 - this interpreter, a fixed script
+        [sys.executable, "-v", "-c", child], env=environment, capture_output=True, text=True, check=True
+    )
+    for module in ("boto3/session.py", "botocore/client.py", "starlette/applications.py", "uvicorn/config.py"):
+        source = python_dir / module
+        assert f"# {importlib.util.cache_from_source(str(source))} matches {source}" in done.stderr, module
