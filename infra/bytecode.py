@@ -6,7 +6,7 @@ only accepted by the interpreter version that wrote it (its magic number and its
 must be compiled by a CPython of the runtime's exact version: LAMBDA_PYTHON (the Lambda factory's runtime). This
 module is the one place that decides whether the assets ship bytecode: `lambda_interpreter()` finds such an
 interpreter (GPTOSS_LAMBDA_PYTHON, else `uv python find`, which never downloads one here) or returns None, and
-then the layer ships its sources only, as before.
+then the layer and the functions' asset ship their sources only, as before.
 
 The files are compiled in unchecked-hash mode (PEP 552): the `.pyc` records a hash of its source, and the import
 system loads it without checking it against its source (no mtime, size or hash). Timestamp `.pyc` files (the
@@ -18,11 +18,14 @@ is built once under a name that carries a digest of its inputs, so an unchecked 
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +34,10 @@ LAMBDA_PYTHON = "3.14"
 # An interpreter to compile with, instead of looking one up with uv (it must be CPython LAMBDA_PYTHON).
 OVERRIDE_VARIABLE = "GPTOSS_LAMBDA_PYTHON"
 INVALIDATION_MODE = "unchecked-hash"
-# Where Lambda mounts the layer's python/ folder: the file names the bytecode records.
+# The files an asset leaves out whether or not it is compiled: this machine's own bytecode caches.
+SOURCE_ONLY_EXCLUDE = ("**/__pycache__", "**/*.pyc")
+# Where Lambda mounts the functions' asset and the layer's python/ folder: the file names the bytecode records.
+TASK_ROOT = "/var/task"
 LAYER_PYTHON_ROOT = "/opt/python"
 
 # What the candidate interpreter reports about itself (run isolated: no PYTHON* variables, no user site).
@@ -167,6 +173,56 @@ def probe(executable: str, version: str) -> Interpreter | None:
     return Interpreter(
         executable=executable, version=facts["full_version"], cache_tag=facts["cache_tag"], magic=facts["magic"]
     )
+
+
+def compiled_copy(source: Path, build_dir: Path, interpreter: Interpreter, *, runtime_root: str = TASK_ROOT) -> Path:
+    """A copy of `source` (without its own bytecode caches) with `interpreter`'s bytecode, built once.
+
+    The copy is `build_dir/<source name>-<digest>`, the digest covering every file's path, executable bit and
+    content and the interpreter's key: any change to the sources or the interpreter makes a new folder.
+
+    Raises:
+        RuntimeError: a file of `source` does not compile with `interpreter` (it would not import on Lambda either).
+    """
+    files = sorted(_source_files(source))
+    digest = hashlib.sha256(interpreter.key.encode())
+    for relative in files:
+        path = source / relative
+        digest.update(f"\0{relative.as_posix()}\0{_executable_bit(path)}\0".encode())
+        digest.update(hashlib.sha256(path.read_bytes()).digest())
+    target = build_dir / f"{source.name}-{digest.hexdigest()[:16]}"
+    if target.is_dir():
+        return target
+    build_dir.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f"staging-{target.name}-", dir=build_dir))
+    try:
+        for relative in files:
+            (staging / relative).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / relative, staging / relative)
+        errors = interpreter.compile(staging, runtime_root=runtime_root)
+        if errors:
+            raise RuntimeError(f"{source} does not compile with Python {interpreter.version}:\n" + "\n".join(errors))
+        try:
+            staging.rename(target)
+        except OSError:
+            if not target.is_dir():  # else another synth built the same folder first
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _source_files(root: Path) -> Iterator[Path]:
+    """Every file under `root` an asset ships, relative to it: all but `__pycache__` folders and `.pyc` files."""
+    for folder, subfolders, names in os.walk(root):
+        subfolders[:] = [name for name in subfolders if name != "__pycache__"]
+        for name in names:
+            if not name.endswith(".pyc"):
+                yield (Path(folder) / name).relative_to(root)
+
+
+def _executable_bit(path: Path) -> int:
+    return 1 if path.stat().st_mode & 0o111 else 0
 
 
 def report_to_stderr(message: str) -> None:

@@ -1,7 +1,7 @@
 """Bytecode in the Lambda assets: compiled by the runtime's Python when this machine has it.
 
 There is no Python 3.14 here, so the mechanism is proven with the interpreter running the tests: the target version
-is set to its own (3.11) and the layer's build is
+is set to its own (3.11) and the layer's build, the functions' staged asset and a fresh interpreter's imports are
 checked against what a 3.14 build would give with `cpython-314` in the names. The layer's install step is replaced
 by a copy of one small pure-Python package (jmespath, which the real layer also ships): the real install is ~50 MB
 of aarch64 wheels that a machine of another architecture could not import anyway.
@@ -10,8 +10,10 @@ of aarch64 wheels that a machine of another architecture could not import anyway
 from __future__ import annotations
 
 import importlib.util
+import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -30,6 +32,10 @@ UNCHECKED_HASH_FLAGS = 0b01
 _JMESPATH = importlib.util.find_spec("jmespath")
 assert _JMESPATH is not None and _JMESPATH.origin is not None
 THIRD_PARTY = Path(_JMESPATH.origin).parent
+# What the child imports: the chat function's app (our chat and shared packages) and the layer's sample package.
+IMPORTS = ("chat.app", "batch.prepare", "jmespath")
+# What must then come from the two roots (a few of them).
+LOADED = {"chat.app", "chat.service", "shared.converse", "batch.prepare", "jmespath", "jmespath.parser"}
 
 
 @pytest.fixture(autouse=True)
@@ -59,6 +65,7 @@ class FakeBuild:
 def build(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> FakeBuild:
     fake = FakeBuild(tmp_path / "build")
     monkeypatch.setattr(layer, "BUILD_DIR", fake.folder)
+    monkeypatch.setattr(factory, "BUILD_DIR", fake.folder)
     monkeypatch.setattr(layer, "install_runtime_group", fake.install)
     monkeypatch.setattr(bytecode, "uv_executable", lambda: "uv")
     return fake
@@ -195,3 +202,100 @@ def test_one_real_layer_build_compiles_every_module_and_boto3_loads_from_it(
     for module in ("boto3/session.py", "botocore/client.py", "starlette/applications.py", "uvicorn/config.py"):
         source = python_dir / module
         assert f"# {importlib.util.cache_from_source(str(source))} matches {source}" in done.stderr, module
+
+
+def test_the_function_asset_is_a_compiled_copy_of_functions(build: FakeBuild, compiling: bytecode.Interpreter) -> None:
+    copy = Path(factory.function_code().path)
+    assert copy.parent == build.folder
+    assert copy.name.startswith("functions-")
+    assert_compiled_beside_sources(copy, factory.FUNCTIONS_DIR)
+    # Every other file too (the chat function's handler script, still executable), and nothing else.
+    shipped = {path.relative_to(copy) for path in copy.rglob("*") if path.is_file() and path.suffix != ".pyc"}
+    assert shipped == set(bytecode._source_files(factory.FUNCTIONS_DIR))
+    assert (copy / "chat" / "run.sh").stat().st_mode & stat.S_IXUSR
+    # Built once per content: the next function of the synth gets the same folder.
+    assert Path(factory.function_code().path) == copy
+
+
+def test_the_staged_copy_changes_with_the_sources_and_the_interpreter(
+    tmp_path: Path, compiling: bytecode.Interpreter
+) -> None:
+    source = tmp_path / "functions"
+    (source / "pkg").mkdir(parents=True)
+    (source / "pkg" / "__init__.py").write_text("VALUE = 1\n")
+    first = bytecode.compiled_copy(source, tmp_path / "build", compiling)
+    # This machine's own caches are not part of the sources.
+    (source / "pkg" / "__pycache__").mkdir()
+    (source / "pkg" / "__pycache__" / "__init__.cpython-311.pyc").write_bytes(b"local")
+    assert bytecode.compiled_copy(source, tmp_path / "build", compiling) == first
+    (source / "pkg" / "__init__.py").write_text("VALUE = 2\n")
+    second = bytecode.compiled_copy(source, tmp_path / "build", compiling)
+    other = bytecode.Interpreter(compiling.executable, compiling.version, compiling.cache_tag, magic="00000000")
+    third = bytecode.compiled_copy(source, tmp_path / "build", other)
+    assert len({first, second, third}) == 3
+    assert not list((tmp_path / "build").glob("staging-*"))
+
+
+def test_a_function_that_does_not_compile_fails_the_synth(tmp_path: Path, compiling: bytecode.Interpreter) -> None:
+    source = tmp_path / "functions"
+    source.mkdir()
+    (source / "broken.py").write_text("def f(:\n")
+    with pytest.raises(RuntimeError, match="does not compile"):
+        bytecode.compiled_copy(source, tmp_path / "build", compiling)
+    assert not (tmp_path / "build").exists() or not list((tmp_path / "build").iterdir())
+
+
+def test_without_an_interpreter_the_asset_is_functions_itself(not_compiling: None) -> None:
+    assert Path(factory.function_code().path) == factory.FUNCTIONS_DIR
+
+
+def test_a_fresh_interpreter_loads_our_modules_and_the_layers_from_that_bytecode(
+    build: FakeBuild, compiling: bytecode.Interpreter
+) -> None:
+    """`python -v` says, per module, whether its pyc "matches" or it compiled a "code object from" the source."""
+    task_root = Path(factory.function_code().path)
+    layer_python = layer.dependency_layer_dir() / "python"
+    roots = (task_root, layer_python)
+    _write_access(roots, allowed=False)  # read-only, as on Lambda (root may still write: the tree is compared too)
+    try:
+        before = _tree(roots)
+        done = _import_in_a_fresh_interpreter(roots)
+        after = _tree(roots)
+    finally:
+        _write_access(roots, allowed=True)
+    loaded: dict[str, list[str]] = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(loaded) >= LOADED
+    for name, (source, cached) in loaded.items():
+        assert cached == importlib.util.cache_from_source(source), name
+        assert f"# {cached} matches {source}" in done.stderr, name
+    # Nothing under either root was compiled from its source ("code object from <source>.py"; a pyc's load says
+    # "code object from '<pyc>'"), and nothing was written there.
+    compiled = [line for line in done.stderr.splitlines() if line.startswith("# code object from ")]
+    from_source = [line for line in compiled if not line.endswith(".pyc'")]
+    assert len(compiled) > len(from_source) >= 0
+    assert not [line for line in from_source if any(str(root) in line for root in roots)]
+    assert after == before
+
+
+def _import_in_a_fresh_interpreter(roots: tuple[Path, ...]) -> subprocess.CompletedProcess[str]:
+    """`python -v`: IMPORTS with the roots first on the path and no bytecode writing; modules loaded from the roots."""
+    child = (
+        f"import json, sys\nimport {', '.join(IMPORTS)}\n"
+        "roots = tuple(sys.argv[1:])\n"
+        "print(json.dumps({name: [module.__file__, module.__cached__] for name, module in list(sys.modules.items())\n"
+        "    if (getattr(module, '__file__', None) or '').startswith(roots)}))\n"
+    )
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(map(str, roots)), "PYTHONDONTWRITEBYTECODE": "1"}
+    command = [sys.executable, "-v", "-c", child, *map(str, roots)]
+    return subprocess.run(command, env=environment, capture_output=True, text=True, check=True)  # noqa: S603 - ours
+
+
+def _tree(roots: tuple[Path, ...]) -> list[str]:
+    return sorted(str(path) for root in roots for path in root.rglob("*"))
+
+
+def _write_access(roots: tuple[Path, ...], *, allowed: bool) -> None:
+    for root in roots:
+        for path in [root, *root.rglob("*")]:
+            mode = path.stat().st_mode
+            path.chmod(mode | stat.S_IWUSR if allowed else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
