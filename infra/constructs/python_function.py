@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -51,6 +51,9 @@ def dependency_layer(scope: Construct) -> lambda_.ILayerVersion:
     existing = stack.node.try_find_child(_LAYER_ID)
     if isinstance(existing, lambda_.LayerVersion):
         return existing
+    if bytecode.lambda_interpreter() is None:
+        # Once per stack (each has its own layer and functions): the synth prints it in its validation report.
+        Annotations.of(stack).add_warning_v2(bytecode.WARNING_ID, bytecode.no_bytecode_warning())
     return lambda_.LayerVersion(
         stack,
         _LAYER_ID,
@@ -62,7 +65,7 @@ def dependency_layer(scope: Construct) -> lambda_.ILayerVersion:
 
 
 def function_code() -> lambda_.AssetCode:
-    """Every function's code asset: `functions/` with the runtime's bytecode, or its sources only.
+    """Every function's code asset: `functions/` with the runtime's bytecode, or its sources only (as a warning says).
 
     With an interpreter of the runtime's version (bytecode.lambda_interpreter), a copy under .build/ with
     `__pycache__/*.cpython-3XX.pyc` beside the sources; without one, `functions/` itself minus this machine's caches.

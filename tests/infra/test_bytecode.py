@@ -1,4 +1,4 @@
-"""Bytecode in the Lambda assets: compiled by the runtime's Python when this machine has it.
+"""Bytecode in the Lambda assets: compiled by the runtime's Python when this machine has it, else a loud warning.
 
 There is no Python 3.14 here, so the mechanism is proven with the interpreter running the tests: the target version
 is set to its own (3.11) and the layer's build, the functions' staged asset and a fresh interpreter's imports are
@@ -21,9 +21,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aws_cdk import App, Duration, Stack
+from aws_cdk.assertions import Annotations, Match
 
 from infra import bytecode, layer
+from infra.config import DeploymentConfig
 from infra.constructs import python_function as factory
+from tests.infra.synth import Synthesized
 
 RUNNING = f"{sys.version_info.major}.{sys.version_info.minor}"
 RUNNING_TAG = sys.implementation.cache_tag  # cpython-311 here; cpython-314 for the Lambda runtime
@@ -299,3 +303,55 @@ def _write_access(roots: tuple[Path, ...], *, allowed: bool) -> None:
         for path in [root, *root.rglob("*")]:
             mode = path.stat().st_mode
             path.chmod(mode | stat.S_IWUSR if allowed else mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+
+
+def _stack_with_two_functions(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Stack:
+    fake_layer = tmp_path / "layer"
+    (fake_layer / "python").mkdir(parents=True)
+    monkeypatch.setattr(factory, "dependency_layer_dir", lambda: fake_layer)
+    stack = Stack(App(), "Functions")
+    for name in ("One", "Two"):
+        factory.python_function(
+            stack,
+            name,
+            handler="batch.prepare.lambda_handler",
+            config=DeploymentConfig(),
+            environment={},
+            timeout=Duration.seconds(10),
+        )
+    return stack
+
+
+def test_without_an_interpreter_the_stack_warns_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, not_compiling: None
+) -> None:
+    stack = _stack_with_two_functions(tmp_path, monkeypatch)
+    warnings = Annotations.from_stack(stack).find_warning("*", Match.string_like_regexp("without bytecode"))
+    assert [warning.id for warning in warnings] == ["/Functions"]
+    message = str(warnings[0].entry.data)
+    assert f"uv python install {bytecode.LAMBDA_PYTHON}" in message
+    assert bytecode.OVERRIDE_VARIABLE in message
+    assert "cold start" in message
+
+
+def test_with_an_interpreter_the_stack_does_not_warn(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, build: FakeBuild, compiling: bytecode.Interpreter
+) -> None:
+    stack = _stack_with_two_functions(tmp_path, monkeypatch)
+    Annotations.from_stack(stack).has_no_warning("*", Match.any_value())
+
+
+def test_the_synthesized_stacks_warn_exactly_when_they_ship_no_bytecode(synthesized_apps: list[Synthesized]) -> None:
+    """The shared apps synthesize as this machine does: with a runtime interpreter, or without and with a warning."""
+    shipping_bytecode = bytecode.lambda_interpreter() is not None
+    for synthesized in synthesized_apps:
+        for stack in synthesized.app.node.children:
+            if not isinstance(stack, Stack):
+                continue
+            warnings = [
+                entry.data
+                for entry in stack.node.metadata
+                if entry.type == "aws:cdk:warning" and "without bytecode" in str(entry.data)
+            ]
+            assert len(warnings) == (0 if shipping_bytecode else 1), stack.stack_name
+    assert sum(isinstance(stack, Stack) for synthesized in synthesized_apps for stack in synthesized.app.node.children)
