@@ -233,7 +233,7 @@ def no_bytecode_warning() -> str:
         f"runtime's version) was found by `uv python find {LAMBDA_PYTHON}` or in {OVERRIDE_VARIABLE}. Lambda's code "
         "is read-only, so every cold start compiles every module it imports (boto3, botocore, pydantic, starlette, "
         "uvicorn, Powertools, ours) before the chat function's first token: `import chat.app` took about 3x as long "
-        "from sources as from bytecode when measured locally (0.75-1.2 s vs 0.26-0.43 s; docs/performance.md). "
+        "from sources as from bytecode when measured locally (0.68-1.2 s vs 0.23-0.43 s; docs/performance.md). "
         f"To fix it: `uv python install {LAMBDA_PYTHON}`, then synthesize or deploy again."
     )
 
