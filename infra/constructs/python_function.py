@@ -5,18 +5,19 @@ from __future__ import annotations
 from collections.abc import Mapping
 from pathlib import Path
 
-from aws_cdk import Acknowledgment, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Annotations, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
 
+from infra import bytecode
 from infra.config import DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.fault_injection import extension_environment, extension_layer, grant_extension_reads
 from infra.constructs.web_adapter import WebAdapter
-from infra.layer import dependency_layer_dir
+from infra.layer import BUILD_DIR, dependency_layer_dir
 
 FUNCTIONS_DIR = Path(__file__).resolve().parents[2] / "functions"
 RUNTIME = lambda_.Runtime.PYTHON_3_14
@@ -50,6 +51,9 @@ def dependency_layer(scope: Construct) -> lambda_.ILayerVersion:
     existing = stack.node.try_find_child(_LAYER_ID)
     if isinstance(existing, lambda_.LayerVersion):
         return existing
+    if bytecode.lambda_interpreter() is None:
+        # Once per stack (each has its own layer and functions): the synth prints it in its validation report.
+        Annotations.of(stack).add_warning_v2(bytecode.WARNING_ID, bytecode.no_bytecode_warning())
     return lambda_.LayerVersion(
         stack,
         _LAYER_ID,
@@ -58,6 +62,18 @@ def dependency_layer(scope: Construct) -> lambda_.ILayerVersion:
         compatible_architectures=[lambda_.Architecture.ARM_64],
         description="Runtime dependencies from uv.lock (runtime group)",
     )
+
+
+def function_code() -> lambda_.AssetCode:
+    """Every function's code asset: `functions/` with the runtime's bytecode, or its sources only (as a warning says).
+
+    With an interpreter of the runtime's version (bytecode.lambda_interpreter), a copy under .build/ with
+    `__pycache__/*.cpython-3XX.pyc` beside the sources; without one, `functions/` itself minus this machine's caches.
+    """
+    interpreter = bytecode.lambda_interpreter()
+    if interpreter is None:
+        return lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=list(bytecode.SOURCE_ONLY_EXCLUDE))
+    return lambda_.Code.from_asset(str(bytecode.compiled_copy(FUNCTIONS_DIR, BUILD_DIR, interpreter)))
 
 
 def python_function(
@@ -117,7 +133,7 @@ def python_function(
         construct_id,
         runtime=RUNTIME,
         architecture=lambda_.Architecture.ARM_64,
-        code=lambda_.Code.from_asset(str(FUNCTIONS_DIR), exclude=["**/__pycache__", "**/*.pyc"]),
+        code=function_code(),
         handler=handler,
         layers=[dependency_layer(scope), *adapter_layers, *([fis_layer] if fis_layer is not None else [])],
         environment={
