@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from chat.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType, from_validation
 from chat.settings import ChatSettings
+from shared import strict_json
 from shared.observability import logger
 
 REQUEST_CONTEXT_HEADER = "x-amzn-request-context"
@@ -166,7 +167,13 @@ async def _body(request: Request, settings: ChatSettings, model: type[BodyT]) ->
             f"The request body is larger than this service's limit of {settings.MAX_REQUEST_BYTES} bytes."
         )
     try:
-        return model.model_validate_json(body or b"null")
+        parsed = strict_json.loads(body) if body else None
+    except ValueError as error:
+        raise InvalidRequest(
+            f"We could not parse the JSON body of your request: {error}.", code="invalid_json"
+        ) from None
+    try:
+        return model.model_validate(parsed)
     except ValidationError as error:
         # Locations as a framework's validation gives them: under "body".
         raise from_validation([{**detail, "loc": ("body", *detail["loc"])} for detail in error.errors()]) from None

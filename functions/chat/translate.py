@@ -27,6 +27,7 @@ from chat.models import (
 )
 from chat.settings import ChatSettings
 from chat.streaming import ChunkTranslator
+from shared import strict_json
 from shared.converse import ConverseReply, reply_events
 from shared.gpt_oss import CONTEXT_WINDOW_TOKENS, exceeds_context_window, split_reasoning
 
@@ -150,7 +151,8 @@ def _conversation(messages: Sequence[ChatMessage]) -> tuple[list[Block], list[Tu
         if not blocks:
             continue
         if message.role == "user":
-            latest_user_blocks = blocks
+            # A copy: a tool message right after it merges its results into the same turn's list.
+            latest_user_blocks = list(blocks)
         if first_turn is None:
             first_turn = index
         if turns and turns[-1]["role"] == role:
@@ -210,9 +212,9 @@ def _assistant_blocks(message: ChatMessage, param: str) -> list[Block]:
 
 def _arguments(arguments: str, param: str) -> dict[str, Any]:
     try:
-        parsed = json.loads(arguments) if arguments.strip() else {}
-    except json.JSONDecodeError:
-        raise InvalidRequest("Tool call arguments must be a JSON object.", param=param) from None
+        parsed = strict_json.loads(arguments) if arguments.strip() else {}
+    except ValueError as error:
+        raise InvalidRequest(f"Tool call arguments must be a JSON object ({error}).", param=param) from None
     if not isinstance(parsed, dict):
         raise InvalidRequest("Tool call arguments must be a JSON object.", param=param)
     return parsed

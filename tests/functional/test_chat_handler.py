@@ -612,3 +612,69 @@ def test_an_unexpected_crash_is_a_generic_500_that_names_no_content(
     assert crash["error_location"] == f"test_chat_handler.py:{explode.__code__.co_firstlineno + 1}"
     assert "zebra-prompt-42" not in output
     assert "zebra-prompt-42" not in response.body
+
+
+# --- hostile input (issue 13's chat reproducers) ------------------------------------------------------------
+
+DEEP = "[" * 3000 + "]" * 3000
+HOSTILE_BODIES = {
+    "a lone surrogate in model": '{"model":"\\udfff","messages":[{"role":"user","content":"hi"}]}',
+    "a lone surrogate in a metadata key": (
+        '{"model":"gpt-oss-20b","metadata":{"\\ud800":"x"},"messages":[{"role":"user","content":"hi"}]}'
+    ),
+    "a lone surrogate in a part type": (
+        '{"model":"gpt-oss-20b","messages":[{"role":"user","content":[{"type":"\\ud800","text":"x"}]}]}'
+    ),
+    "nesting 3,000 deep": f'{{"model":"gpt-oss-20b","messages":[{{"role":"user","content":"hi"}}],"metadata":{DEEP}}}',
+    "an integer of 5,000 digits": (
+        f'{{"model":"gpt-oss-20b","seed":{"9" * 5000},"messages":[{{"role":"user","content":"hi"}}]}}'
+    ),
+    "NaN in logit_bias": '{"model":"gpt-oss-20b","logit_bias":{"1":NaN},"messages":[{"role":"user","content":"hi"}]}',
+    "Infinity in a tool schema": (
+        '{"model":"gpt-oss-20b","tools":[{"type":"function","function":{"name":"f","parameters":'
+        '{"type":"object","maximum":Infinity}}}],"messages":[{"role":"user","content":"hi"}]}'
+    ),
+    "tool arguments 3,000 deep": json.dumps(
+        chat(
+            tools=[{"type": "function", "function": {"name": "f"}}],
+            messages=[
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "t1", "type": "function", "function": {"name": "f", "arguments": DEEP}}],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "r"},
+            ],
+        )
+    ),
+}
+
+
+@pytest.mark.parametrize("body", list(HOSTILE_BODIES.values()), ids=list(HOSTILE_BODIES))
+def test_json_the_function_cannot_represent_is_a_400_that_never_reaches_bedrock(
+    bedrock: BedrockFake, body: str, capfd: pytest.CaptureFixture[str], logs: io.StringIO
+) -> None:
+    response = post(body)
+    assert response.status == 400
+    error = error_of(response)
+    assert error["type"] == "invalid_request_error"
+    assert bedrock.calls == []
+    written = capfd.readouterr().out + logs.getvalue()
+    assert "chat request crashed" not in written
+    assert "9999999999" not in error["message"] and "[[[[" not in error["message"]
+
+
+def test_a_user_message_followed_by_a_tool_message_is_bedrocks_to_judge_not_a_crash(bedrock: BedrockFake) -> None:
+    bedrock.fail("ValidationException", 400, "The toolResult blocks must follow a toolUse.")
+    body = chat(
+        tools=[{"type": "function", "function": {"name": "f"}}],
+        messages=[{"role": "user", "content": "hi"}, {"role": "tool", "tool_call_id": "t1", "content": "r"}],
+    )
+    response = post(body)
+    assert response.status == 400
+    [call] = bedrock.calls
+    # Only the user's own text is guarded; the tool result stays a toolResult block of the same turn.
+    assert call["messages"][0]["content"] == [
+        {"guardContent": {"text": {"text": "hi"}}},
+        {"toolResult": {"toolUseId": "t1", "content": [{"text": "r"}]}},
+    ]
