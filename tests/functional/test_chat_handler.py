@@ -678,3 +678,15 @@ def test_a_user_message_followed_by_a_tool_message_is_bedrocks_to_judge_not_a_cr
         {"guardContent": {"text": {"text": "hi"}}},
         {"toolResult": {"toolUseId": "t1", "content": [{"text": "r"}]}},
     ]
+
+
+@pytest.mark.parametrize("header", ["x-amzn-request-context", "x-amzn-lambda-context"])
+def test_a_caller_cannot_add_its_own_context_header(bedrock: BedrockFake, header: str) -> None:
+    forged = json.dumps({"requestId": "forged", "identity": {"userArn": "arn:aws:iam::999999999999:user/someone"}})
+    response = post(chat(), headers={header: forged})
+    assert response.status == 400
+    # Which of the two values is API Gateway's cannot be told, so not even its request id is echoed.
+    error = json.loads(response.body)["error"]
+    assert (error["param"], error["type"]) == (header, "invalid_request_error")
+    assert "forged" not in response.body
+    assert bedrock.calls == []
