@@ -11,15 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import re
 import threading
 import time
 import traceback
+import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
 from functools import partial, wraps
 from http import HTTPStatus
 from pathlib import Path
 from typing import Any, Literal
 
+from pydantic import BaseModel
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -28,7 +31,7 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chat.edge import Call, read_call, request_id_of
+from chat.edge import IDEMPOTENCY_HEADER, LAMBDA_CONTEXT_HEADER, REQUEST_CONTEXT_HEADER, Call, read_call, request_id_of
 from chat.errors import ChatError, MethodNotAllowed, ModelNotFound, RouteNotFound, UpstreamTimeout, to_chat_error
 from chat.idempotency import answer_once
 from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ErrorEnvelope, ModelList
@@ -299,6 +302,39 @@ def _safe_request_id(request: Request) -> str | None:
         return None
 
 
+def _field_names(model: type[BaseModel]) -> set[str]:
+    """Every field name (and alias) of `model` and of the models inside it: the names this service defines."""
+    names: set[str] = set()
+    for name, field in model.model_fields.items():
+        names.update(filter(None, (name, field.alias)))
+        for kind in (field.annotation, *typing.get_args(field.annotation)):
+            for inner in (kind, *typing.get_args(kind)):
+                if isinstance(inner, type) and issubclass(inner, BaseModel) and inner is not model:
+                    names |= _field_names(inner)
+    return names
+
+
+# What a logged `param` may name; anything else in it (an unknown field's name, a metadata key) is the caller's.
+_KNOWN_PARAMS = frozenset(
+    _field_names(ChatCompletionRequest) | {IDEMPOTENCY_HEADER, REQUEST_CONTEXT_HEADER, LAMBDA_CONTEXT_HEADER}
+)
+_PARAM_SEGMENT = re.compile(r"\[\d+\]|[^.\[]+|\[[^\]]*\]?")
+
+
+def loggable_param(param: str | None) -> str | None:
+    """`param` for a log line: this service's field names and list positions as they are, anything else as `?`."""
+    if param is None:
+        return None
+    segments = _PARAM_SEGMENT.findall(param)
+    kept = [
+        segment if (segment.startswith("[") and segment[1:-1].isdigit()) or segment in _KNOWN_PARAMS else "?"
+        for segment in segments
+    ]
+    return "".join(
+        segment if segment.startswith("[") or index == 0 else f".{segment}" for index, segment in enumerate(kept)
+    )
+
+
 def _record_failure(error: Exception, chat_error: ChatError) -> None:
     if isinstance(error, BedrockError):
         metrics.add_metric(name="UpstreamErrors", unit=MetricUnit.Count, value=1)
@@ -310,7 +346,10 @@ def _record_failure(error: Exception, chat_error: ChatError) -> None:
         )
     elif isinstance(error, ChatError) or chat_error.status < HTTPStatus.INTERNAL_SERVER_ERROR:
         logger.info(
-            "chat request rejected", status=chat_error.status.value, error_code=chat_error.code, param=chat_error.param
+            "chat request rejected",
+            status=chat_error.status.value,
+            error_code=chat_error.code,
+            param=loggable_param(chat_error.param),
         )
     else:
         # Type and place only: exception messages can quote request content.

@@ -690,3 +690,15 @@ def test_a_caller_cannot_add_its_own_context_header(bedrock: BedrockFake, header
     assert (error["param"], error["type"]) == (header, "invalid_request_error")
     assert "forged" not in response.body
     assert bedrock.calls == []
+
+
+def test_a_rejected_request_logs_only_the_field_names_this_service_defines(
+    bedrock: BedrockFake, capfd: pytest.CaptureFixture[str], logs: io.StringIO
+) -> None:
+    post({**chat(), "zebra-field-42": True})
+    post(chat(metadata={"okapi-key-7": "not allowed!"}))
+    post(chat(messages=[{"role": "robot", "content": "hi"}]))
+    output = capfd.readouterr().out + logs.getvalue()
+    rejected = [log["param"] for log in logs_in(output) if log["message"] == "chat request rejected"]
+    assert rejected == ["?", "metadata.?", "messages[0].role"]
+    assert "zebra-field-42" not in output and "okapi-key-7" not in output
