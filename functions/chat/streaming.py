@@ -321,8 +321,3 @@ def replay_chunks(completion: ChatCompletion, *, include_usage: bool) -> Iterato
         yield ChatCompletionChunk(
             id=completion.id, created=completion.created, model=completion.model, choices=[], usage=completion.usage
         )
-
-
-def render_sse(completion: ChatCompletion, *, include_usage: bool) -> str:
-    """The whole event-stream body that replays a stored completion, ending with `data: [DONE]`."""
-    return "".join(sse(chunk) for chunk in replay_chunks(completion, include_usage=include_usage)) + DONE

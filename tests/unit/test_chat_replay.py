@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from chat.models import AssistantMessage, ChatCompletion, Choice, FunctionCall, ResponseToolCall, Usage
-from chat.streaming import render_sse
+from chat.streaming import DONE, replay_chunks, sse
 
 
 def completion(message: AssistantMessage, finish: Any = "stop") -> ChatCompletion:
@@ -17,6 +17,11 @@ def completion(message: AssistantMessage, finish: Any = "stop") -> ChatCompletio
         choices=[Choice(message=message, finish_reason=finish)],
         usage=Usage(prompt_tokens=3, completion_tokens=4, total_tokens=7),
     )
+
+
+def render_sse(completion: ChatCompletion, *, include_usage: bool) -> str:
+    """The replay's event stream as the app sends it: each chunk as an event, then [DONE]."""
+    return "".join(sse(chunk) for chunk in replay_chunks(completion, include_usage=include_usage)) + DONE
 
 
 def events(body: str) -> list[Any]:
