@@ -76,7 +76,7 @@ async def chat_completions(request: Request) -> Response:
     if call.body.stream:
         return await _streamed(call)
     answer = partial(complete, call, settings=settings, gateway=converse_gateway())
-    completion = await run_in_threadpool(_answered, call, answer)
+    completion, _ = await run_in_threadpool(_answered, call, answer)
     return _json(HTTPStatus.OK, completion.model_dump_json(), call.request_id)
 
 
@@ -129,11 +129,11 @@ class FlushMetrics:
                 metrics.flush_metrics()
 
 
-def _answered(call: Call[ChatCompletionRequest], answer: Callable[[], ChatCompletion]) -> ChatCompletion:
+def _answered(call: Call[ChatCompletionRequest], answer: Callable[[], ChatCompletion]) -> tuple[ChatCompletion, bool]:
+    """`answer()`, at most once per Idempotency-Key when the call has one; and whether it was a stored replay."""
     if call.idempotency_key is None:
-        return answer()
-    completion, _ = answer_once(call, settings=chat_settings(), answer=answer)
-    return completion
+        return answer(), False
+    return answer_once(call, settings=chat_settings(), answer=answer)
 
 
 Item = tuple[Literal["chunk"], ChatCompletionChunk] | tuple[Literal["error"], Exception] | tuple[Literal["end"], None]
@@ -208,10 +208,7 @@ async def _streamed(call: Call[ChatCompletionRequest]) -> Response:
         answer = partial(
             stream, call, settings=settings, gateway=converse_gateway(), emit=pump.emit, opened=pump.opened
         )
-        if call.idempotency_key is None:
-            answer()
-            return
-        completion, replayed = answer_once(call, settings=settings, answer=answer)
+        completion, replayed = _answered(call, answer)
         if replayed:
             include_usage = bool(request.stream_options and request.stream_options.include_usage)
             for chunk in replay_chunks(completion, include_usage=include_usage):
