@@ -31,7 +31,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Self
+from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
 
 import boto3
 from moto import mock_aws
@@ -208,6 +208,17 @@ def _fake_uuid(seed: str) -> str:
     return str(uuid.UUID(hashlib.sha256(seed.encode()).hexdigest()[:32]))
 
 
+def _client(service: Literal["s3", "stepfunctions", "sqs", "iam", "events", "lambda"]) -> Any:
+    """A boto3 client of the offline account, built while no in-process function holds the environment.
+
+    botocore reads `os.environ` (proxies, configuration) while it builds a client, and an in-process invocation
+    swaps the process's environment under moto_ext.INVOCATION_LOCK: built outside the lock, a client could read
+    the environment mid-swap (the demo's KeyError 'STAGE' in botocore's proxy lookup, one run in a few).
+    """
+    with moto_ext.INVOCATION_LOCK:
+        return boto3.client(service, region_name=REGION)
+
+
 class OfflinePipeline:
     """The synthesized batch stack running in moto. Use as a context manager (it owns the `mock_aws`).
 
@@ -278,12 +289,12 @@ class OfflinePipeline:
     @property
     def s3(self) -> S3Client:
         """An S3 client of the offline account."""
-        return boto3.client("s3", region_name=REGION)
+        return cast("S3Client", _client("s3"))
 
     @property
     def sfn(self) -> SFNClient:
         """A Step Functions client of the offline account."""
-        return boto3.client("stepfunctions", region_name=REGION)
+        return cast("SFNClient", _client("stepfunctions"))
 
     # --- what users do ----------------------------------------------------------------------------
 
@@ -296,7 +307,7 @@ class OfflinePipeline:
 
     def deliver(self, messages: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
         """Hand queued messages (or these ones, again: SQS delivers at least once) to the mapped function."""
-        sqs = boto3.client("sqs", region_name=REGION)
+        sqs = _client("sqs")
         answers = []
         for queue_url, function_name in self._event_sources.items():
             if messages is not None:
@@ -408,16 +419,14 @@ class OfflinePipeline:
 
     def _create(self) -> None:
         resources: Mapping[str, Any] = self.template["Resources"]
-        role = boto3.client("iam", region_name=REGION).create_role(
-            RoleName="offline-execution", AssumeRolePolicyDocument="{}"
-        )["Role"]["Arn"]
+        role = _client("iam").create_role(RoleName="offline-execution", AssumeRolePolicyDocument="{}")["Role"]["Arn"]
         by_type: dict[str, list[str]] = {}
         for logical_id, resource in resources.items():
             by_type.setdefault(resource["Type"], []).append(logical_id)
         for logical_id in by_type.get("AWS::S3::Bucket", []):
             self._bucket(logical_id, resources[logical_id]["Properties"])
         for logical_id in by_type.get("AWS::SQS::Queue", []):
-            boto3.client("sqs", region_name=REGION).create_queue(QueueName=self.resolve.name(logical_id))
+            _client("sqs").create_queue(QueueName=self.resolve.name(logical_id))
         for logical_id in by_type.get("AWS::Events::Rule", []):
             self._rule(logical_id, resources[logical_id]["Properties"])
         for logical_id in by_type.get("AWS::Lambda::Function", []):
@@ -492,7 +501,7 @@ class OfflinePipeline:
             )
 
     def _rule(self, logical_id: str, properties: Mapping[str, Any]) -> None:
-        events, name = boto3.client("events", region_name=REGION), self.resolve.name(logical_id)
+        events, name = _client("events"), self.resolve.name(logical_id)
         events.put_rule(Name=name, EventPattern=json.dumps(self.resolve(properties["EventPattern"])))
         targets = [{"Id": target["Id"], "Arn": self.resolve(target["Arn"])} for target in properties["Targets"]]
         events.put_targets(Rule=name, Targets=targets)
@@ -503,7 +512,7 @@ class OfflinePipeline:
             key: str(value)
             for key, value in self.resolve(properties.get("Environment", {}).get("Variables", {})).items()
         }
-        boto3.client("lambda", region_name=REGION).create_function(
+        _client("lambda").create_function(
             FunctionName=name,
             Runtime="python3.12",  # moto only stores it; the handler runs on this interpreter
             Role=role,
@@ -526,9 +535,7 @@ class OfflinePipeline:
     def _invoke_with(self, function_name: str, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         queue_name = queue_url.rsplit("/", 1)[-1]
         event = {"Records": [_sqs_record(message, queue_name) for message in messages]}
-        response = boto3.client("lambda", region_name=REGION).invoke(
-            FunctionName=function_name, Payload=json.dumps(event).encode()
-        )
+        response = _client("lambda").invoke(FunctionName=function_name, Payload=json.dumps(event).encode())
         answer: dict[str, Any] = json.loads(response["Payload"].read())
         if response.get("FunctionError"):
             raise RuntimeError(f"{function_name} failed: {answer}")
