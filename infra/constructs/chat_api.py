@@ -245,12 +245,13 @@ class ChatApi(Construct):
         )
         self.idempotency.grant_records(function)
         stack = Stack.of(self)
-        # Converse is authorised as bedrock:InvokeModel. Only our models, and only with our guardrail's
-        # pinned version: a call without it (or with another guardrail) is denied by IAM.
+        # Converse is authorised as bedrock:InvokeModel, ConverseStream as bedrock:InvokeModelWithResponseStream
+        # (Bedrock API reference, ConverseStream). Only our models, and only with our guardrail's pinned version:
+        # a call without it (or with another guardrail) is denied by IAM.
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="InvokeGptOssOnlyWithGuardrail",
-                actions=["bedrock:InvokeModel"],
+                actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
                 resources=[
                     stack.format_arn(
                         service="bedrock",

@@ -316,12 +316,13 @@ def test_chat_role_may_only_invoke_gpt_oss_with_the_pinned_guardrail(chat: dict[
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")
     bedrock = [s for s in role_statements(chat, role_id) if any(a.startswith("bedrock:") for a in as_list(s["Action"]))]
     assert len(bedrock) == 2
-    apply, invoke = sorted(bedrock, key=lambda s: str(s["Action"]))
+    apply, invoke = sorted(bedrock, key=lambda s: as_list(s["Action"])[0])
     assert apply["Action"] == "bedrock:ApplyGuardrail"
     assert apply["Effect"] == "Allow"
     assert apply["Resource"] == {"Fn::GetAtt": [guardrail_id, "GuardrailArn"]}
     assert "Condition" not in apply
-    assert invoke["Action"] == "bedrock:InvokeModel"
+    # ConverseStream is authorised as InvokeModelWithResponseStream: without it every streamed answer is a 403.
+    assert invoke["Action"] == ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
     assert invoke["Effect"] == "Allow"
     assert sorted(render(arn) for arn in as_list(invoke["Resource"])) == FOUNDATION_MODEL_ARNS
     assert invoke["Condition"] == {
@@ -346,7 +347,7 @@ def test_only_the_chat_role_touches_bedrock(chat: dict[str, Any]) -> None:
         for action in as_list(statement["Action"])
         if action.startswith("bedrock:")
     )
-    assert bedrock_actions == ["bedrock:ApplyGuardrail", "bedrock:InvokeModel"]
+    assert bedrock_actions == ["bedrock:ApplyGuardrail", "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
 
 
 # --- Guardrail --------------------------------------------------------------------------------
