@@ -16,6 +16,11 @@ GPT_OSS_MODELS = (GPT_OSS_20B, GPT_OSS_120B)
 
 DEFAULT_ALIASES: Mapping[str, str] = {"gpt-oss-20b": GPT_OSS_20B, "gpt-oss-120b": GPT_OSS_120B}
 
+# Bedrock's service tiers: every value of Converse's ServiceTier.type (Bedrock API reference, ServiceTier). The chat
+# API may offer the on-demand ones; reserved needs a reservation made with the AWS account team, never offered here.
+BEDROCK_SERVICE_TIERS = ("reserved", "priority", "default", "flex")
+ServiceTier = Literal["default", "flex", "priority"]
+
 # API Gateway REST integrations: a buffered answer must come within 29 s (more only with a raised account quota).
 # A streaming integration (ResponseTransferMode STREAM: every method of the chat API) may be given up to 15 minutes
 # with no quota request, and a stream lasts at most 15 minutes; between two chunks it may idle up to 5 minutes on
@@ -141,6 +146,11 @@ class ChatConfig(_Frozen):
     # layer version ARN (a Region or partition where AWS does not publish it, a copy in your account).
     web_adapter_layer_version: Annotated[int, Field(ge=1)] = WEB_ADAPTER_LAYER_VERSION
     web_adapter_layer_arn: str | None = None
+    # The Bedrock service tiers callers may ask for (OpenAI's `service_tier`; `auto` always means default). Default
+    # is what every request without a tier uses, so it is always allowed. Flex is cheaper than standard, so a caller
+    # that can wait may save; priority costs a premium over standard, so only the deployer opts in to it. The
+    # chat role's IAM denies every other tier (reserved always).
+    service_tiers: tuple[ServiceTier, ...] = ("default", "flex")
 
     @property
     def function_timeout_seconds(self) -> int:
@@ -165,6 +175,15 @@ class ChatConfig(_Frozen):
         if self.endpoint_type == "REGIONAL" and self.vpc_endpoint_ids:
             raise ValueError("vpcEndpointIds only apply to a PRIVATE endpoint")
         return self
+
+    @field_validator("service_tiers")
+    @classmethod
+    def _tiers_with_default(cls, value: tuple[ServiceTier, ...]) -> tuple[ServiceTier, ...]:
+        if "default" not in value:
+            raise ValueError(f"serviceTiers must include default (what requests without a tier use); got {value}")
+        if len(set(value)) != len(value):
+            raise ValueError(f"serviceTiers must not repeat a tier; got {value}")
+        return value
 
     @model_validator(mode="after")
     def _one_web_adapter_layer(self) -> ChatConfig:
@@ -372,6 +391,7 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "streamKeepaliveSeconds": ("chat", "stream_keepalive_seconds"),
     "webAdapterLayerVersion": ("chat", "web_adapter_layer_version"),
     "webAdapterLayerArn": ("chat", "web_adapter_layer_arn"),
+    "serviceTiers": ("chat", "service_tiers"),
     "batchModelId": ("batch", "model_id"),
     "batchMaxCompletionTokens": ("batch", "default_max_completion_tokens"),
     "batchJobTimeoutHours": ("batch", "job_timeout_hours"),
@@ -387,7 +407,7 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
 }
 CONTEXT_KEYS = tuple(_CONTEXT_FIELDS)
 # Keys whose value is a list: one plain value on the command line is a list of one.
-_LIST_KEYS = frozenset({"modelIds", "vpcEndpointIds"})
+_LIST_KEYS = frozenset({"modelIds", "vpcEndpointIds", "serviceTiers"})
 
 
 def _normalise(context: dict[str, Any]) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from aws_cdk import aws_logs as logs
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config import BUFFERED_INTEGRATION_TIMEOUT_SECONDS, DeploymentConfig
+from infra.config import BEDROCK_SERVICE_TIERS, BUFFERED_INTEGRATION_TIMEOUT_SECONDS, DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
@@ -230,6 +230,7 @@ class ChatApi(Construct):
                 "IDEMPOTENCY_TTL_SECONDS": str(chat.idempotency_ttl_seconds),
                 "GUARDRAIL_STREAM_MODE": chat.guardrail_stream_mode,
                 "STREAM_KEEPALIVE_SECONDS": str(chat.stream_keepalive_seconds),
+                "SERVICE_TIERS": ",".join(chat.service_tiers),
                 # The app runs in the adapter's child process, which never sees the invocation's trace id
                 # (_X_AMZN_TRACE_ID): the X-Ray SDK would log a missing segment on every Bedrock call. The
                 # function's trace is Lambda's own segment (active tracing stays on).
@@ -248,21 +249,41 @@ class ChatApi(Construct):
         # Converse is authorised as bedrock:InvokeModel, ConverseStream as bedrock:InvokeModelWithResponseStream
         # (Bedrock API reference, ConverseStream). Only our models, and only with our guardrail's pinned version:
         # a call without it (or with another guardrail) is denied by IAM.
+        invoke_actions = ["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+        models = [
+            stack.format_arn(
+                service="bedrock",
+                account="",
+                resource="foundation-model",
+                resource_name=model_id,
+                arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+            )
+            for model_id in config.model_ids
+        ]
         function.add_to_role_policy(
             iam.PolicyStatement(
                 sid="InvokeGptOssOnlyWithGuardrail",
-                actions=["bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"],
-                resources=[
-                    stack.format_arn(
-                        service="bedrock",
-                        account="",
-                        resource="foundation-model",
-                        resource_name=model_id,
-                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-                    )
-                    for model_id in config.model_ids
-                ],
+                actions=invoke_actions,
+                resources=models,
                 conditions={"StringEquals": {"bedrock:GuardrailIdentifier": guardrail.versioned_arn}},
+            )
+        )
+        # Only the configured service tiers: a call asking for any other (reserved always) is denied, as in the
+        # Bedrock user guide, "Control access to service tiers" (security_iam_id-based-policy-examples-agent).
+        # A call without a tier runs on the default tier, which the config always allows (so it is never denied).
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="DenyServiceTiersNotAllowed",
+                effect=iam.Effect.DENY,
+                actions=invoke_actions,
+                resources=models,
+                conditions={
+                    "StringEquals": {
+                        "bedrock:ServiceTier": [
+                            tier for tier in BEDROCK_SERVICE_TIERS if tier not in chat.service_tiers
+                        ]
+                    }
+                },
             )
         )
         function.add_to_role_policy(

@@ -20,8 +20,8 @@ WEB_ACL_ARN = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/chat/0a1b2c3
 WEB_ADAPTER_LAYER_ARN = "arn:aws:lambda:eu-west-1:123456789012:layer:MyLambdaAdapterArm64:3"
 # Every optional branch at once: private endpoint, API keys, an existing guardrail, the account's
 # CloudWatch role, a web ACL and alarm e-mail, the chat function's reserved concurrency, the longest
-# streaming integration timeout, the asynchronous guardrail on streams and our own web adapter layer;
-# batch answers guarded after the fact, quotas from settings only.
+# streaming integration timeout, the asynchronous guardrail on streams, our own web adapter layer and every
+# on-demand service tier; batch answers guarded after the fact, quotas from settings only.
 # Values arrive as text, as `cdk synth -c key=value` gives them.
 VARIANT_CONTEXT: Mapping[str, str] = {
     "stage": "prod",
@@ -40,6 +40,7 @@ VARIANT_CONTEXT: Mapping[str, str] = {
     "guardrailStreamMode": "async",
     "streamKeepaliveSeconds": "30",
     "webAdapterLayerArn": WEB_ADAPTER_LAYER_ARN,
+    "serviceTiers": "default,flex,priority",
 }
 
 RIG_STACK = "GptOssChat-loadtest"

@@ -38,6 +38,9 @@ STREAM_SETTINGS = {
     "GUARDRAIL_STREAM_MODE": CONFIG.chat.guardrail_stream_mode,
     "STREAM_KEEPALIVE_SECONDS": str(CONFIG.chat.stream_keepalive_seconds),
 }
+# The service tiers callers may ask for (tests/infra/test_chat_service_tiers.py): checked by value here, and left
+# out of the set check below, which holds whether ChatSettings declares the variable yet or not.
+SERVICE_TIER_SETTINGS = {"SERVICE_TIERS": ",".join(CONFIG.chat.service_tiers)}
 # The only actions any identity policy of the app may allow on Resource "*": none of them supports a
 # resource-level permission (Service Authorization Reference). Adding one means adding its reason here.
 STAR_RESOURCE_ACTIONS: dict[str, str] = {
@@ -274,9 +277,12 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
     _, function = _chat_function(chat)
     variables = function["Properties"]["Environment"]["Variables"]
     # Besides ChatSettings, only Powertools' tracing switch: the app runs under the web adapter, untraced.
-    assert set(variables) - FACTORY_VARIABLES == set(ChatSettings.model_fields) | {"POWERTOOLS_TRACE_DISABLED"}
+    assert set(variables) - FACTORY_VARIABLES - set(SERVICE_TIER_SETTINGS) == (
+        set(ChatSettings.model_fields) | {"POWERTOOLS_TRACE_DISABLED"}
+    ) - set(SERVICE_TIER_SETTINGS)
     assert variables["POWERTOOLS_TRACE_DISABLED"] == "true"
     assert {name: variables[name] for name in STREAM_SETTINGS} == STREAM_SETTINGS
+    assert {name: variables[name] for name in SERVICE_TIER_SETTINGS} == SERVICE_TIER_SETTINGS
     guardrail_id, _ = only(chat, "AWS::Bedrock::Guardrail")
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")
     assert variables["GUARDRAIL_ID"] == {"Fn::GetAtt": [guardrail_id, "GuardrailId"]}
@@ -288,7 +294,13 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
     table_id, _ = only(chat, "AWS::DynamoDB::Table")
     assert variables["IDEMPOTENCY_TABLE_NAME"] == {"Ref": table_id}
     assert settings.model_dump(
-        exclude={"GUARDRAIL_ID", "GUARDRAIL_VERSION", "IDEMPOTENCY_TABLE_NAME", *STREAM_SETTINGS}
+        exclude={
+            "GUARDRAIL_ID",
+            "GUARDRAIL_VERSION",
+            "IDEMPOTENCY_TABLE_NAME",
+            *STREAM_SETTINGS,
+            *SERVICE_TIER_SETTINGS,
+        }
     ) == {
         "MODEL_IDS": CONFIG.model_ids,
         "MODEL_ALIASES": dict(CONFIG.model_aliases),
@@ -315,8 +327,9 @@ def test_chat_role_may_only_invoke_gpt_oss_with_the_pinned_guardrail(chat: dict[
     guardrail_id, _ = only(chat, "AWS::Bedrock::Guardrail")
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")
     bedrock = [s for s in role_statements(chat, role_id) if any(a.startswith("bedrock:") for a in as_list(s["Action"]))]
-    assert len(bedrock) == 2
-    apply, invoke = sorted(bedrock, key=lambda s: as_list(s["Action"])[0])
+    assert len(bedrock) == 3
+    [deny] = [s for s in bedrock if s["Effect"] == "Deny"]
+    apply, invoke = sorted((s for s in bedrock if s is not deny), key=lambda s: as_list(s["Action"])[0])
     assert apply["Action"] == "bedrock:ApplyGuardrail"
     assert apply["Effect"] == "Allow"
     assert apply["Resource"] == {"Fn::GetAtt": [guardrail_id, "GuardrailArn"]}
@@ -335,6 +348,11 @@ def test_chat_role_may_only_invoke_gpt_oss_with_the_pinned_guardrail(chat: dict[
             }
         }
     }
+    # The same calls on the same models are denied for the service tiers not configured (test_chat_service_tiers.py).
+    assert deny["Sid"] == "DenyServiceTiersNotAllowed"
+    assert (deny["Action"], deny["Resource"]) == (invoke["Action"], invoke["Resource"])
+    assert list(deny["Condition"]) == ["StringEquals"]
+    assert list(deny["Condition"]["StringEquals"]) == ["bedrock:ServiceTier"]
     logs = [s for s in role_statements(chat, role_id) if any(a.startswith("logs:") for a in as_list(s["Action"]))]
     (own_log_group,) = logs
     assert render(own_log_group["Resource"]).startswith("${ChatApiChatFunctionLogs")
@@ -342,12 +360,19 @@ def test_chat_role_may_only_invoke_gpt_oss_with_the_pinned_guardrail(chat: dict[
 
 def test_only_the_chat_role_touches_bedrock(chat: dict[str, Any]) -> None:
     bedrock_actions = sorted(
-        action
+        (statement["Effect"], action)
         for _, statement in iam_statements(chat)
         for action in as_list(statement["Action"])
         if action.startswith("bedrock:")
     )
-    assert bedrock_actions == ["bedrock:ApplyGuardrail", "bedrock:InvokeModel", "bedrock:InvokeModelWithResponseStream"]
+    assert bedrock_actions == [
+        ("Allow", "bedrock:ApplyGuardrail"),
+        ("Allow", "bedrock:InvokeModel"),
+        ("Allow", "bedrock:InvokeModelWithResponseStream"),
+        # Narrowing only: the service tiers not configured.
+        ("Deny", "bedrock:InvokeModel"),
+        ("Deny", "bedrock:InvokeModelWithResponseStream"),
+    ]
 
 
 # --- Guardrail --------------------------------------------------------------------------------

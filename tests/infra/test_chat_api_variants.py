@@ -60,7 +60,7 @@ def test_existing_guardrail_is_used_not_created(variant: dict[str, Any], variant
         for policy in resources(variant, "AWS::IAM::Policy").values()
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]
     ]
-    invoke = next(s for s in statements if "bedrock:InvokeModel" in as_list(s["Action"]))
+    invoke = next(s for s in statements if "bedrock:InvokeModel" in as_list(s["Action"]) and s["Effect"] == "Allow")
     condition = invoke["Condition"]["StringEquals"]["bedrock:GuardrailIdentifier"]
     assert render(condition) == f"{EXISTING_GUARDRAIL_ARN}:3"
     apply = next(s for s in statements if s["Action"] == "bedrock:ApplyGuardrail")
