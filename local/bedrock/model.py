@@ -32,6 +32,7 @@ from local.bedrock.shapes import (
     converse_response,
     generation_deltas,
     prompt_tokens,
+    service_tier,
     usage,
 )
 from shared.gpt_oss import estimate_tokens
@@ -119,9 +120,18 @@ class LocalModel:
     def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """A Converse response; with `guardrailConfig`, the guarded input is checked first, then the answer.
 
+        A request with a `serviceTier` is answered on it, and the response says so (Bedrock reports the tier that
+        served a request; one that asked for none gets none reported here).
+
         Raises:
             ModelError: the model or the guardrail does not exist, the request is invalid, or the backend failed.
         """
+        response = self._converse(request)
+        tier = service_tier(request)
+        return response if tier is None else {**response, "serviceTier": tier}
+
+    def _converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The Converse response without its service tier."""
         model_id, config = self._checked(request)
         if config is None:
             return converse_response(self.generator.generate(chat_body(request), model_id=model_id))
@@ -156,8 +166,9 @@ class LocalModel:
         """
         model_id, config = self._checked(request)
         body = chat_body(request)
+        tier = service_tier(request)
         if config is None:
-            return self._stream(body, model_id, None)
+            return self._stream(body, model_id, None, tier)
         guard = StreamGuard(
             self.guardrail,
             input_verdict=self.guardrail.check(guarded_input(request)),
@@ -166,7 +177,7 @@ class LocalModel:
         )
         if guard.input_verdict.intervened:
             # As in converse: the model never runs, nothing is generated and nothing is counted.
-            events = StreamEvents()
+            events = StreamEvents(tier)
             return iter(
                 [
                     *events.start(),
@@ -176,7 +187,7 @@ class LocalModel:
                     ),
                 ]
             )
-        return self._stream(body, model_id, guard)
+        return self._stream(body, model_id, guard, tier)
 
     def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """An ApplyGuardrail response from the word-list guardrail.
@@ -236,7 +247,9 @@ class LocalModel:
             )
         return model_id, config
 
-    def _stream(self, body: Mapping[str, Any], model_id: str, guard: StreamGuard | None) -> Iterator[dict[str, Any]]:
+    def _stream(
+        self, body: Mapping[str, Any], model_id: str, guard: StreamGuard | None, tier: Mapping[str, str] | None
+    ) -> Iterator[dict[str, Any]]:
         started = time.monotonic()
         deltas = stream_answer(self.generator, body, model_id=model_id)
         try:
@@ -244,7 +257,7 @@ class LocalModel:
             first = next(deltas, None)
             if first is None:
                 raise ModelError("ModelErrorException", "The model produced nothing.")
-            events = StreamEvents()
+            events = StreamEvents(tier)
             yield from events.start()
             generated = 0
             try:

@@ -159,12 +159,13 @@ class StreamEvents:
 
     It numbers the content blocks and opens and closes them as the kind of content changes: reasoning and
     text blocks start with their first delta, a tool use with a `contentBlockStart` naming the tool; every
-    block ends with a `contentBlockStop`.
+    block ends with a `contentBlockStop`. The `metadata` event names the service tier the request asked for, if any.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, service_tier: Mapping[str, Any] | None = None) -> None:
         self._index = -1
         self._open: Literal["reasoning", "text", "tool"] | None = None
+        self._service_tier = service_tier
 
     @staticmethod
     def start() -> list[dict[str, Any]]:
@@ -210,6 +211,8 @@ class StreamEvents:
         metadata: dict[str, Any] = {"usage": usage(input_tokens, output_tokens), "metrics": {"latencyMs": latency_ms}}
         if trace is not None:
             metadata["trace"] = dict(trace)
+        if self._service_tier is not None:
+            metadata["serviceTier"] = dict(self._service_tier)
         return [*self._close(), {"messageStop": {"stopReason": stop_reason}}, {"metadata": metadata}]
 
     def _delta(self, kind: Literal["reasoning", "text"], delta: dict[str, Any]) -> list[dict[str, Any]]:
@@ -334,6 +337,12 @@ def converse_response(generation: Generation) -> dict[str, Any]:
         "usage": usage(generation.input_tokens, generation.output_tokens),
         "metrics": {"latencyMs": generation.latency_ms},
     }
+
+
+def service_tier(request: Mapping[str, Any]) -> dict[str, str] | None:
+    """The service tier a Converse(Stream) answer reports: the one the request asked for, or none if it asked none."""
+    asked = request.get("serviceTier")
+    return None if asked is None else {"type": str(asked["type"])}
 
 
 def usage(input_tokens: int, output_tokens: int) -> dict[str, int]:

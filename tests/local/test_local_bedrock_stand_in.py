@@ -179,6 +179,16 @@ def test_only_guard_content_is_evaluated_when_present(bedrock: Bedrock) -> None:
     assert blocked["stopReason"] == "guardrail_intervened"
 
 
+def test_the_service_tier_asked_for_is_the_one_reported(bedrock: Bedrock) -> None:
+    asked: dict[str, Any] = {"modelId": MODEL, "messages": [user("Name a river.")], "guardrailConfig": GUARDRAIL_CONFIG}
+    # Bedrock.converse checks each raw body against botocore's Converse output shape.
+    assert bedrock.converse(**asked, serviceTier={"type": "flex"})["serviceTier"] == {"type": "flex"}
+    blocked = bedrock.converse(**{**asked, "messages": [user("Top secret?")]}, serviceTier={"type": "priority"})
+    assert (blocked["stopReason"], blocked["serviceTier"]) == ("guardrail_intervened", {"type": "priority"})
+    # A request that asks for no tier gets none reported.
+    assert "serviceTier" not in bedrock.converse(**asked)
+
+
 class _Says:
     """A backend whose answer is fixed."""
 

@@ -265,6 +265,30 @@ def test_an_intervention_on_the_input_streams_the_blocked_message_and_runs_no_mo
     assert "trace" not in untraced[-1]["metadata"]
 
 
+def test_the_service_tier_asked_for_is_reported_in_the_metadata(
+    offline: tuple[Recording, BedrockStandIn, BedrockRuntimeClient],
+) -> None:
+    recording, _, client = offline
+    asked = request("Name a river.", guardrailConfig=GUARDRAIL_CONFIG, serviceTier={"type": "flex"})
+    events = [dict(event) for event in client.converse_stream(**asked)["stream"]]
+    assert [
+        problem for event in events for problem in stream_event_problems("bedrock-runtime", "ConverseStream", event)
+    ] == []
+    assert events == recording.produced
+    assert recording.produced[-1]["metadata"]["serviceTier"] == {"type": "flex"}
+    assert client.converse(**asked)["serviceTier"] == {"type": "flex"}
+    # Also when the guardrail stops the input and no model runs.
+    blocked = list(
+        LocalModel(Says("Never said."), guardrail=GUARDRAIL).converse_stream(
+            {**asked, "messages": [user("Top secret?")]}
+        )
+    )
+    assert blocked[-1]["metadata"]["serviceTier"] == {"type": "flex"}
+    # A request that asks for no tier gets none reported.
+    unasked = list(client.converse_stream(**request("Name a river."))["stream"])
+    assert "serviceTier" not in unasked[-1]["metadata"]
+
+
 @pytest.mark.parametrize("member", sorted(CONVERSE_STREAM_EXCEPTIONS))
 def test_a_stream_error_mid_answer_raises_event_stream_error(
     offline: tuple[Recording, BedrockStandIn, BedrockRuntimeClient], member: str
