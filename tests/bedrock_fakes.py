@@ -47,6 +47,8 @@ CHAT_ENVIRONMENT: Mapping[str, str] = {
     # Short backoffs keep the suite fast; the retry logic is the same at any scale.
     "BEDROCK_BACKOFF_BASE_MS": "20",
     "BEDROCK_BACKOFF_MAX_MS": "100",
+    # The deployment's default allow-list (infra/config.py): priority is the deployer's opt-in.
+    "SERVICE_TIERS": "default,flex",
 }
 
 Responder = Callable[[AWSPreparedRequest, int], AWSResponse]

@@ -17,10 +17,11 @@ import time
 import traceback
 import typing
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from functools import partial, wraps
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from pydantic import BaseModel
 from starlette.applications import Starlette
@@ -35,7 +36,20 @@ from chat.edge import IDEMPOTENCY_HEADER, LAMBDA_CONTEXT_HEADER, REQUEST_CONTEXT
 from chat.errors import ChatError, MethodNotAllowed, ModelNotFound, RouteNotFound, UpstreamTimeout, to_chat_error
 from chat.idempotency import answer_once
 from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ErrorEnvelope, ModelList
-from chat.service import chat_settings, complete, converse_gateway, model_cards, stream
+from chat.responses import Event, event_sse, replay_events
+from chat.responses_models import Response as ResponseObject
+from chat.responses_models import ResponsesRequest
+from chat.service import (
+    PreparedResponse,
+    chat_settings,
+    complete,
+    converse_gateway,
+    model_cards,
+    prepare_response,
+    respond,
+    stream,
+    stream_response,
+)
 from chat.streaming import DONE, EVENT_STREAM, KEEPALIVE, replay_chunks, sse
 from shared.converse import ConverseStream
 from shared.errors import BedrockError
@@ -43,6 +57,7 @@ from shared.observability import MetricUnit, logger, metrics
 
 JSON = "application/json"
 Endpoint = Callable[[Request], Awaitable[Response]]
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 def openai_errors(endpoint: Endpoint) -> Endpoint:
@@ -76,8 +91,22 @@ async def chat_completions(request: Request) -> Response:
     if call.body.stream:
         return await _streamed(call)
     answer = partial(complete, call, settings=settings, gateway=converse_gateway())
-    completion, _ = await run_in_threadpool(_answered, call, answer)
+    completion, _ = await run_in_threadpool(_answered, call, answer, ChatCompletion)
     return _json(HTTPStatus.OK, completion.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def create_response(request: Request) -> Response:
+    """POST /v1/responses: one answer, as a response object or as Responses events as it is generated."""
+    settings = chat_settings()
+    call = await read_call(request, settings, ResponsesRequest)
+    prepared = await run_in_threadpool(prepare_response, call, settings)
+    gateway = converse_gateway()
+    if call.body is not None and call.body.stream:
+        return await _streamed_response(call, prepared)
+    answer = partial(respond, call, prepared, settings=settings, gateway=gateway)
+    response, _ = await run_in_threadpool(_answered, call, answer, ResponseObject)
+    return _json(HTTPStatus.OK, response.model_dump_json(), call.request_id)
 
 
 @openai_errors
@@ -129,14 +158,14 @@ class FlushMetrics:
                 metrics.flush_metrics()
 
 
-def _answered(call: Call[ChatCompletionRequest], answer: Callable[[], ChatCompletion]) -> tuple[ChatCompletion, bool]:
+def _answered(call: Call[Any], answer: Callable[[], AnswerT], kind: type[AnswerT]) -> tuple[AnswerT, bool]:
     """`answer()`, at most once per Idempotency-Key when the call has one; and whether it was a stored replay."""
     if call.idempotency_key is None:
         return answer(), False
-    return answer_once(call, settings=chat_settings(), answer=answer)
+    return answer_once(call, settings=chat_settings(), answer=answer, kind=kind)
 
 
-Item = tuple[Literal["chunk"], ChatCompletionChunk] | tuple[Literal["error"], Exception] | tuple[Literal["end"], None]
+Item = tuple[Literal["frame"], str] | tuple[Literal["error"], Exception] | tuple[Literal["end"], None]
 
 
 class _Pump:
@@ -169,9 +198,9 @@ class _Pump:
         with contextlib.suppress(RuntimeError):
             self._loop.call_soon_threadsafe(self._queue.put_nowait, item)
 
-    def emit(self, chunk: ChatCompletionChunk) -> None:
-        """Hand one chunk to the response (from the answering thread)."""
-        self._post(("chunk", chunk))
+    def emit(self, frame: str) -> None:
+        """Hand one server-sent event to the response (from the answering thread)."""
+        self._post(("frame", frame))
 
     def opened(self, events: ConverseStream) -> None:
         """Keep the Bedrock stream, to close it if the response ends first."""
@@ -197,31 +226,72 @@ class _Pump:
             events.close()
 
 
+@dataclass(frozen=True)
+class _Dialect:
+    """How an API ends its event stream: with a final error event, or as it should when the answer is done."""
+
+    error_frame: Callable[[ChatError], str]
+    done_frame: str
+
+
 async def _streamed(call: Call[ChatCompletionRequest]) -> Response:
-    """Server-sent events as Bedrock generates; errors before the first chunk are ordinary error responses."""
+    """Chat chunks as Bedrock generates them, then [DONE]."""
     settings = chat_settings()
     request = call.body
     assert request is not None
-    pump = _Pump()
+    include_usage = bool(request.stream_options and request.stream_options.include_usage)
 
-    def produce() -> None:
-        answer = partial(
-            stream, call, settings=settings, gateway=converse_gateway(), emit=pump.emit, opened=pump.opened
-        )
-        completion, replayed = _answered(call, answer)
+    def produce(pump: _Pump) -> None:
+        def emit(chunk: ChatCompletionChunk) -> None:
+            pump.emit(sse(chunk))
+
+        answer = partial(stream, call, settings=settings, gateway=converse_gateway(), emit=emit, opened=pump.opened)
+        completion, replayed = _answered(call, answer, ChatCompletion)
         if replayed:
-            include_usage = bool(request.stream_options and request.stream_options.include_usage)
             for chunk in replay_chunks(completion, include_usage=include_usage):
-                pump.emit(chunk)
+                emit(chunk)
 
-    pump.start(produce)
+    dialect = _Dialect(error_frame=lambda error: sse(_envelope(error, call.request_id)), done_frame=DONE)
+    return await _event_stream(call, produce, dialect)
+
+
+async def _streamed_response(call: Call[ResponsesRequest], prepared: PreparedResponse) -> Response:
+    """Responses events as Bedrock generates them; the stream ends with the response's own final event."""
+    settings = chat_settings()
+
+    def produce(pump: _Pump) -> None:
+        def emit(event: Event) -> None:
+            pump.emit(event_sse(event))
+
+        answer = partial(
+            stream_response,
+            call,
+            prepared,
+            settings=settings,
+            gateway=converse_gateway(),
+            emit=emit,
+            opened=pump.opened,
+        )
+        response, replayed = _answered(call, answer, ResponseObject)
+        if replayed:
+            for event in replay_events(call.body, response):
+                emit(event)
+
+    dialect = _Dialect(error_frame=lambda error: event_sse(prepared.builder.failed(error)), done_frame="")
+    return await _event_stream(call, produce, dialect)
+
+
+async def _event_stream(call: Call[Any], produce: Callable[[_Pump], None], dialect: _Dialect) -> Response:
+    """Server-sent events as `produce` emits them; a failure before the first one is an ordinary error response."""
+    pump = _Pump()
+    pump.start(partial(produce, pump))
     first = await pump.next(call.deadline - time.monotonic())
-    if first is None or first[0] != "chunk":
+    if first is None or first[0] != "frame":
         pump.stop()
         if first is not None and first[0] == "error":
             raise first[1]
         raise UpstreamTimeout("The model did not answer in time; try a shorter prompt or a smaller max_tokens.")
-    frames = _frames(pump, first[1], call, keepalive=settings.STREAM_KEEPALIVE_SECONDS)
+    frames = _frames(pump, first[1], call, dialect, keepalive=chat_settings().STREAM_KEEPALIVE_SECONDS)
     headers = {"Cache-Control": "no-cache", **({"x-request-id": call.request_id} if call.request_id else {})}
     return _EventStream(frames, pump, headers=headers)
 
@@ -245,35 +315,36 @@ class _EventStream(StreamingResponse):
 
 
 async def _frames(
-    pump: _Pump, first: ChatCompletionChunk, call: Call[ChatCompletionRequest], *, keepalive: float
+    pump: _Pump, first: str, call: Call[Any], dialect: _Dialect, *, keepalive: float
 ) -> AsyncIterator[str]:
-    """The event stream: each chunk as it comes, keep-alives through silences, and a final error or [DONE]."""
-    yield sse(first)
+    """The event stream: each event as it comes, keep-alives through silences, and a final error or end."""
+    yield first
     while True:
         left = call.deadline - time.monotonic()
         item = await pump.next(min(keepalive, left))
         if item is None and left <= keepalive:
             # Our own end, before the integration timeout would cut the stream without a word.
-            yield _error_frame(UpstreamTimeout("The answer did not finish in time; ask for fewer tokens."), call)
+            yield _error_frame(UpstreamTimeout("The answer did not finish in time; ask for fewer tokens."), dialect)
             return
         if item is None:
             yield KEEPALIVE
-        elif item[0] == "chunk":
+        elif item[0] == "frame":
             pump.chunks += 1
-            yield sse(item[1])
+            yield item[1]
         elif item[0] == "error":
-            yield _error_frame(item[1], call)
+            yield _error_frame(item[1], dialect)
             return
         else:
             pump.finished = True
-            yield DONE
+            if dialect.done_frame:
+                yield dialect.done_frame
             return
 
 
-def _error_frame(error: Exception, call: Call[Any]) -> str:
+def _error_frame(error: Exception, dialect: _Dialect) -> str:
     chat_error = to_chat_error(error)
     _record_failure(error, chat_error)
-    return sse(_envelope(chat_error, call.request_id))
+    return dialect.error_frame(chat_error)
 
 
 def _envelope(chat_error: ChatError, request_id: str | None) -> ErrorEnvelope:
@@ -313,7 +384,9 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 
 # What a logged `param` may name; anything else in it (an unknown field's name, a metadata key) is the caller's.
 _KNOWN_PARAMS = frozenset(
-    _field_names(ChatCompletionRequest) | {IDEMPOTENCY_HEADER, REQUEST_CONTEXT_HEADER, LAMBDA_CONTEXT_HEADER}
+    _field_names(ChatCompletionRequest)
+    | _field_names(ResponsesRequest)
+    | {IDEMPOTENCY_HEADER, REQUEST_CONTEXT_HEADER, LAMBDA_CONTEXT_HEADER}
 )
 _PARAM_SEGMENT = re.compile(r"\[\d+\]|[^.\[]+|\[[^\]]*\]?")
 
@@ -359,6 +432,7 @@ app = FlushMetrics(
     Starlette(
         routes=[
             Route("/v1/chat/completions", chat_completions, methods=["POST"]),
+            Route("/v1/responses", create_response, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
             Route("/healthz", healthz, methods=["GET"]),

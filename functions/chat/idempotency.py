@@ -1,11 +1,11 @@
-"""`Idempotency-Key` on POST /v1/chat/completions: one answer per caller and key, replayed from DynamoDB.
+"""`Idempotency-Key` on POST /v1/chat/completions and /v1/responses: one answer per caller and key, from DynamoDB.
 
 Powertools' idempotency utility keeps one record per (signing principal, header value):
 - IN_PROGRESS while the first request runs: a duplicate gets 409. The record also carries the Lambda
   deadline, so when the container dies mid-request the key becomes usable again once the function's
   timeout has passed.
-- COMPLETED with the chat.completion for IDEMPOTENCY_TTL_SECONDS: a duplicate gets it back (as JSON or,
-  with `stream: true`, as server-sent events) without a model call.
+- COMPLETED with the chat.completion (or response object) for IDEMPOTENCY_TTL_SECONDS: a duplicate gets it back
+  (as JSON or, with `stream: true`, as server-sent events) without a model call.
 - deleted when the request fails, so a failed request can be retried with the same key.
 
 The record id hashes the caller's ARN with the key, so one caller can never read another's answer; the
@@ -21,7 +21,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from pydantic import BaseModel
 
 from chat.edge import IDEMPOTENCY_HEADER, Call
 from chat.errors import (
@@ -30,7 +32,8 @@ from chat.errors import (
     IdempotencyStoreUnavailable,
     ServiceMisconfigured,
 )
-from chat.models import ChatCompletion, ChatCompletionRequest
+from chat.models import ChatCompletion
+from chat.responses_models import Response
 from chat.settings import ChatSettings
 from shared.observability import logger
 
@@ -38,15 +41,17 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
-# The record ids' prefix: fixed, so records do not depend on the function's (generated) name.
-_RECORD_PREFIX = "chat.completions"
+# The record ids' prefixes, per kind of answer: fixed, so records do not depend on the function's (generated) name.
+# Chat completions keep the prefix they always had, so records written before responses existed still match.
+_RECORD_PREFIXES: dict[type[BaseModel], str] = {ChatCompletion: "chat.completions", Response: "responses"}
+AnswerT = TypeVar("AnswerT", bound=BaseModel)
 
 
 @dataclass(frozen=True)
 class _TimeLeft:
     """What Powertools reads of a Lambda context: the time the request has left (its in-progress expiry)."""
 
-    call: Call[ChatCompletionRequest]
+    call: Call[Any]
 
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds before this request's deadline."""
@@ -54,8 +59,8 @@ class _TimeLeft:
 
 
 def answer_once(
-    call: Call[ChatCompletionRequest], *, settings: ChatSettings, answer: Callable[[], ChatCompletion]
-) -> tuple[ChatCompletion, bool]:
+    call: Call[Any], *, settings: ChatSettings, answer: Callable[[], AnswerT], kind: type[AnswerT]
+) -> tuple[AnswerT, bool]:
     """`answer()` at most once per caller and key while its record lives, and whether this was a replay.
 
     Raises:
@@ -87,7 +92,7 @@ def answer_once(
     )
     # The in-progress record expires with this request's deadline, so a key is free again if the function dies.
     config.register_lambda_context(cast("LambdaContext", _TimeLeft(call)))
-    produced: list[ChatCompletion] = []
+    produced: list[AnswerT] = []
     failed: list[Exception] = []
 
     # Powertools leaves the decorator's return type unannotated; `run` keeps its own.
@@ -95,10 +100,10 @@ def answer_once(
         data_keyword_argument="payload",
         persistence_store=persistence_store(settings.IDEMPOTENCY_TABLE_NAME),
         config=config,
-        output_serializer=PydanticSerializer(ChatCompletion),
-        key_prefix=_RECORD_PREFIX,
+        output_serializer=PydanticSerializer(kind),
+        key_prefix=_RECORD_PREFIXES[kind],
     )
-    def run(payload: dict[str, Any]) -> ChatCompletion:
+    def run(payload: dict[str, Any]) -> AnswerT:
         try:
             completion = answer()
         except Exception as error:
@@ -123,16 +128,14 @@ def answer_once(
         ) from None
     except (IdempotencyPersistenceLayerError, IdempotencyInconsistentStateError) as error:
         return _after_store_failure(error, produced=produced, failed=failed), False
-    if not isinstance(result, ChatCompletion):
+    if not isinstance(result, kind):
         raise IdempotencyStoreUnavailable("The stored answer for this key could not be read; please retry.")
     if not produced:
         logger.info("chat completion replayed", idempotency="replayed")
     return result, not produced
 
 
-def _after_store_failure(
-    error: Exception, *, produced: list[ChatCompletion], failed: list[Exception]
-) -> ChatCompletion:
+def _after_store_failure(error: Exception, *, produced: list[AnswerT], failed: list[Exception]) -> AnswerT:
     # After a failed answer write or cleanup, the record stays IN_PROGRESS until this invocation's deadline:
     # a retry before then gets 409, after it a new run.
     logger.warning("idempotency store failed", error_type=type(error).__name__, answered=bool(produced))

@@ -210,6 +210,8 @@ class ChatCompletion(_Response):
     model: str
     choices: list[Choice]
     usage: Usage
+    # The tier that served the answer, as Bedrock reports it ("default", "flex", "priority").
+    service_tier: str = "default"
 
 
 class ChunkFunction(_Response):
@@ -254,6 +256,8 @@ class ChatCompletionChunk(_Response):
     created: int
     model: str
     choices: list[ChunkChoice]
+    # The tier asked of Bedrock (the tier that served it is known only at the end: ChatCompletion.service_tier).
+    service_tier: str = "default"
     usage: Usage | None = Field(default=None, exclude_if=_is_none)
 
 

@@ -7,18 +7,22 @@ shared/converse.py makes the one Bedrock call. Everything here is synchronous an
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from functools import cache
 from typing import Any
 
-from chat.edge import Call
+from chat import responses
+from chat.edge import BodyT, Call
 from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelCard
+from chat.responses import Event, ResponseBuilder
+from chat.responses_models import Response, ResponsesRequest
 from chat.settings import ChatSettings
 from chat.streaming import ChunkTranslator
-from chat.translate import for_stream, from_converse, resolve_model, to_converse
-from shared.converse import ConverseGateway, ConverseStream, ReplyTrace
+from chat.translate import for_stream, resolve_model, to_converse
+from shared.converse import ConverseGateway, ConverseStream, ReplyTrace, StreamEvent, reply_events
 from shared.gpt_oss import RELEASED_AT
-from shared.observability import MetricUnit, logger, metrics
+from shared.observability import MetricUnit, logger, metrics, single_metric
 from shared.settings import load_settings
 
 
@@ -46,21 +50,13 @@ def complete(call: Call[ChatCompletionRequest], *, settings: ChatSettings, gatew
         ChatError: the request cannot be honoured (nothing was sent to Bedrock).
         BedrockError: Bedrock gave no usable answer.
     """
-    request, model_id, converse_request = _converse_request(call, settings)
-    started = time.monotonic()
-    reply = gateway.converse(converse_request, deadline=call.deadline)
-    completion = from_converse(
-        reply,
-        model=model_id,
-        completion_id=completion_id(call),
-        created=int(time.time()),
-        include_reasoning=settings.RETURN_REASONING or request.include_reasoning,
-        tools_offered="toolConfig" in converse_request,
+    request = _body(call)
+    model_id = _model_id(request.model, settings)
+    converse_request = to_converse(request, settings, model_id=model_id, caller=call.caller)
+    translator = _translator(
+        call, request, model_id, converse_request, settings, include_reasoning=request.include_reasoning
     )
-    _record_completion(
-        completion, stop_reason=reply.stop_reason, latency_ms=reply.latency_ms, trace=reply.trace, started=started
-    )
-    return completion
+    return _answer(call, translator, converse_request, settings=settings, gateway=gateway, on_chunk=None)
 
 
 def stream(
@@ -80,34 +76,119 @@ def stream(
         ChatError: the request cannot be honoured (nothing was sent to Bedrock).
         BedrockError: Bedrock gave no stream, or the stream failed (chunks may have been emitted already).
     """
-    request, model_id, converse_request = _converse_request(call, settings)
-    started = time.monotonic()
-    events = gateway.converse_stream(
-        for_stream(converse_request, guardrail_mode=settings.GUARDRAIL_STREAM_MODE), deadline=call.deadline
-    )
-    opened(events)
-    translator = ChunkTranslator(
-        completion_id=completion_id(call),
-        created=int(time.time()),
-        model=model_id,
-        include_reasoning=settings.RETURN_REASONING or request.include_reasoning,
-        tools_offered="toolConfig" in converse_request,
+    request = _body(call)
+    model_id = _model_id(request.model, settings)
+    converse_request = to_converse(request, settings, model_id=model_id, caller=call.caller)
+    translator = _translator(
+        call,
+        request,
+        model_id,
+        converse_request,
+        settings,
+        include_reasoning=request.include_reasoning,
         include_usage=bool(request.stream_options and request.stream_options.include_usage),
     )
-    for event in events:
-        for chunk in translator.feed(event):
-            emit(chunk)
-    completion = translator.completion()
-    metadata = translator.metadata
-    _record_completion(
-        completion,
-        stop_reason=translator.stop_reason or "",
-        latency_ms=metadata.latency_ms if metadata else None,
-        trace=metadata.trace if metadata else None,
-        started=started,
-        streamed=True,
+    return _answer(call, translator, converse_request, settings=settings, gateway=gateway, on_chunk=emit, opened=opened)
+
+
+@dataclass(frozen=True)
+class PreparedResponse:
+    """A /v1/responses request translated for Converse, and the builder of its events and response object."""
+
+    converse_request: dict[str, Any]
+    translator: ChunkTranslator
+    builder: ResponseBuilder
+
+    def finish(self, completion: ChatCompletion) -> tuple[list[Event], Response]:
+        """The closing events of the answer, and its response object."""
+        reasoning_tokens = self.translator.reasoning_tokens(completion.usage.completion_tokens)
+        return self.builder.finish(completion, reasoning_tokens=reasoning_tokens)
+
+
+def prepare_response(call: Call[ResponsesRequest], settings: ChatSettings) -> PreparedResponse:
+    """Translate a Responses request (nothing is sent to Bedrock yet).
+
+    Raises:
+        ChatError: the request cannot be honoured.
+    """
+    request = _body(call)
+    model_id = _model_id(request.model, settings)
+    converse_request = responses.to_converse(request, settings, model_id=model_id, caller=call.caller)
+    translator = _translator(
+        call, request, model_id, converse_request, settings, include_reasoning=responses.wants_reasoning(request)
     )
-    return completion
+    builder = ResponseBuilder(
+        request,
+        response_id=f"resp_{translator.completion_id.removeprefix('chatcmpl-')}",
+        created_at=translator.created,
+        model=model_id,
+        service_tier=translator.service_tier,
+    )
+    return PreparedResponse(converse_request, translator, builder)
+
+
+def respond(
+    call: Call[ResponsesRequest], prepared: PreparedResponse, *, settings: ChatSettings, gateway: ConverseGateway
+) -> Response:
+    """Answer one Responses request through Bedrock Converse: the response object.
+
+    Raises:
+        BedrockError: Bedrock gave no usable answer.
+    """
+    completion = _answer(
+        call,
+        prepared.translator,
+        prepared.converse_request,
+        settings=settings,
+        gateway=gateway,
+        on_chunk=prepared.builder.feed,
+    )
+    # The events are for streams; the response holds the same items.
+    _, response = prepared.finish(completion)
+    return response
+
+
+def stream_response(
+    call: Call[ResponsesRequest],
+    prepared: PreparedResponse,
+    *,
+    settings: ChatSettings,
+    gateway: ConverseGateway,
+    emit: Callable[[Event], None],
+    opened: Callable[[ConverseStream], None],
+) -> Response:
+    """Answer one Responses request through ConverseStream, emitting its events as Bedrock's arrive.
+
+    response.created comes with the answer's first chunk, so a call Bedrock refuses, even once its stream is
+    open, is still an HTTP error (a 429 the caller can retry).
+
+    Raises:
+        BedrockError: Bedrock gave no stream, or the stream failed (events may have been emitted already).
+    """
+    builder = prepared.builder
+    begun: list[bool] = []
+
+    def fold(chunk: ChatCompletionChunk) -> None:
+        if not begun:
+            begun.append(True)
+            for event in builder.opening():
+                emit(event)
+        for event in builder.feed(chunk):
+            emit(event)
+
+    completion = _answer(
+        call,
+        prepared.translator,
+        prepared.converse_request,
+        settings=settings,
+        gateway=gateway,
+        on_chunk=fold,
+        opened=opened,
+    )
+    events, response = prepared.finish(completion)
+    for event in events:
+        emit(event)
+    return response
 
 
 def completion_id(call: Call[Any]) -> str:
@@ -124,14 +205,72 @@ def model_cards(settings: ChatSettings) -> list[ModelCard]:
     return [ModelCard(id=name, created=RELEASED_AT, owned_by="openai") for name in dict.fromkeys(names)]
 
 
-def _converse_request(
-    call: Call[ChatCompletionRequest], settings: ChatSettings
-) -> tuple[ChatCompletionRequest, str, dict[str, Any]]:
-    request = call.body
-    assert request is not None, "chat routes read their body into the call"
-    model_id = resolve_model(request.model, settings)
+def _body(call: Call[BodyT]) -> BodyT:
+    assert call.body is not None, "answering routes read their body into the call"
+    return call.body
+
+
+def _model_id(name: str, settings: ChatSettings) -> str:
+    model_id = resolve_model(name, settings)
     logger.thread_safe_append_keys(model_id=model_id)
-    return request, model_id, to_converse(request, settings, model_id=model_id, caller=call.caller)
+    return model_id
+
+
+def _translator(
+    call: Call[Any],
+    request: ChatCompletionRequest | ResponsesRequest,
+    model_id: str,
+    converse_request: dict[str, Any],
+    settings: ChatSettings,
+    *,
+    include_reasoning: bool,
+    include_usage: bool = False,
+) -> ChunkTranslator:
+    return ChunkTranslator(
+        completion_id=completion_id(call),
+        created=int(time.time()),
+        model=model_id,
+        include_reasoning=settings.RETURN_REASONING or include_reasoning,
+        tools_offered="toolConfig" in converse_request,
+        include_usage=include_usage,
+        service_tier=converse_request.get("serviceTier", {}).get("type", "default"),
+    )
+
+
+def _answer(
+    call: Call[Any],
+    translator: ChunkTranslator,
+    converse_request: dict[str, Any],
+    *,
+    settings: ChatSettings,
+    gateway: ConverseGateway,
+    on_chunk: Callable[[ChatCompletionChunk], object] | None,
+    opened: Callable[[ConverseStream], None] | None = None,
+) -> ChatCompletion:
+    """The completion of one Converse call (streamed when `opened` is given), each chunk handed to `on_chunk`."""
+    started = time.monotonic()
+    if opened is None:
+        events: Iterable[StreamEvent] = reply_events(gateway.converse(converse_request, deadline=call.deadline))
+    else:
+        stream_request = for_stream(converse_request, guardrail_mode=settings.GUARDRAIL_STREAM_MODE)
+        opened_stream = gateway.converse_stream(stream_request, deadline=call.deadline)
+        opened(opened_stream)
+        events = opened_stream
+    for event in events:
+        for chunk in translator.feed(event):
+            if on_chunk is not None:
+                on_chunk(chunk)
+    completion = translator.completion()
+    metadata = translator.metadata
+    _record_completion(
+        completion,
+        stop_reason=translator.stop_reason or "",
+        latency_ms=metadata.latency_ms if metadata else None,
+        trace=metadata.trace if metadata else None,
+        started=started,
+        streamed=opened is not None,
+    )
+    return completion
 
 
 def _record_completion(
@@ -151,6 +290,13 @@ def _record_completion(
     metrics.add_metric(name="InputTokens", unit=MetricUnit.Count, value=completion.usage.prompt_tokens)
     metrics.add_metric(name="OutputTokens", unit=MetricUnit.Count, value=completion.usage.completion_tokens)
     metrics.add_metric(name="ModelLatency", unit=MetricUnit.Milliseconds, value=latency_ms)
+    # Tiers are priced apart, so the billed tokens are also published per tier that served them.
+    for name, tokens in (
+        ("InputTokens", completion.usage.prompt_tokens),
+        ("OutputTokens", completion.usage.completion_tokens),
+    ):
+        with single_metric(name=name, unit=MetricUnit.Count, value=tokens, namespace=metrics.namespace) as metric:
+            metric.add_dimension(name="ServiceTier", value=completion.service_tier)
     if intervened:
         metrics.add_metric(name="GuardrailIntervened", unit=MetricUnit.Count, value=1)
     logger.info(
@@ -165,4 +311,5 @@ def _record_completion(
         guardrail_findings=list(trace.guardrail_findings() if trace else ()),
         tool_calls=len(choice.message.tool_calls or []),
         stream=streamed,
+        service_tier=completion.service_tier,
     )

@@ -32,12 +32,14 @@ class ChatSettings(BaseModel):
     BEDROCK_BACKOFF_BASE_MS: Annotated[int, Field(ge=1)] = 250
     BEDROCK_BACKOFF_MAX_MS: Annotated[int, Field(ge=1)] = 4000
     RETURN_REASONING: bool = False
+    # The OpenAI service tiers callers may ask for besides "auto" (Bedrock's default tier), from infra's allow-list.
+    SERVICE_TIERS: tuple[Literal["default", "flex", "priority"], ...] = ("default",)
     # The DynamoDB table of Idempotency-Key records; without one, a request with the header is refused.
     IDEMPOTENCY_TABLE_NAME: Annotated[str, Field(min_length=3)] | None = None
     # How long a finished answer is replayed for its Idempotency-Key.
     IDEMPOTENCY_TTL_SECONDS: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
 
-    @field_validator("MODEL_IDS", mode="before")
+    @field_validator("MODEL_IDS", "SERVICE_TIERS", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:
         return tuple(part.strip() for part in value.split(",") if part.strip()) if isinstance(value, str) else value

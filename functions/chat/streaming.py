@@ -151,8 +151,10 @@ class ChunkTranslator:
         include_reasoning: bool,
         tools_offered: bool,
         include_usage: bool = False,
+        service_tier: str = "default",
     ) -> None:
         self.completion_id, self.created, self.model = completion_id, created, model
+        self.service_tier = service_tier
         self._include_reasoning = include_reasoning
         self._tools_offered = tools_offered
         self._include_usage = include_usage
@@ -161,6 +163,8 @@ class ChunkTranslator:
         self._reasoning: list[str] = []
         self._reasoning_blocks: set[int] = set()
         self._calls: dict[int, _ToolCall] = {}
+        # Characters of reasoning and of everything else the model wrote, returned or not.
+        self._written = {"reasoning": 0, "answer": 0}
         self.finish: FinishReason | None = None
         self.stop_reason: str | None = None
         self.metadata: StreamMetadata | None = None
@@ -169,6 +173,16 @@ class ChunkTranslator:
         """The chunks of every event, in order."""
         for event in events:
             yield from self.feed(event)
+
+    def fold(self, events: Iterable[StreamEvent]) -> ChatCompletion:
+        """The completion that all of `events` make (a Converse reply's, through shared.converse.reply_events).
+
+        Raises:
+            BedrockModelError: the events are malformed, or end before the stop reason and usage.
+        """
+        for _ in self.translate(events):
+            pass
+        return self.completion()
 
     def feed(self, event: StreamEvent) -> list[ChatCompletionChunk]:
         """The chunks one event makes (none for events that carry nothing for the caller).
@@ -220,6 +234,7 @@ class ChunkTranslator:
             if call is None:
                 raise BedrockModelError("a tool call's input came before its start", code="malformed_tool_use")
             call.arguments.append(delta.tool_use.input)
+            self._written["answer"] += len(delta.tool_use.input)
             piece = ChunkToolCall(index=call.index, function=ChunkFunction(arguments=delta.tool_use.input))
             return [self._chunk(ChunkDelta(tool_calls=[piece]))]
         return []
@@ -227,6 +242,7 @@ class ChunkTranslator:
     def _pieces(self, pieces: list[Piece]) -> list[ChatCompletionChunk]:
         chunks = []
         for kind, text in pieces:
+            self._written[kind] += len(text)
             if kind == "answer":
                 self._answer.append(text)
                 chunks.append(self._chunk(ChunkDelta(content=text)))
@@ -241,11 +257,17 @@ class ChunkTranslator:
             created=self.created,
             model=self.model,
             choices=[ChunkChoice(delta=delta, finish_reason=finish)],
+            service_tier=self.service_tier,
         )
 
     def _usage_chunk(self, usage: Usage) -> ChatCompletionChunk:
         return ChatCompletionChunk(
-            id=self.completion_id, created=self.created, model=self.model, choices=[], usage=usage
+            id=self.completion_id,
+            created=self.created,
+            model=self.model,
+            choices=[],
+            usage=usage,
+            service_tier=self.service_tier,
         )
 
     @staticmethod
@@ -254,6 +276,11 @@ class ChunkTranslator:
         return Usage(
             prompt_tokens=usage.input_tokens, completion_tokens=usage.output_tokens, total_tokens=usage.total_tokens
         )
+
+    def reasoning_tokens(self, output_tokens: int) -> int:
+        """An estimate of the reasoning's part of `output_tokens`: Converse does not count it apart."""
+        written = self._written["reasoning"] + self._written["answer"]
+        return round(output_tokens * self._written["reasoning"] / written) if written else 0
 
     def completion(self) -> ChatCompletion:
         """The chat.completion the translated events make (its usage from the metadata event).
@@ -284,6 +311,7 @@ class ChunkTranslator:
             model=self.model,
             choices=[Choice(message=message, finish_reason=self.finish)],
             usage=self._usage(metadata),
+            service_tier=metadata.service_tier.type if metadata.service_tier else self.service_tier,
         )
 
 
@@ -298,6 +326,7 @@ def replay_chunks(completion: ChatCompletion, *, include_usage: bool) -> Iterato
             created=completion.created,
             model=completion.model,
             choices=[ChunkChoice(delta=delta, finish_reason=choice.finish_reason if finish else None)],
+            service_tier=completion.service_tier,
         )
 
     yield chunk(ChunkDelta(role="assistant", content=""))
@@ -319,5 +348,10 @@ def replay_chunks(completion: ChatCompletion, *, include_usage: bool) -> Iterato
     yield chunk(ChunkDelta(), finish=True)
     if include_usage:
         yield ChatCompletionChunk(
-            id=completion.id, created=completion.created, model=completion.model, choices=[], usage=completion.usage
+            id=completion.id,
+            created=completion.created,
+            model=completion.model,
+            choices=[],
+            usage=completion.usage,
+            service_tier=completion.service_tier,
         )

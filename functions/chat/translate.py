@@ -1,14 +1,17 @@
-"""Pure translation between OpenAI Chat Completions and Bedrock Converse for gpt-oss.
+"""Pure translation between OpenAI Chat Completions and Bedrock Converse for gpt-oss, and the core both APIs share.
 
-Nothing is dropped silently: every OpenAI field is either honoured or rejected with a 400 naming it.
+Nothing is dropped silently: every OpenAI field is either honoured or rejected with a 400 naming it. The public
+functions below `to_converse` are the rules /v1/responses (chat/responses.py) applies too: one conversation
+builder, one guardrail placement, one place for tools, limits, structured output, metadata and service tiers.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 from chat.errors import (
     ContextLengthExceeded,
@@ -18,7 +21,6 @@ from chat.errors import (
     UnsupportedValue,
 )
 from chat.models import (
-    ChatCompletion,
     ChatCompletionRequest,
     ChatMessage,
     ContentPart,
@@ -26,9 +28,7 @@ from chat.models import (
     NamedToolChoice,
 )
 from chat.settings import ChatSettings
-from chat.streaming import ChunkTranslator
 from shared import strict_json
-from shared.converse import ConverseReply, reply_events
 from shared.gpt_oss import CONTEXT_WINDOW_TOKENS, exceeds_context_window, split_reasoning
 
 Block = dict[str, Any]
@@ -52,13 +52,15 @@ def _never(_: Any) -> bool:
     return False
 
 
+# OpenAI's service tiers; "auto" (the project's default) is Bedrock's default tier, always allowed.
+SERVICE_TIERS = ("auto", "default", "flex", "priority")
+
 # OpenAI fields we cannot honour, and the value for which they are a no-op (accepted).
 _UNSUPPORTED: dict[str, Callable[[Any], bool]] = {
     "logprobs": lambda value: value is False,
     "top_logprobs": lambda value: value == 0,
     "store": lambda value: value is False,
     "modalities": lambda value: value == ["text"],
-    "service_tier": lambda value: value in ("auto", "default"),
     "audio": _never,
     "prediction": _never,
     "verbosity": _never,
@@ -90,29 +92,43 @@ def to_converse(
     Raises:
         InvalidRequest: (or a subclass) naming the first field that cannot be honoured.
     """
-    _reject_unsupported(request)
-    system, turns = _conversation(request.messages)
-    converse: dict[str, Any] = {
-        "modelId": model_id,
-        "messages": turns,
-        "inferenceConfig": _inference_config(request, settings),
-        # Fixed by configuration: nothing in the request can choose or remove the guardrail.
-        "guardrailConfig": {
-            "guardrailIdentifier": settings.GUARDRAIL_ID,
-            "guardrailVersion": settings.GUARDRAIL_VERSION,
-            "trace": "enabled",
-        },
-    }
-    optional = {
-        "system": system,
-        "toolConfig": _tool_config(request, turns),
-        "outputConfig": _output_config(request),
-        "additionalModelRequestFields": _additional_fields(request),
-        "requestMetadata": _request_metadata(request, caller),
-    }
-    converse.update({key: value for key, value in optional.items() if value})
-    _check_context_window(converse)
-    return converse
+    reject_unsupported(request, _UNSUPPORTED)
+    _check_choices(request)
+    system, turns = conversation(_said(request.messages), param="messages")
+    max_tokens_param, max_tokens_value = (
+        # max_completion_tokens supersedes the deprecated max_tokens when both are sent.
+        ("max_completion_tokens", request.max_completion_tokens)
+        if request.max_completion_tokens is not None
+        else ("max_tokens", request.max_tokens)
+    )
+    choice = request.tool_choice
+    return guarded_request(
+        settings,
+        model_id=model_id,
+        system=system,
+        turns=turns,
+        inference=inference_config(
+            settings,
+            max_tokens=max_tokens(max_tokens_value, param=max_tokens_param, settings=settings),
+            temperature=request.temperature,
+            top_p=request.top_p,
+            stops=_stops(request.stop),
+        ),
+        tool_config=tool_config(
+            [tool.function for tool in request.tools or []],
+            choice.function.name if isinstance(choice, NamedToolChoice) else choice,
+            turns,
+        ),
+        output_config=_output_config(request),
+        additional_fields=additional_fields(
+            {name: getattr(request, name) for name in _PASSTHROUGH_FIELDS}, request.reasoning_effort
+        ),
+        metadata=request_metadata(
+            request.metadata, user=request.user, safety_identifier=request.safety_identifier, caller=caller
+        ),
+        service_tier=service_tier(request.service_tier, settings),
+        conversation_param="messages",
+    )
 
 
 def for_stream(converse: dict[str, Any], *, guardrail_mode: str) -> dict[str, Any]:
@@ -121,13 +137,7 @@ def for_stream(converse: dict[str, Any], *, guardrail_mode: str) -> dict[str, An
     return {**converse, "guardrailConfig": guardrail}
 
 
-def _reject_unsupported(request: ChatCompletionRequest) -> None:
-    for field, is_no_op in _UNSUPPORTED.items():
-        value = getattr(request, field)
-        if value is not None and not is_no_op(value):
-            raise UnsupportedParameter(
-                f"'{field}' is not supported by this service (gpt-oss on Amazon Bedrock).", param=field
-            )
+def _check_choices(request: ChatCompletionRequest) -> None:
     if request.n is not None and request.n != 1:
         if request.n < 1:
             raise InvalidRequest("Invalid 'n': must be at least 1.", param="n")
@@ -136,39 +146,20 @@ def _reject_unsupported(request: ChatCompletionRequest) -> None:
         raise InvalidRequest("'stream_options' is only allowed when 'stream' is true.", param="stream_options")
 
 
-def _conversation(messages: Sequence[ChatMessage]) -> tuple[list[Block], list[Turn]]:
-    system: list[Block] = []
-    turns: list[Turn] = []
-    first_turn = None
-    latest_user_blocks: list[Block] = []
+def _said(messages: Sequence[ChatMessage]) -> Iterator[Said]:
     for index, message in enumerate(messages):
         param = f"messages[{index}]"
         _reject_message_fields(message, param)
         if message.role in ("system", "developer"):
-            system.extend({"text": text} for text in _texts(message.content, param) if text.strip())
-            continue
-        role, blocks = _turn(message, param)
-        if not blocks:
-            continue
-        if message.role == "user":
-            # A copy: a tool message right after it merges its results into the same turn's list.
-            latest_user_blocks = list(blocks)
-        if first_turn is None:
-            first_turn = index
-        if turns and turns[-1]["role"] == role:
-            turns[-1]["content"].extend(blocks)
+            yield Said("system", [{"text": text} for text in _texts(message.content, param)], param)
+        elif message.role == "assistant":
+            yield Said("assistant", _assistant_blocks(message, param), param)
+        elif message.role == "tool":
+            if not message.tool_call_id:
+                raise InvalidRequest("Tool messages must have a 'tool_call_id'.", param=f"{param}.tool_call_id")
+            yield Said("user", [tool_result(message.tool_call_id, _texts(message.content, param))], param)
         else:
-            turns.append({"role": role, "content": blocks})
-    if not turns:
-        raise InvalidRequest("'messages' must contain at least one user message.", param="messages")
-    if turns[0]["role"] != "user":
-        # Converse rejects a conversation that does not open with a user turn; saying so beats guessing.
-        raise InvalidRequest(
-            "The conversation must start with a user message (after any system or developer messages).",
-            param=f"messages[{first_turn}]",
-        )
-    _guard(latest_user_blocks)
-    return system, turns
+            yield Said("user", [{"text": text} for text in _texts(message.content, param)], param, by_user=True)
 
 
 def _reject_message_fields(message: ChatMessage, param: str) -> None:
@@ -181,50 +172,13 @@ def _reject_message_fields(message: ChatMessage, param: str) -> None:
         raise InvalidRequest("Only assistant messages can have 'tool_calls'.", param=f"{param}.tool_calls")
 
 
-def _turn(message: ChatMessage, param: str) -> tuple[str, list[Block]]:
-    if message.role == "assistant":
-        return "assistant", _assistant_blocks(message, param)
-    if message.role == "tool":
-        return "user", [_tool_result(message, param)]
-    blocks: list[Block] = [{"text": text} for text in _texts(message.content, param) if text.strip()]
-    if not blocks:
-        raise InvalidRequest("User messages must have non-empty content.", param=f"{param}.content")
-    return "user", blocks
-
-
 def _assistant_blocks(message: ChatMessage, param: str) -> list[Block]:
     text = "".join(_texts(message.content, param, allow_refusal=True)) or (message.refusal or "")
-    # Replayed reasoning is never sent back: Converse rejects it for gpt-oss, and it is not the answer.
-    answer = split_reasoning(text).answer
-    blocks: list[Block] = [{"text": answer}] if answer.strip() else []
+    blocks = assistant_text(text)
     for position, call in enumerate(message.tool_calls or []):
-        blocks.append(
-            {
-                "toolUse": {
-                    "toolUseId": call.id,
-                    "name": call.function.name,
-                    "input": _arguments(call.function.arguments, f"{param}.tool_calls[{position}].function.arguments"),
-                }
-            }
-        )
+        arguments_param = f"{param}.tool_calls[{position}].function.arguments"
+        blocks.append(tool_use(call.id, call.function.name, call.function.arguments, param=arguments_param))
     return blocks
-
-
-def _arguments(arguments: str, param: str) -> dict[str, Any]:
-    try:
-        parsed = strict_json.loads(arguments) if arguments.strip() else {}
-    except ValueError as error:
-        raise InvalidRequest(f"Tool call arguments must be a JSON object ({error}).", param=param) from None
-    if not isinstance(parsed, dict):
-        raise InvalidRequest("Tool call arguments must be a JSON object.", param=param)
-    return parsed
-
-
-def _tool_result(message: ChatMessage, param: str) -> Block:
-    if not message.tool_call_id:
-        raise InvalidRequest("Tool messages must have a 'tool_call_id'.", param=f"{param}.tool_call_id")
-    texts = _texts(message.content, param)
-    return {"toolResult": {"toolUseId": message.tool_call_id, "content": [{"text": text} for text in texts]}}
 
 
 def _texts(content: str | list[ContentPart] | None, param: str, *, allow_refusal: bool = False) -> list[str]:
@@ -249,20 +203,131 @@ def _texts(content: str | list[ContentPart] | None, param: str, *, allow_refusal
     return texts
 
 
-def _guard(blocks: list[Block]) -> None:
+def _stops(stop: str | list[str] | None) -> list[str]:
+    stops = [stop] if isinstance(stop, str) else (stop or [])
+    if any(not stop for stop in stops):
+        raise InvalidRequest("Stop sequences must not be empty strings.", param="stop")
+    return stops
+
+
+def _output_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
+    response_format = request.response_format
+    if response_format is None or response_format.type == "text":
+        return None
+    if response_format.type == "json_object":
+        raise json_object_unsupported("response_format.type", "'json_schema' with a schema")
+    schema_format = response_format.json_schema
+    if schema_format is None or schema_format.json_schema is None:
+        raise InvalidRequest(
+            "'response_format' of type 'json_schema' needs 'json_schema.schema'.", param="response_format.json_schema"
+        )
+    return json_schema_output(schema_format.name, schema_format.json_schema, schema_format.description)
+
+
+# --- The core both APIs share ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Said:
+    """One message of a conversation as Converse blocks: its role, where it is in the request, and its author.
+
+    `by_user` marks a user's own words (what the guardrail checks), as opposed to a tool's output sent as a
+    user turn.
+    """
+
+    role: Literal["system", "user", "assistant"]
+    blocks: list[Block]
+    param: str
+    by_user: bool = False
+
+
+def reject_unsupported(request: Any, table: dict[str, Callable[[Any], bool]]) -> None:
+    """A 400 naming the first field of `table` the request sets to anything but its no-op value."""
+    for field, is_no_op in table.items():
+        value = getattr(request, field)
+        if value is not None and not is_no_op(value):
+            raise UnsupportedParameter(
+                f"'{field}' is not supported by this service (gpt-oss on Amazon Bedrock).", param=field
+            )
+
+
+def conversation(said: Iterable[Said], *, param: str) -> tuple[list[Block], list[Turn]]:
+    """Converse's `system` and `messages`: consecutive turns of one role merged, the newest user words guarded.
+
+    Raises:
+        InvalidRequest: no user message, a user message without text, or a conversation that opens otherwise.
+    """
+    system: list[Block] = []
+    turns: list[Turn] = []
+    first_turn: str | None = None
+    latest_user_blocks: list[Block] = []
+    for entry in said:
+        if entry.role == "system":
+            system.extend(block for block in entry.blocks if block["text"].strip())
+            continue
+        blocks = [block for block in entry.blocks if "text" not in block or block["text"].strip()]
+        if entry.by_user:
+            if not blocks:
+                raise InvalidRequest("User messages must have non-empty content.", param=f"{entry.param}.content")
+            latest_user_blocks = blocks
+        if not blocks:
+            continue
+        first_turn = first_turn or entry.param
+        if turns and turns[-1]["role"] == entry.role:
+            turns[-1]["content"].extend(blocks)
+        else:
+            # A list of its own: later entries of the same role extend the turn, never an entry's blocks.
+            turns.append({"role": entry.role, "content": list(blocks)})
+    if not turns:
+        raise InvalidRequest(f"'{param}' must contain at least one user message.", param=param)
+    if turns[0]["role"] != "user":
+        # Converse rejects a conversation that does not open with a user turn; saying so beats guessing.
+        raise InvalidRequest(
+            "The conversation must start with a user message (after any system or developer messages).",
+            param=first_turn,
+        )
     # When guardContent is present only it is evaluated, so a message flagged earlier in the history
     # does not block every later turn: the newest user message is what the guardrail checks.
-    for block in blocks:
+    for block in latest_user_blocks:
         block["guardContent"] = {"text": {"text": block.pop("text")}}
+    return system, turns
 
 
-def _max_tokens(request: ChatCompletionRequest, settings: ChatSettings) -> int:
-    # max_completion_tokens supersedes the deprecated max_tokens when both are sent.
-    param, value = (
-        ("max_completion_tokens", request.max_completion_tokens)
-        if request.max_completion_tokens is not None
-        else ("max_tokens", request.max_tokens)
-    )
+def assistant_text(text: str) -> list[Block]:
+    """The text block of a replayed assistant answer, if any: its reasoning is never sent back.
+
+    Converse rejects replayed reasoning for gpt-oss, and it is not the answer.
+    """
+    answer = split_reasoning(text).answer
+    return [{"text": answer}] if answer.strip() else []
+
+
+def tool_use(call_id: str, name: str, arguments: str, *, param: str) -> Block:
+    """The toolUse block of a replayed tool call whose arguments are JSON text.
+
+    Raises:
+        InvalidRequest: the arguments are not a JSON object (named by `param`).
+    """
+    try:
+        parsed = strict_json.loads(arguments) if arguments.strip() else {}
+    except ValueError as error:
+        raise InvalidRequest(f"Tool call arguments must be a JSON object ({error}).", param=param) from None
+    if not isinstance(parsed, dict):
+        raise InvalidRequest("Tool call arguments must be a JSON object.", param=param)
+    return {"toolUse": {"toolUseId": call_id, "name": name, "input": parsed}}
+
+
+def tool_result(call_id: str, texts: Sequence[str]) -> Block:
+    """The toolResult block of a tool's output."""
+    return {"toolResult": {"toolUseId": call_id, "content": [{"text": text} for text in texts]}}
+
+
+def max_tokens(value: int | None, *, param: str, settings: ChatSettings) -> int:
+    """The output token limit asked for, or the deployment's default.
+
+    Raises:
+        InvalidRequest: not positive, or above the deployment's ceiling.
+    """
     if value is None:
         # Always sent: Converse would otherwise reserve the model maximum against the TPM quota.
         return settings.DEFAULT_MAX_TOKENS
@@ -276,48 +341,64 @@ def _max_tokens(request: ChatCompletionRequest, settings: ChatSettings) -> int:
     return value
 
 
-def _inference_config(request: ChatCompletionRequest, settings: ChatSettings) -> dict[str, Any]:
-    config: dict[str, Any] = {"maxTokens": _max_tokens(request, settings)}
-    if request.temperature is not None:
-        if request.temperature > 1:
+def inference_config(
+    settings: ChatSettings,
+    *,
+    max_tokens: int,
+    temperature: float | None,
+    top_p: float | None,
+    stops: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Converse's inferenceConfig.
+
+    Raises:
+        UnsupportedValue: a temperature above Converse's range.
+    """
+    config: dict[str, Any] = {"maxTokens": max_tokens}
+    if temperature is not None:
+        if temperature > 1:
             raise UnsupportedValue("Bedrock Converse accepts 'temperature' from 0 to 1.", param="temperature")
-        config["temperature"] = request.temperature
-    if request.top_p is not None:
-        config["topP"] = request.top_p
-    stops = [request.stop] if isinstance(request.stop, str) else (request.stop or [])
-    if any(not stop for stop in stops):
-        raise InvalidRequest("Stop sequences must not be empty strings.", param="stop")
+        config["temperature"] = temperature
+    if top_p is not None:
+        config["topP"] = top_p
     if stops:
-        config["stopSequences"] = stops
+        config["stopSequences"] = list(stops)
     return config
 
 
-def _tool_config(request: ChatCompletionRequest, turns: Sequence[Turn]) -> dict[str, Any] | None:
+def tool_config(
+    functions: Sequence[FunctionDefinition], choice: str | None, turns: Sequence[Turn]
+) -> dict[str, Any] | None:
+    """Converse's toolConfig for the offered functions and `tool_choice` ("none", "auto", "required" or a name).
+
+    Raises:
+        InvalidRequest: (or a subclass) tool history without tools, or a choice that cannot be honoured.
+    """
     history_uses_tools = any("toolUse" in block or "toolResult" in block for turn in turns for block in turn["content"])
-    if not request.tools:
+    if not functions:
         if history_uses_tools:
-            raise InvalidRequest("The messages contain tool calls, so 'tools' must define them.", param="tools")
-        if request.tool_choice is not None:
+            raise InvalidRequest("The conversation contains tool calls, so 'tools' must define them.", param="tools")
+        if choice is not None:
             raise InvalidRequest("'tool_choice' is only allowed when 'tools' are given.", param="tool_choice")
         return None
-    choice = request.tool_choice
     if choice == "none":
         if history_uses_tools:
             # Converse needs the tools defined to read tool history, and then cannot be told not to call one.
             raise UnsupportedValue(
-                "'tool_choice': 'none' cannot be honoured once the messages contain tool calls.", param="tool_choice"
+                "'tool_choice': 'none' cannot be honoured once the conversation contains tool calls.",
+                param="tool_choice",
             )
         # Offering no tools is the only way to guarantee the model calls none.
         return None
-    config: dict[str, Any] = {"tools": [_tool_spec(tool.function) for tool in request.tools]}
+    config: dict[str, Any] = {"tools": [_tool_spec(function) for function in functions]}
     if choice == "required":
         config["toolChoice"] = {"any": {}}
-    elif isinstance(choice, NamedToolChoice):
-        if choice.function.name not in {tool.function.name for tool in request.tools}:
-            raise InvalidRequest("'tool_choice' names a function that is not in 'tools'.", param="tool_choice")
-        config["toolChoice"] = {"tool": {"name": choice.function.name}}
     elif choice == "auto":
         config["toolChoice"] = {"auto": {}}
+    elif choice is not None:
+        if choice not in {function.name for function in functions}:
+            raise InvalidRequest("'tool_choice' names a function that is not in 'tools'.", param="tool_choice")
+        config["toolChoice"] = {"tool": {"name": choice}}
     return config
 
 
@@ -333,92 +414,129 @@ def _tool_spec(function: FunctionDefinition) -> dict[str, Any]:
     return {"toolSpec": spec}
 
 
-def _output_config(request: ChatCompletionRequest) -> dict[str, Any] | None:
-    response_format = request.response_format
-    if response_format is None or response_format.type == "text":
-        return None
-    if response_format.type == "json_object":
-        # Converse only constrains output to a given schema; "any JSON object" has no faithful equivalent.
-        raise UnsupportedValue(
-            "'response_format' type 'json_object' is not supported; use 'json_schema' with a schema.",
-            param="response_format.type",
-        )
-    schema_format = response_format.json_schema
-    if schema_format is None or schema_format.json_schema is None:
-        raise InvalidRequest(
-            "'response_format' of type 'json_schema' needs 'json_schema.schema'.", param="response_format.json_schema"
-        )
-    json_schema: dict[str, Any] = {"schema": json.dumps(schema_format.json_schema), "name": schema_format.name}
-    if schema_format.description:
-        json_schema["description"] = schema_format.description
+def json_object_unsupported(param: str, instead: str) -> UnsupportedValue:
+    """The 400 for OpenAI's `json_object` format."""
+    # Converse only constrains output to a given schema; "any JSON object" has no faithful equivalent.
+    return UnsupportedValue(f"The 'json_object' format is not supported; use {instead}.", param=param)
+
+
+def json_schema_output(name: str, schema: dict[str, Any], description: str | None) -> dict[str, Any]:
+    """Converse's outputConfig for structured output with a JSON schema."""
+    json_schema: dict[str, Any] = {"schema": json.dumps(schema), "name": name}
+    if description:
+        json_schema["description"] = description
     return {"textFormat": {"type": "json_schema", "structure": {"jsonSchema": json_schema}}}
 
 
-def _additional_fields(request: ChatCompletionRequest) -> dict[str, Any] | None:
-    fields: dict[str, Any] = {
-        name: getattr(request, name) for name in _PASSTHROUGH_FIELDS if getattr(request, name) is not None
-    }
-    if request.reasoning_effort is not None:
+def additional_fields(passthrough: dict[str, Any], reasoning_effort: str | None) -> dict[str, Any] | None:
+    """additionalModelRequestFields: the fields the gpt-oss engine takes as they are, and the reasoning effort."""
+    fields = {name: value for name, value in passthrough.items() if value is not None}
+    if reasoning_effort is not None:
         # gpt-oss takes the OpenAI field flat; Anthropic-style "thinking" is rejected by the model.
-        fields["reasoning_effort"] = _REASONING_EFFORT[request.reasoning_effort]
+        fields["reasoning_effort"] = _REASONING_EFFORT[reasoning_effort]
     return fields or None
 
 
-def _request_metadata(request: ChatCompletionRequest, caller: str | None) -> dict[str, str] | None:
-    metadata = dict(request.metadata or {})
-    if len(metadata) > _METADATA_MAX_PAIRS - len(_RESERVED_METADATA_KEYS):
+def request_metadata(
+    metadata: dict[str, str] | None, *, user: str | None, safety_identifier: str | None, caller: str | None
+) -> dict[str, str] | None:
+    """Converse's requestMetadata (kept in Bedrock's invocation logs): the caller's pairs and who asked.
+
+    Raises:
+        InvalidRequest: too many pairs, or a key or value Converse cannot carry.
+    """
+    pairs = dict(metadata or {})
+    if len(pairs) > _METADATA_MAX_PAIRS - len(_RESERVED_METADATA_KEYS):
         limit = _METADATA_MAX_PAIRS - len(_RESERVED_METADATA_KEYS)
         raise InvalidRequest(f"At most {limit} metadata pairs are supported.", param="metadata")
-    for key, value in metadata.items():
+    for key, value in pairs.items():
         if key in _RESERVED_METADATA_KEYS or not key or not _METADATA_TEXT.match(key):
             raise InvalidRequest(f"Invalid metadata key '{key[:64]}'.", param="metadata")
         if not _METADATA_TEXT.match(value):
             raise InvalidRequest(f"Metadata values may only use {_METADATA_ALPHABET}.", param=f"metadata.{key}")
-    for field in ("user", "safety_identifier"):
-        value = getattr(request, field)
-        if value is not None:
-            if not _METADATA_TEXT.match(value):
+    for field, given in (("user", user), ("safety_identifier", safety_identifier)):
+        if given is not None:
+            if not _METADATA_TEXT.match(given):
                 raise InvalidRequest(f"'{field}' may only use {_METADATA_ALPHABET}.", param=field)
-            metadata[field] = value
+            pairs[field] = given
     # The caller's identity tags Bedrock's invocation logs for cost attribution; it is left out, not
     # rejected, if it ever holds characters requestMetadata cannot carry.
     if caller and _METADATA_TEXT.match(caller):
-        metadata["caller"] = caller
-    return metadata or None
+        pairs["caller"] = caller
+    return pairs or None
 
 
-def _check_context_window(converse: dict[str, Any]) -> None:
+def service_tier(requested: str | None, settings: ChatSettings) -> dict[str, str] | None:
+    """Converse's serviceTier for OpenAI's `service_tier`; None (Bedrock's default tier) for none or "auto".
+
+    Raises:
+        UnsupportedValue: a tier Bedrock does not have, or one this deployment does not allow.
+    """
+    if requested is None or requested == "auto":
+        return None
+    allowed = ", ".join(("auto", *settings.SERVICE_TIERS))
+    if requested not in SERVICE_TIERS:
+        raise UnsupportedValue(
+            f"'service_tier' must be one of {allowed} (Amazon Bedrock has no '{requested[:20]}' tier).",
+            param="service_tier",
+        )
+    if requested not in settings.SERVICE_TIERS:
+        raise UnsupportedValue(
+            f"The '{requested}' service tier is not enabled on this deployment; use one of {allowed}.",
+            param="service_tier",
+        )
+    return {"type": requested}
+
+
+def guarded_request(
+    settings: ChatSettings,
+    *,
+    model_id: str,
+    system: list[Block],
+    turns: list[Turn],
+    inference: dict[str, Any],
+    tool_config: dict[str, Any] | None,
+    output_config: dict[str, Any] | None,
+    additional_fields: dict[str, Any] | None,
+    metadata: dict[str, str] | None,
+    service_tier: dict[str, str] | None,
+    conversation_param: str,
+) -> dict[str, Any]:
+    """The Converse request, always with the deployment's guardrail; the optional members are sent when set.
+
+    Raises:
+        ContextLengthExceeded: the prompt is obviously longer than the model's context window.
+    """
+    converse: dict[str, Any] = {
+        "modelId": model_id,
+        "messages": turns,
+        "inferenceConfig": inference,
+        # Fixed by configuration: nothing in the request can choose or remove the guardrail.
+        "guardrailConfig": {
+            "guardrailIdentifier": settings.GUARDRAIL_ID,
+            "guardrailVersion": settings.GUARDRAIL_VERSION,
+            "trace": "enabled",
+        },
+    }
+    optional = {
+        "system": system,
+        "toolConfig": tool_config,
+        "outputConfig": output_config,
+        "additionalModelRequestFields": additional_fields,
+        "requestMetadata": metadata,
+        "serviceTier": service_tier,
+    }
+    converse.update({key: value for key, value in optional.items() if value})
+    _check_context_window(converse, conversation_param)
+    return converse
+
+
+def _check_context_window(converse: dict[str, Any], param: str) -> None:
     prompt = json.dumps(
         [converse.get("system", []), converse["messages"], converse.get("toolConfig", {})], ensure_ascii=False
     )
     if exceeds_context_window(len(prompt)):
         raise ContextLengthExceeded(
-            f"This model's maximum context length is {CONTEXT_WINDOW_TOKENS} tokens, and the messages are far longer.",
-            param="messages",
+            f"This model's maximum context length is {CONTEXT_WINDOW_TOKENS} tokens, and the prompt is far longer.",
+            param=param,
         )
-
-
-def from_converse(
-    reply: ConverseReply,
-    *,
-    model: str,
-    completion_id: str,
-    created: int,
-    include_reasoning: bool,
-    tools_offered: bool,
-) -> ChatCompletion:
-    """The chat.completion for a Converse reply, by the same translation as a stream (chat/streaming.py).
-
-    Raises:
-        BedrockModelError: the reply is malformed (stop reason, or a tool call nobody offered).
-    """
-    translator = ChunkTranslator(
-        completion_id=completion_id,
-        created=created,
-        model=model,
-        include_reasoning=include_reasoning,
-        tools_offered=tools_offered,
-    )
-    for _ in translator.translate(reply_events(reply)):
-        pass
-    return translator.completion()

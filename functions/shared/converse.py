@@ -226,6 +226,12 @@ class ReplyTrace(_Shape):
         return tuple(dict.fromkeys(found))
 
 
+class ServedTier(_Shape):
+    """The service tier that served the call."""
+
+    type: str
+
+
 class ConverseReply(_Shape):
     """A Converse response, read once at the edge."""
 
@@ -234,6 +240,7 @@ class ConverseReply(_Shape):
     usage: TokenUsage
     metrics: ReplyMetrics | None = None
     trace: ReplyTrace | None = None
+    service_tier: ServedTier | None = None
 
     @property
     def content(self) -> tuple[ContentBlock, ...]:
@@ -316,11 +323,12 @@ class MessageStop(_Shape):
 
 
 class StreamMetadata(_Shape):
-    """The stream's last event: token usage, Bedrock's latency and the guardrail trace."""
+    """The stream's last event: token usage, Bedrock's latency, the guardrail trace and the tier that served it."""
 
     usage: TokenUsage
     metrics: ReplyMetrics | None = None
     trace: ReplyTrace | None = None
+    service_tier: ServedTier | None = None
 
     @property
     def latency_ms(self) -> int | None:
@@ -369,7 +377,11 @@ def reply_events(reply: ConverseReply) -> Iterator[StreamEvent]:
         yield StreamEvent(content_block_delta=ContentBlockDelta(content_block_index=index, delta=delta))
         yield StreamEvent(content_block_stop=ContentBlockStop(content_block_index=index))
     yield StreamEvent(message_stop=MessageStop(stop_reason=reply.stop_reason))
-    yield StreamEvent(metadata=StreamMetadata(usage=reply.usage, metrics=reply.metrics, trace=reply.trace))
+    yield StreamEvent(
+        metadata=StreamMetadata(
+            usage=reply.usage, metrics=reply.metrics, trace=reply.trace, service_tier=reply.service_tier
+        )
+    )
 
 
 class ConverseStream:

@@ -11,7 +11,7 @@ from typing import Any
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
-from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.metrics import MetricUnit, single_metric
 from aws_lambda_powertools.metrics.functions import is_metrics_disabled
 from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 from pydantic_core import to_json
@@ -61,4 +61,4 @@ logger = Logger(logger_formatter=record_formatter())
 # Every function publishes to one namespace; the variable wins so a stage can be told apart if needed.
 metrics = Metrics(provider=EMFProvider(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE)))
 
-__all__ = ["NAMESPACE", "EMFProvider", "MetricUnit", "logger", "metrics", "record_formatter"]
+__all__ = ["NAMESPACE", "EMFProvider", "MetricUnit", "logger", "metrics", "record_formatter", "single_metric"]

@@ -75,7 +75,11 @@ def records(output: str) -> list[dict[str, Any]]:
 
 
 def metrics_in(output: str) -> dict[str, list[float]]:
-    """Our EMF metrics (the cold-start blob aside), after checking they carry only the service dimension."""
+    """Our EMF metrics (the cold-start blob aside), after checking their dimensions.
+
+    Every metric carries the service; the per-tier token counts also their ServiceTier, and are named here
+    `InputTokens[flex]`.
+    """
     found: dict[str, list[float]] = {}
     for record in records(output):
         for definition in record.get("_aws", {}).get("CloudWatchMetrics", []):
@@ -83,7 +87,11 @@ def metrics_in(output: str) -> dict[str, list[float]]:
             if names == ["ColdStart"]:
                 continue
             assert definition["Namespace"] == "GptOssBedrock"
-            assert definition["Dimensions"] == [["service"]]
+            if definition["Dimensions"] == [["ServiceTier", "service"]]:
+                assert names in (["InputTokens"], ["OutputTokens"])
+                names, [name] = [], names
+                found.setdefault(f"{name}[{record['ServiceTier']}]", []).extend(record[name])
+            assert definition["Dimensions"] == [["service"]] or not names
             for name in names:
                 found.setdefault(name, []).extend(record[name])
     return found
@@ -136,6 +144,8 @@ def test_the_canonical_event_gets_a_chat_completion(
         "ChatCompletions": [1.0],
         "InputTokens": [91.0],
         "OutputTokens": [23.0],
+        "InputTokens[default]": [91.0],
+        "OutputTokens[default]": [23.0],
         "ModelLatency": [412.0],
     }
     [finished] = [log for log in logs_in(logs.getvalue()) if log["message"] == "chat completion finished"]

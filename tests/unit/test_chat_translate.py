@@ -22,8 +22,9 @@ from chat.errors import (
 )
 from chat.models import ChatCompletionRequest
 from chat.settings import ChatSettings
-from chat.translate import from_converse, resolve_model, to_converse
-from shared.converse import ConverseReply
+from chat.streaming import ChunkTranslator
+from chat.translate import resolve_model, to_converse
+from shared.converse import ConverseReply, reply_events
 from shared.errors import BedrockModelError
 from tests.bedrock_fakes import (
     CHAT_ENVIRONMENT,
@@ -81,14 +82,14 @@ def reply(body: dict[str, Any]) -> ConverseReply:
 
 
 def complete(body: dict[str, Any], *, include_reasoning: bool = False, tools_offered: bool = False) -> Any:
-    return from_converse(
-        reply(body),
-        model=GPT_OSS_20B,
+    translator = ChunkTranslator(
         completion_id="chatcmpl-1",
         created=1,
+        model=GPT_OSS_20B,
         include_reasoning=include_reasoning,
         tools_offered=tools_offered,
     )
+    return translator.fold(reply_events(reply(body)))
 
 
 # --- models -----------------------------------------------------------------------------------------
@@ -382,7 +383,6 @@ def test_fields_the_model_accepts_pass_through(settings: ChatSettings) -> None:
         ("top_logprobs", 3),
         ("store", True),
         ("modalities", ["text", "audio"]),
-        ("service_tier", "flex"),
         ("audio", {"voice": "alloy", "format": "wav"}),
         ("prediction", {"type": "content", "content": "x"}),
         ("verbosity", "low"),
@@ -422,6 +422,29 @@ def test_more_than_one_choice_is_rejected(settings: ChatSettings) -> None:
     assert raised.value.param == "n"
     with pytest.raises(InvalidRequest):
         converse(settings, n=0)
+
+
+@pytest.mark.parametrize(("requested", "sent"), [("auto", None), ("default", "default"), ("flex", "flex")])
+def test_an_allowed_service_tier_reaches_converse(settings: ChatSettings, requested: str, sent: str | None) -> None:
+    translated = converse(settings, service_tier=requested)
+    assert translated.get("serviceTier") == ({"type": sent} if sent else None)
+
+
+@pytest.mark.parametrize("requested", ["priority", "scale", "reserved", "Flex"])
+def test_a_service_tier_the_deployment_does_not_allow_is_a_400_naming_it(
+    settings: ChatSettings, requested: str
+) -> None:
+    with pytest.raises(UnsupportedValue) as raised:
+        converse(settings, service_tier=requested)
+    assert raised.value.param == "service_tier"
+    assert "auto, default, flex" in raised.value.message
+
+
+def test_priority_is_served_once_the_deployment_allows_it(settings: ChatSettings) -> None:
+    allowing = settings.model_copy(update={"SERVICE_TIERS": ("default", "flex", "priority")})
+    translated = to_converse(request(service_tier="priority"), allowing, model_id=GPT_OSS_20B)
+    validate_parameters(translated, CONVERSE_INPUT)
+    assert translated["serviceTier"] == {"type": "priority"}
 
 
 def test_stream_options_need_stream(settings: ChatSettings) -> None:
