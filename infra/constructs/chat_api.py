@@ -417,6 +417,25 @@ class ChatApi(Construct):
             request_validator=validator,
             request_models={"application/json": request_model},
         )
+        responses_model = self.api.add_model(
+            "ResponsesRequest",
+            content_type="application/json",
+            description="The minimum of an OpenAI Responses request",
+            schema=apigateway.JsonSchema(
+                schema=apigateway.JsonSchemaVersion.DRAFT4,
+                title="ResponsesRequest",
+                type=apigateway.JsonSchemaType.OBJECT,
+                required=["model", "input"],
+                properties={"model": apigateway.JsonSchema(type=apigateway.JsonSchemaType.STRING)},
+            ),
+        )
+        # Same function, same integration (and timeout) as chat completions: a response is an answer too.
+        v1.add_resource("responses").add_method(
+            "POST",
+            completions,
+            request_validator=validator,
+            request_models={"application/json": responses_model},
+        )
         models = v1.add_resource("models")
         models.add_method("GET", model_routes, request_validator=validator)
         models.add_resource("{model}").add_method(

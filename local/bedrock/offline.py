@@ -186,7 +186,8 @@ def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
     schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema")
     if isinstance(schema, Mapping):
         reasoning = f"{about} The answer must follow the given JSON schema, so I fill it in."
-        return _Draft(reasoning, json.dumps(sample_value(schema, summary(question, 60))))
+        # Strings take what the question is about (a place, a name), as a model would fill `city` or `name`.
+        return _Draft(reasoning, json.dumps(sample_value(schema, _subject(question))))
     system = " ".join(message_text(m) for m in messages if m.get("role") in ("system", "developer"))
     instructions = f' The instructions say: "{summary(system, 60)}".' if system.strip() else ""
     # Short, as gpt-oss reasons on a simple question: streamed at the default pace, the answer's first token

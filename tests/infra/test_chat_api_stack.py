@@ -98,6 +98,7 @@ def _method_paths(template: dict[str, Any]) -> dict[tuple[str, str], dict[str, A
 def test_routes_are_exactly_the_openai_ones(chat: dict[str, Any]) -> None:
     assert set(_method_paths(chat)) == {
         ("POST", "/v1/chat/completions"),
+        ("POST", "/v1/responses"),
         ("GET", "/v1/models"),
         ("GET", "/v1/models/{model}"),
     }
@@ -120,8 +121,9 @@ def test_methods_proxy_to_the_chat_function_with_the_configured_timeout(chat: di
         integration = method["Integration"]
         assert integration["Type"] == "AWS_PROXY"
         assert f"${{{function_id}.Arn}}" in render(integration["Uri"])
-    completions = methods[("POST", "/v1/chat/completions")]["Integration"]
-    assert completions["TimeoutInMillis"] == CONFIG.chat.integration_timeout_seconds * 1000
+    for answering in ("/v1/chat/completions", "/v1/responses"):
+        integration = methods[("POST", answering)]["Integration"]
+        assert integration["TimeoutInMillis"] == CONFIG.chat.integration_timeout_seconds * 1000
 
 
 def test_regional_endpoint_without_resource_policy(chat: dict[str, Any]) -> None:
@@ -136,14 +138,22 @@ def test_request_validation_is_minimal_and_on_every_method(chat: dict[str, Any])
     assert validator["Properties"]["ValidateRequestParameters"] is True
     methods = _method_paths(chat)
     assert all(method["RequestValidatorId"] == {"Ref": validator_id} for method in methods.values())
-    model_id, model = only(chat, "AWS::ApiGateway::Model")
-    assert methods[("POST", "/v1/chat/completions")]["RequestModels"] == {"application/json": {"Ref": model_id}}
-    schema = model["Properties"]["Schema"]
+    models = resources(chat, "AWS::ApiGateway::Model")
+    by_title = {model["Properties"]["Schema"]["title"]: (model_id, model) for model_id, model in models.items()}
+    assert set(by_title) == {"ChatCompletionRequest", "ResponsesRequest"}
     # Only the shape; the function's own 400s name the offending field for everything else.
-    assert schema["type"] == "object"
-    assert schema["required"] == ["model", "messages"]
-    assert schema["properties"] == {"model": {"type": "string"}, "messages": {"type": "array"}}
-    assert schema.get("additionalProperties", True) is not False
+    for path, title, required, properties in (
+        ("/v1/chat/completions", "ChatCompletionRequest", ["model", "messages"], {"messages": {"type": "array"}}),
+        # `input` is a string or a list of items: the function reads which.
+        ("/v1/responses", "ResponsesRequest", ["model", "input"], {}),
+    ):
+        model_id, model = by_title[title]
+        assert methods[("POST", path)]["RequestModels"] == {"application/json": {"Ref": model_id}}
+        schema = model["Properties"]["Schema"]
+        assert schema["type"] == "object"
+        assert schema["required"] == required
+        assert schema["properties"] == {"model": {"type": "string"}, **properties}
+        assert schema.get("additionalProperties", True) is not False
     assert methods[("GET", "/v1/models/{model}")]["RequestParameters"] == {"method.request.path.model": True}
 
 

@@ -92,7 +92,12 @@ def test_every_method_streams_from_the_response_streaming_invocations_uri(
     template = _template(which, chat, variant)
     function_id, _ = _chat_function(template)
     integrations = _integrations(template)
-    assert set(integrations) == {("POST", "completions"), ("GET", "models"), ("GET", "{model}")}
+    assert set(integrations) == {
+        ("POST", "completions"),
+        ("POST", "responses"),
+        ("GET", "models"),
+        ("GET", "{model}"),
+    }
     for integration in integrations.values():
         assert integration["Type"] == "AWS_PROXY"
         assert integration["ResponseTransferMode"] == "STREAM"
@@ -114,6 +119,7 @@ def test_the_function_outlives_the_completions_integration_within_lambdas_maximu
     assert integration_seconds == {"default": CONFIG, "variant": VARIANT}[which].chat.integration_timeout_seconds
     integrations = _integrations(template)
     assert integrations[("POST", "completions")]["TimeoutInMillis"] == integration_seconds * 1000
+    assert integrations[("POST", "responses")]["TimeoutInMillis"] == integration_seconds * 1000
     # The model routes answer from the configuration.
     assert integrations[("GET", "models")]["TimeoutInMillis"] == MODEL_ROUTES_TIMEOUT_SECONDS * 1000
     assert integrations[("GET", "{model}")]["TimeoutInMillis"] == MODEL_ROUTES_TIMEOUT_SECONDS * 1000
