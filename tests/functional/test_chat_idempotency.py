@@ -52,13 +52,14 @@ def post(
     caller: str = CALLER_ARN,
     headers: dict[str, str] | None = None,
     remaining_ms: int = REMAINING_MS,
+    path: str = "/v1/chat/completions",
 ) -> BridgeResponse:
     sent = {
         "Content-Type": "application/json",
         **({"Idempotency-Key": key} if key is not None else {}),
         **(headers or {}),
     }
-    event = build_event("POST", "/v1/chat/completions", headers=sent, body=json.dumps(body), caller_arn=caller)
+    event = build_event("POST", path, headers=sent, body=json.dumps(body), caller_arn=caller)
     return invoke_event(app, event, FakeLambdaContext(remaining_ms=remaining_ms))
 
 
@@ -342,6 +343,40 @@ def test_a_streaming_request_is_replayed_as_server_sent_events(bedrock: BedrockF
     assert len(_data(first)) > len(_data(replay))
     [record] = items(dynamodb)
     assert record["status"] == {"S": "COMPLETED"}
+    assert len(bedrock.calls) == 1
+
+
+@pytest.mark.row(12)
+def test_a_response_is_replayed_whole_and_streamed_under_its_own_record(
+    bedrock: BedrockFake, dynamodb: DynamoDBClient
+) -> None:
+    bedrock.reply(converse_response("Paris."))
+    body = {"model": "gpt-oss-20b", "input": "What is the capital of France?"}
+    first = post(body, "resp-1", path="/v1/responses")
+    replay = post(body, "resp-1", path="/v1/responses")
+    assert (first.status, replay.status) == (200, 200)
+    assert replay.body == first.body
+    assert json.loads(first.body)["object"] == "response"
+    # The same key on the other API is another record: a chat completion is not a response.
+    bedrock.reply(converse_response("Paris."))
+    assert post(chat(), "resp-1").status == 200
+    assert len(items(dynamodb)) == 2
+    assert len(bedrock.calls) == 2
+
+
+@pytest.mark.row(12)
+def test_a_streamed_response_is_replayed_as_its_events(bedrock: BedrockFake, dynamodb: DynamoDBClient) -> None:
+    bedrock.reply_stream(converse_stream_events("The capital of France is Paris."))
+    body = {"model": "gpt-oss-20b", "input": "What is the capital of France?", "stream": True}
+    streamed = post(body, "resp-2", path="/v1/responses")
+    streamed_replay = post(body, "resp-2", path="/v1/responses")
+    assert streamed_replay.headers["Content-Type"].startswith("text/event-stream")
+    replayed = [json.loads(frame.split("data: ", 1)[1]) for frame in streamed_replay.body.split("\n\n") if frame]
+    final = [json.loads(frame.split("data: ", 1)[1]) for frame in streamed.body.split("\n\n") if frame][-1]
+    assert [event["sequence_number"] for event in replayed] == list(range(len(replayed)))
+    # The stored response, under its own id, after the same items whole: one model call.
+    assert replayed[-1] == {**final, "sequence_number": replayed[-1]["sequence_number"]}
+    assert {event["response"]["id"] for event in replayed if "response" in event} == {final["response"]["id"]}
     assert len(bedrock.calls) == 1
 
 
