@@ -414,6 +414,7 @@ def banner(api: RunningChatApi, options: ChatApiOptions) -> str:
         else "blocks prompts and answers containing " + ", ".join(repr(word) for word in guardrail.trigger_words)
     )
     request = f'{{"model": "{model}", "messages": [{{"role": "user", "content": "What is Amazon Bedrock?"}}]}}'
+    responses_request = f'{{"model": "{model}", "input": "What is Amazon Bedrock?"}}'
     return "\n".join(
         [
             f"Chat API on {api.url}   (the real chat app, configured as the template deploys it; no SigV4 here)",
@@ -423,6 +424,7 @@ def banner(api: RunningChatApi, options: ChatApiOptions) -> str:
             "",
             "Try it with curl:",
             f"  curl -s {api.url}/chat/completions -H 'Content-Type: application/json' -d '{request}'",
+            f"  curl -s {api.url}/responses -H 'Content-Type: application/json' -d '{responses_request}'",
             "",
             "or with the OpenAI SDK:",
             "uv run --frozen python - <<'EOF'",

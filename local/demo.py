@@ -1,7 +1,8 @@
 """`python -m local demo`: the whole system once, end to end, as a user would drive it, then exit.
 
 It runs what `up` runs (in this process), then, over real loopback HTTP:
-1. asks the chat API a question with the official `openai` SDK and prints the answer as it streams in;
+1. asks the chat API a question with the official `openai` SDK and prints the answer as it streams in, then
+   asks the Responses API a question with a function tool, runs the tool and prints the final answer;
 2. drops the sample folder (`local/samples/`) into the bucket's inbox through the local S3 endpoint with
    boto3, which starts one run per file through S3 -> EventBridge -> SQS -> starter -> Step Functions:
    - `questions.jsonl`: 150 prompts, enough for a batch inference job (the default minimum is 100);
@@ -17,6 +18,7 @@ when `--timeout` (for the whole demo, synthesis included) runs out.
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 from collections.abc import Callable, Mapping
@@ -57,6 +59,7 @@ def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], Non
         DemoFailed: the chat call failed, or a run failed or did not end before `deadline`.
     """
     chat(system, deadline=deadline, say=say)
+    respond_with_a_tool(system, deadline=deadline, say=say)
     dropped = drop_samples(system, say=say)
     runs = []
     for item in dropped:
@@ -126,6 +129,51 @@ def chat(
     tokens = f"{usage.prompt_tokens} prompt + {usage.completion_tokens} completion tokens" if usage else "no usage"
     say(f"  (finish_reason {finish}, {tokens})")
     return answer
+
+
+def respond_with_a_tool(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> str:
+    """One function-calling round trip on POST /v1/responses, as an agent makes it; the final answer.
+
+    Raises:
+        DemoFailed: the calls failed, or the model did not call the tool or answer.
+    """
+    settings = system.chat.settings
+    model = next(iter(settings.MODEL_ALIASES), settings.MODEL_IDS[0])
+    question = "What is the weather in Lisbon?"
+    tool: openai.types.responses.FunctionToolParam = {
+        "type": "function",
+        "name": "get_weather",
+        "description": "Current weather in a city.",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "strict": False,
+    }
+    say(f"\n== Responses API ==\nPOST {system.chat.url}/responses with a function tool (model {model}):")
+    say(f"  user: {question}")
+    client = openai.OpenAI(
+        base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
+    )
+    try:
+        with client:
+            first = client.responses.create(model=model, input=question, tools=[tool])
+            calls = [item for item in first.output if item.type == "function_call"]
+            if not calls:
+                raise DemoFailed(f"the model did not call the tool (status {first.status})")
+            say(f"  function_call: {calls[0].name}({calls[0].arguments})")
+            city = json.loads(calls[0].arguments).get("city", "the city")
+            output = f"sunny, 21 C in {city}"
+            say(f"  function_call_output: {output}")
+            history: list[Any] = [
+                {"role": "user", "content": question},
+                *[item.model_dump(exclude_none=True) for item in first.output],
+                {"type": "function_call_output", "call_id": calls[0].call_id, "output": output},
+            ]
+            final = client.responses.create(model=model, input=history, tools=[tool])
+    except openai.OpenAIError as error:
+        raise DemoFailed(f"the Responses API call failed: {error}") from None
+    if not final.output_text:
+        raise DemoFailed(f"the Responses API answered without text (status {final.status})")
+    say(f"  assistant: {final.output_text}")
+    return final.output_text
 
 
 def drop_samples(system: RunningSystem, *, say: Callable[[str], None]) -> list[Dropped]:
