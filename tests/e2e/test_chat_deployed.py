@@ -56,3 +56,29 @@ def test_a_streamed_answer_arrives_token_by_token(api_url: str, region: str) -> 
     assert len(arrivals) > 10, "the answer came in a few pieces: the edge buffered it"
     # Buffered, the first piece would arrive with the last; streamed, it arrives at a fraction of the total.
     assert arrivals[0] < 0.5 * total, (arrivals[0], total)
+
+
+def test_responses_with_a_function_tool_and_a_flex_tier(api_url: str, region: str) -> None:
+    """The Responses API through the deployed edge: a tool call, its output, an answer, on the flex tier."""
+    client = _client(api_url, region)
+    tool: openai.types.responses.FunctionToolParam = {
+        "type": "function",
+        "name": "get_weather",
+        "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]},
+        "strict": False,
+    }
+    question = "What is the weather in Paris? Use the tool."
+    first = client.responses.create(
+        model="gpt-oss-120b", input=question, tools=[tool], tool_choice="required", service_tier="flex"
+    )
+    assert first.service_tier == "flex"
+    [call] = [item for item in first.output if item.type == "function_call"]
+    history: list[object] = [
+        {"role": "user", "content": question},
+        *[item.model_dump(exclude_none=True) for item in first.output],
+        {"type": "function_call_output", "call_id": call.call_id, "output": "sunny, 21 C"},
+    ]
+    with client.responses.stream(model="gpt-oss-120b", input=history, tools=[tool]) as stream:  # type: ignore[arg-type]
+        final = stream.get_final_response()
+    assert final.status in {"completed", "incomplete"}
+    assert final.output_text
