@@ -45,7 +45,7 @@ from local.bedrock import (
     build_model,
 )
 from local.lambda_context import REGION, LocalLambdaContext
-from local.services import serving
+from local.services import CHAT_API_PURPOSE, listening_socket, serving
 from local.templates import ChatFunction, Template, chat_table, guardrail_messages
 from local.web_adapter import forwarded_headers
 
@@ -169,7 +169,7 @@ def _moto_endpoint() -> Iterator[str]:
     """moto's server on a free loopback port for the duration (its URL): DynamoDB for the chat function."""
     from local.harness import S3Endpoint  # imports moto's server (Flask): only when a table needs it
 
-    with serving(S3Endpoint(), "dynamodb-endpoint") as endpoint:
+    with serving(S3Endpoint(purpose="the DynamoDB endpoint"), "dynamodb-endpoint") as endpoint:
         yield endpoint.url
 
 
@@ -473,8 +473,12 @@ class GatewayServer:
     """uvicorn serving the local gateway on 127.0.0.1, in a background thread."""
 
     def __init__(self, app: ASGIApp, *, port: int = 0) -> None:
-        self._socket = socket.socket()
-        self._socket.bind(("127.0.0.1", port))
+        """Listen on 127.0.0.1:`port` (0: a free one).
+
+        Raises:
+            PortUnavailable: the port cannot be listened on (named).
+        """
+        self._socket = listening_socket(port, CHAT_API_PURPOSE)
         self._server = uvicorn.Server(
             uvicorn.Config(app, log_level="warning", lifespan="off", access_log=False, timeout_graceful_shutdown=5)
         )

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
+from local.services import CHAT_API_PURPOSE, S3_ENDPOINT_PURPOSE, PortUnavailable, reserved_ports
+
 if TYPE_CHECKING:
     from local.chat_server import ChatApiOptions, RunningChatApi
     from local.system import RunningSystem, SystemOptions
@@ -189,6 +191,7 @@ def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int
     _quiet_metrics_warnings()
     try:
         options = _chat_options(arguments)
+        _check_ports(arguments)
         template = _chat_template(arguments)
         with running_chat_api(template, options) as api:
             print(banner(api, options), flush=True)
@@ -196,7 +199,7 @@ def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int
             print(f"\n{received.name} received: stopping.", flush=True)
     except (ValueError, OSError, RuntimeError) as error:
         # Configuration, port and synthesis problems: the message says what to change.
-        print(f"serve: {error}", file=sys.stderr)
+        print(f"serve: {_explained(error, arguments)}", file=sys.stderr)
         return 1
     print("Stopped.", flush=True)
     return 0
@@ -218,7 +221,7 @@ def up(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
             received = wait_for_stop_signal()
             say(f"\n{received.name} received: stopping.")
     except (ValueError, OSError, RuntimeError) as error:
-        print(f"up: {error}", file=sys.stderr, flush=True)
+        print(f"up: {_explained(error, arguments)}", file=sys.stderr, flush=True)
         return 1
     say("Stopped.")
     return 0
@@ -244,7 +247,7 @@ def demo(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     except DemoFailed as error:
         return fail(str(error))
     except (ValueError, OSError, RuntimeError) as error:
-        return fail(str(error))
+        return fail(_explained(error, arguments))
     say(
         f"\nDemo finished in {time.monotonic() - started:.1f} s: the chat API answered and {len(runs)} runs "
         "ended with their summaries.\nKeep it running and try your own files: python -m local up"
@@ -267,6 +270,39 @@ def _check_backend(parser: argparse.ArgumentParser, arguments: argparse.Namespac
 
     if arguments.backend not in BACKENDS:
         parser.error(f"--backend (or GPTOSS_BACKEND) must be one of {', '.join(BACKENDS)}, not {arguments.backend!r}")
+
+
+# The command-line options that choose a port: (attribute, flag, what listens there, as the server names it).
+_PORT_OPTIONS = (("port", "--port", CHAT_API_PURPOSE), ("s3_port", "--s3-port", S3_ENDPOINT_PURPOSE))
+
+
+def _check_ports(arguments: argparse.Namespace) -> None:
+    """Fail now, before the synthesis, when a port of the command line cannot be listened on (0 always can).
+
+    Raises:
+        ValueError: two options name the same port.
+        PortUnavailable: a port is in use or not allowed.
+    """
+    chosen = [
+        (flag, purpose, getattr(arguments, attribute, 0))
+        for attribute, flag, purpose in _PORT_OPTIONS
+        if getattr(arguments, attribute, 0)
+    ]
+    for port in {port for _, _, port in chosen}:
+        flags = [flag for flag, _, taken in chosen if taken == port]
+        if len(flags) > 1:
+            raise ValueError(f"{' and '.join(flags)} both name port {port}: give each its own (0 picks a free one)")
+    with reserved_ports({purpose: port for _, purpose, port in chosen}):
+        pass
+
+
+def _explained(error: Exception, arguments: argparse.Namespace) -> str:
+    """What to tell the user about a failure; for a port, also the option that changes it."""
+    if isinstance(error, PortUnavailable):
+        for attribute, flag, _ in _PORT_OPTIONS:
+            if getattr(arguments, attribute, None) == error.port:
+                return f"{error}. Stop what uses it, or choose another port with {flag} N ({flag} 0 picks a free one)."
+    return str(error)
 
 
 def _quiet_metrics_warnings() -> None:
@@ -303,6 +339,7 @@ def _synthesize_for_local_run(arguments: argparse.Namespace, options: SystemOpti
 
     context = local_context(_context(arguments))
     check_backend(options.chat, context)
+    _check_ports(arguments)  # seconds before a synthesis that takes many
     overrides = ", ".join(f"{key}={value}" for key, value in LOCAL_CONTEXT.items())
     say(f"Synthesizing the app as cdk synth does, cdk-nag checks included ({overrides}: moto has no Service Quotas)...")
     return synthesize(context, checks=True)

@@ -42,7 +42,7 @@ from local import moto_ext
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.environment import applied_environment
 from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
-from local.services import repeating, serving
+from local.services import S3_ENDPOINT_PURPOSE, listening_socket, repeating, serving
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -604,12 +604,21 @@ class S3Endpoint(ThreadedWSGIServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, port: int = 0) -> None:
-        server = importlib.import_module("moto.server")  # imports Flask: only when serving
-        application = server.DomainDispatcherApplication(server.create_backend_app)
-        super().__init__("127.0.0.1", port, application, handler=server.MotoRequestHandler)
+    def __init__(self, port: int = 0, *, purpose: str = S3_ENDPOINT_PURPOSE) -> None:
+        """Listen on 127.0.0.1:`port` (0: a free one).
+
+        Raises:
+            PortUnavailable: the port cannot be listened on (named, with `purpose`).
+        """
+        # Before the server's own __init__, which may close the server (server_close reads them).
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
+        server = importlib.import_module("moto.server")  # imports Flask: only when serving
+        application = server.DomainDispatcherApplication(server.create_backend_app)
+        # Bound here, not by werkzeug, which would print to stderr and exit the process on a busy port.
+        with listening_socket(port, purpose) as listener:
+            # werkzeug serves from a duplicate of the socket's descriptor; this one is closed once it has it.
+            super().__init__("127.0.0.1", port, application, handler=server.MotoRequestHandler, fd=listener.fileno())
 
     @property
     def url(self) -> str:

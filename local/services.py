@@ -2,17 +2,70 @@
 
 from __future__ import annotations
 
+import errno
 import signal
+import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import ExitStack, contextmanager
 from types import FrameType
 from typing import TypeVar
 
 ServerT = TypeVar("ServerT", bound=socketserver.BaseServer)
 # How often a serving thread checks whether it was asked to stop.
 POLL_INTERVAL_SECONDS = 0.1
+HOST = "127.0.0.1"
+# What listens on the ports a user chooses, in the words of the messages that name them.
+CHAT_API_PURPOSE = "the chat API"
+S3_ENDPOINT_PURPOSE = "the S3 endpoint"
+# Pending connections a listening socket queues (socketserver's and werkzeug's default).
+LISTEN_BACKLOG = 128
+
+
+class PortUnavailable(OSError):
+    """A loopback port nothing of ours can listen on (in use, or not allowed): which one, what for, and why."""
+
+    def __init__(self, port: int, purpose: str, reason: OSError) -> None:
+        why = "it is already in use" if reason.errno == errno.EADDRINUSE else (reason.strerror or str(reason))
+        super().__init__(f"port {port} on {HOST} ({purpose}) is not available: {why}")
+        self.errno = reason.errno
+        self.port = port
+        self.purpose = purpose
+
+
+def listening_socket(port: int, purpose: str) -> socket.socket:
+    """A socket listening on 127.0.0.1:`port` (0: a free port), for a server to serve from.
+
+    SO_REUSEADDR, as uvicorn and werkzeug set it: a port left in TIME_WAIT by a previous run is free; one
+    that something listens on is not.
+
+    Raises:
+        PortUnavailable: the port cannot be listened on (the message names it and `purpose`).
+    """
+    listener = socket.socket()
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((HOST, port))
+        listener.listen(LISTEN_BACKLOG)
+    except OSError as error:
+        listener.close()
+        raise PortUnavailable(port, purpose, error) from None
+    return listener
+
+
+@contextmanager
+def reserved_ports(ports: Mapping[str, int]) -> Iterator[None]:
+    """Listen on each non-zero port (by purpose) for the duration of the block: proof that each is free now.
+
+    Raises:
+        PortUnavailable: one of them cannot be listened on (the first such).
+    """
+    with ExitStack() as stack:
+        for purpose, port in ports.items():
+            if port:
+                stack.enter_context(listening_socket(port, purpose))
+        yield
 
 
 @contextmanager

@@ -107,12 +107,12 @@ def test_serve_refuses_an_unknown_backend(capsys: pytest.CaptureFixture[str]) ->
 
 
 def test_serve_explains_what_the_openai_backend_needs(template_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--backend", "openai", "--template", str(template_file)]) == 1
+    assert main(["serve", "--backend", "openai", "--port", "0", "--template", str(template_file)]) == 1
     assert "--openai-base-url" in capsys.readouterr().err
 
 
 def test_serve_explains_what_the_aws_backend_needs(template_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["serve", "--backend", "aws", "--template", str(template_file)]) == 1
+    assert main(["serve", "--backend", "aws", "--port", "0", "--template", str(template_file)]) == 1
     assert "--guardrail-id" in capsys.readouterr().err
 
 
