@@ -25,6 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CDK_OUT = ROOT / "cdk.out"
 DEFAULT_PORT = 8000
 DEFAULT_S3_PORT = 8001
+# What the printed `aws s3` commands sign with (any keys do locally; the reader's own are never used).
+LOCAL_AWS_KEYS = "AWS_ACCESS_KEY_ID=local AWS_SECRET_ACCESS_KEY=local"
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -349,6 +351,9 @@ def up_banner(system: RunningSystem, options: SystemOptions, *, seconds: float) 
     """What `up` prints once everything listens: the chat API and the pipeline, and how to use each."""
     chat = banner(system.chat, options.chat).removesuffix("Stop with Ctrl-C.").rstrip()
     s3, bucket = system.s3_url, system.bucket
+    # Signed with placeholder keys, set for the one command: the endpoint checks no signature, but refuses an
+    # unsigned request for an existing object (a download, an overwrite), as S3 does unless its ACL is public.
+    aws_s3 = f"{LOCAL_AWS_KEYS} aws s3"
     return "\n".join(
         [
             f"Up in {seconds:.1f} s. Every model call goes to {system.answers}.",
@@ -357,9 +362,10 @@ def up_banner(system: RunningSystem, options: SystemOptions, *, seconds: float) 
             "",
             f"Batch pipeline: S3 endpoint {s3}, bucket {bucket}   (moto; the synthesized state machine runs in "
             "moto's Step Functions interpreter, its functions in this process)",
-            f"  Drop prompt files under s3://{bucket}/inbox/ (.jsonl, .json, .csv, .txt); each file is one run:",
-            f"  aws s3 cp --endpoint-url {s3} --no-sign-request questions.jsonl s3://{bucket}/inbox/questions.jsonl",
-            f"  aws s3 cp --endpoint-url {s3} --no-sign-request --recursive local/samples/ s3://{bucket}/inbox/samples/",
+            f"  Drop prompt files under s3://{bucket}/inbox/ (.jsonl, .json, .csv, .txt); each file is one run "
+            "(any keys sign for this endpoint):",
+            f"  {aws_s3} cp --endpoint-url {s3} questions.jsonl s3://{bucket}/inbox/questions.jsonl",
+            f"  {aws_s3} cp --endpoint-url {s3} --recursive local/samples/ s3://{bucket}/inbox/samples/",
             "",
             "or with boto3:",
             "uv run --frozen python - <<'EOF'",
@@ -371,8 +377,8 @@ def up_banner(system: RunningSystem, options: SystemOptions, *, seconds: float) 
             "",
             f"  Results: s3://{bucket}/results/<runId>/summary.json and results.jsonl "
             f"(rejected lines: s3://{bucket}/rejected/<runId>/rejected.jsonl)",
-            f"  aws s3 ls --endpoint-url {s3} --no-sign-request --recursive s3://{bucket}/results/",
-            f"  aws s3 cp --endpoint-url {s3} --no-sign-request s3://{bucket}/results/<runId>/summary.json -",
+            f"  {aws_s3} ls --endpoint-url {s3} --recursive s3://{bucket}/results/",
+            f"  {aws_s3} cp --endpoint-url {s3} s3://{bucket}/results/<runId>/summary.json -",
             "",
             "Runs are reported below as they go; logs go to stderr. Stop with Ctrl-C.",
         ]

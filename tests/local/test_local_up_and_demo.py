@@ -120,7 +120,7 @@ def test_up_serves_chat_and_runs_dropped_files_until_sigint(tmp_path: Path) -> N
         assert chat_url is not None
         assert endpoint is not None
         s3_url, bucket = endpoint.groups()
-        assert f"aws s3 cp --endpoint-url {s3_url} --no-sign-request questions.jsonl s3://{bucket}/inbox/" in banner
+        assert f"aws s3 cp --endpoint-url {s3_url} questions.jsonl s3://{bucket}/inbox/" in banner
         assert f'boto3.client("s3", endpoint_url="{s3_url}"' in banner
         assert f"s3://{bucket}/results/<runId>/summary.json" in banner
 
