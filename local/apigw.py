@@ -136,7 +136,7 @@ class _Method:
 class _GatewayResponse:
     status: int
     template: str
-    headers: Mapping[str, str]
+    headers: Mapping[str, str | None]  # None: the request id (`context.requestId`)
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ class ApiGateway:
                 status=int(resource.get("StatusCode") or 0),
                 template=resource["ResponseTemplates"]["application/json"],
                 headers={
-                    name.removeprefix("gatewayresponse.header."): value.strip("'")
+                    name.removeprefix("gatewayresponse.header."): _header_mapping(name, value)
                     for name, value in (resource.get("ResponseParameters") or {}).items()
                 },
             )
@@ -277,7 +277,22 @@ class ApiGateway:
         body = response.template.replace("$context.error.messageString", json.dumps(message)).replace(
             "$context.requestId", request_id
         )
-        return HttpResponse(response.status or status, {**_json_headers(request_id), **response.headers}, body)
+        headers = {name: request_id if value is None else value for name, value in response.headers.items()}
+        return HttpResponse(response.status or status, {**_json_headers(request_id), **headers}, body)
+
+
+def _header_mapping(name: str, value: str) -> str | None:
+    """A gateway response header's mapping: its 'static' value, or None for `context.requestId` (the request's id).
+
+    Raises:
+        ValueError: a mapping the local gateway cannot render (request parameters, stage variables, other
+            context variables), rather than a header that would differ from the deployed one.
+    """
+    if len(value) >= 2 and value.startswith("'") and value.endswith("'"):
+        return value[1:-1]
+    if value == "context.requestId":
+        return None
+    raise ValueError(f"the local gateway cannot render the gateway response header {name} = {value}")
 
 
 def _json_headers(request_id: str) -> dict[str, str]:
