@@ -372,7 +372,9 @@ class LocalGateway:
         )
         request = httpx.Request(
             method,
-            f"{self._upstream_url}{path}" + (f"?{query}" if query else ""),
+            # The path as it came, still percent-encoded: decoded, a control character would make no valid URL.
+            f"{self._upstream_url}{scope.get('raw_path', path.encode()).decode('latin-1')}"
+            + (f"?{query}" if query else ""),
             headers=[(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)],
             content=body,
         )
