@@ -8,6 +8,17 @@ Formats, chosen by the key's extension (case-insensitive):
 - `.txt`: the whole file is one prompt.
 Any other extension rejects the whole file (one rejection, line 0).
 
+Text (text.py): UTF-8; a UTF-8 BOM is dropped, a UTF-16/UTF-32 BOM rejects the whole file by name, invalid
+UTF-8 or a NUL byte rejects its line. JSON (shared/strict_json.py, the reading the chat API uses): a line or
+item with a lone surrogate escape, NaN/Infinity, an integer too long to represent or nesting deeper than 200
+is rejected, with what and where (the column in the line, or the line and column in the array item).
+
+CSV quoting (RFC 4180, csv.reader in strict mode): a quoted field must end with a quote followed by a comma or
+the end of its line. When it does not (the file ends inside it, its closing quote is followed by text, or the
+row grows past `max_record_bytes`), the row is rejected at the line where it starts, and reading resumes at
+the next line: a stray quote then costs one row, never the rows after it. The price: when a real multi-line
+field is broken that way, its later lines are read (and usually rejected) as rows of their own.
+
 Numbering (`line` in the id map and in rejections): the physical line for .jsonl (blank lines count),
 the item number for .json, the line on which the row starts for .csv (the header is line 1), 1 for .txt.
 Every non-blank line / item / row ends as exactly one accepted record or one rejection. Blank lines and
@@ -20,15 +31,13 @@ record it becomes; such prompts are rejected without being held in memory.
 from __future__ import annotations
 
 import csv
-import json
-from collections.abc import Iterable, Iterator
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 from typing import Any, Literal
 
-from pydantic_core import from_json
-
-from batch.jsonl import Frame, NotAnArray, encode, iter_array_items, iter_lines, without_bom
+from batch.jsonl import Frame, NotAnArray, encode, iter_array_items, iter_lines
 from batch.records import (
     IdEntry,
     InvalidPrompt,
@@ -39,6 +48,8 @@ from batch.records import (
     parse_prompt,
     plain_record,
 )
+from batch.text import InvalidText, NotUtf8, decode, readable, utf8
+from shared.strict_json import InvalidJson, loads
 
 Format = Literal["jsonl", "json", "csv", "txt"]
 FORMATS: dict[str, Format] = {".jsonl": "jsonl", ".json": "json", ".csv": "csv", ".txt": "txt"}
@@ -83,22 +94,24 @@ def file_format(key: str) -> Format | None:
 
 def convert(key: str, chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
     """Stream a prompt file into accepted records and rejections, in file order."""
-    match file_format(key):
-        case "jsonl":
-            yield from _frames(iter_lines(chunks, options.max_record_bytes), options, skip_blank=True)
-        case "json":
-            try:
-                yield from _frames(iter_array_items(chunks, options.max_record_bytes), options, skip_blank=False)
-            except NotAnArray as error:
-                yield _reject(0, str(error))
-        case "csv":
-            yield from _csv(chunks, options)
-        case "txt":
-            yield from _txt(chunks, options)
-        case None:
-            supported = ", ".join(FORMATS)
-            suffix = PurePosixPath(key).suffix[:20] or "(none)"
-            yield _reject(0, f"unsupported file type {suffix}; supported: {supported}")
+    kind = file_format(key)
+    if kind is None:
+        supported = ", ".join(FORMATS)
+        suffix = PurePosixPath(key).suffix[:20] or "(none)"
+        yield _reject(0, f"unsupported file type {suffix}; supported: {supported}")
+        return
+    try:  # both are raised before the first item: the whole file is refused
+        yield from _READERS[kind](utf8(chunks), options)
+    except (NotUtf8, NotAnArray) as error:
+        yield _reject(0, str(error))
+
+
+def _jsonl(chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
+    return _frames(iter_lines(chunks, options.max_record_bytes), options, skip_blank=True)
+
+
+def _json(chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
+    return _frames(iter_array_items(chunks, options.max_record_bytes), options, skip_blank=False)
 
 
 def _frames(frames: Iterable[Frame], options: Options, *, skip_blank: bool) -> Iterator[Item]:
@@ -114,33 +127,24 @@ def _frames(frames: Iterable[Frame], options: Options, *, skip_blank: bool) -> I
 
 
 def _from_bytes(number: int, data: bytes, options: Options) -> Item:
-    fast = _plain(number, data, options)
-    if fast is not None:
-        return fast
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        return _reject(number, f"invalid UTF-8 at byte {error.start}")
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        return _reject(number, f"invalid JSON: {error.msg} at column {error.colno}")
-    except (ValueError, RecursionError) as error:  # huge integers, absurd nesting
-        return _reject(number, f"invalid JSON: {type(error).__name__}")
-    return _from_value(number, value, options)
+        value = loads(data)
+    except InvalidJson as error:
+        # Bytes that are not text at all get that reason: more useful than where the parser stopped.
+        return _reject(number, readable(data)[1] or _json_reason(error))
+    return _plain(number, value, options) or _from_value(number, value, options)
 
 
-def _plain(number: int, data: bytes, options: Options) -> Accepted | None:
-    """A plain prompt parsed (pydantic-core's parser: the same values as json.loads for every line json.loads
-    reads) and converted without pydantic validation; None sends the line down the precise path."""
-    try:  # only keys are interned: prompt texts and ids seldom repeat
-        plain = plain_record(
-            from_json(data, cache_strings="keys"),
-            number,
-            model_id=options.model_id,
-            default_max_tokens=options.default_max_tokens,
-        )
-    except ValueError:  # not JSON, not UTF-8, or an integer str() refuses: the precise path says which
+def _json_reason(error: InvalidJson) -> str:
+    where = f"column {error.column}" if error.line == 1 else f"line {error.line} column {error.column} of the item"
+    return f"invalid JSON at {where}: {error.problem}"
+
+
+def _plain(number: int, value: Any, options: Options) -> Accepted | None:
+    """A plain prompt converted without pydantic validation; None sends it down the precise path."""
+    try:
+        plain = plain_record(value, number, model_id=options.model_id, default_max_tokens=options.default_max_tokens)
+    except ValueError:  # an integer id str() refuses: the precise path says why
         return None
     if plain is None:
         return None
@@ -169,75 +173,123 @@ def _reject(number: int, reason: str, identifier: str | None = None) -> Rejected
 
 def _txt(chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
     data = bytearray()
-    for chunk in without_bom(chunks):
+    for chunk in chunks:
         data += chunk
         if len(data) > options.max_record_bytes:
             yield _reject(1, f"a .txt prompt file may hold at most {options.max_record_bytes} bytes")
             return
     try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as error:
-        yield _reject(1, f"invalid UTF-8 at byte {error.start}")
+        text = decode(bytes(data))
+    except InvalidText as error:
+        yield _reject(1, str(error))
         return
     if text.strip():
         yield _from_value(1, {"prompt": text}, options)
 
 
+class _RowTooLong(Exception):
+    """The row being read has grown past the record limit over several lines."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Line:
+    """One physical line of a CSV file as csv.reader reads it, with the problem that rejects its row (a line
+    too long to hold is read as blank)."""
+
+    number: int
+    text: str
+    size: int
+    problem: str | None = None
+
+
 class _CsvLines:
-    """Decoded physical lines for csv.reader; unreadable lines become blank and are remembered by number."""
+    """The lines of a CSV file for csv.reader, remembering those of the row being read: a row that turns out
+    broken is rejected at its first line, and the lines after that one are read again (at most one record's
+    worth of lines is held)."""
 
     def __init__(self, chunks: Iterable[bytes], max_bytes: int) -> None:
-        self.frames = iter_lines(chunks, max_bytes)
-        self.max_bytes = max_bytes
-        self.problems: dict[int, str] = {}
+        self._frames = iter_lines(chunks, max_bytes)
+        self._again: deque[_Line] = deque()
+        self._max_bytes = max_bytes
+        self._size = 0
+        self._ended = False
+        self.row: list[_Line] = []
 
     def __iter__(self) -> Iterator[str]:
-        for frame in self.frames:
-            if frame.too_long:
-                self.problems[frame.number] = f"longer than {self.max_bytes} bytes"
-                yield "\n"
-                continue
-            try:
-                yield frame.data.decode("utf-8") + "\n"
-            except UnicodeDecodeError as error:
-                self.problems[frame.number] = f"invalid UTF-8 at byte {error.start}"
-                yield "\n"
+        while (line := self._next()) is not None:
+            self._ended = False
+            self.row.append(line)
+            self._size += line.size
+            if self._size > self._max_bytes + 1 and len(self.row) > 1:
+                raise _RowTooLong
+            yield line.text
+        self._ended = True
 
-    def take(self, first: int, last: int) -> str | None:
-        """The first problem on lines first..last (and forget them)."""
-        found = [self.problems.pop(number) for number in range(first, last + 1) if number in self.problems]
-        return found[0] if found else None
+    def _next(self) -> _Line | None:
+        if self._again:
+            return self._again.popleft()
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        if frame.too_long:
+            return _Line(frame.number, "\n", 1, f"longer than {self._max_bytes} bytes")
+        text, problem = readable(frame.data)
+        return _Line(frame.number, text + "\n", len(frame.data) + 1, problem)
+
+    def take(self) -> tuple[int, str | None]:
+        """The row just read: its first line and the first problem of its lines."""
+        row, self.row, self._size = self.row, [], 0
+        return row[0].number, next((line.problem for line in row if line.problem), None)
+
+    def broken(self, error: Exception) -> tuple[int, str, bool]:
+        """The row being read is broken: its first line, why, and whether the lines after that one (which will
+        be read again) were part of it."""
+        (first, *rest), self.row, self._size = self.row, [], 0
+        self._again.extendleft(reversed(rest))
+        if isinstance(error, _RowTooLong):
+            reason = f"the row is longer than {self._max_bytes} bytes (an unterminated quote?)"
+        elif self._ended:
+            reason = "unterminated quote: a quoted field of this row is never closed"
+        elif "expected after" in str(error) and rest:
+            reason = (
+                f"unterminated quote: a quoted field of this row runs to line {rest[-1].number}, "
+                "where its closing quote is followed by text"
+            )
+        elif "expected after" in str(error):
+            reason = 'text after a closing quote: a quote inside a quoted field must be doubled ("")'
+        elif "new-line character" in str(error):
+            reason = "a line break (a lone CR) inside an unquoted field: quote the field"
+        else:
+            reason = f"malformed CSV row: {error}"
+        return first.number, reason, bool(rest)
 
 
 def _csv(chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
     lines = _CsvLines(chunks, options.max_record_bytes)
     csv.field_size_limit(options.max_record_bytes)  # process-wide; a Lambda runs one conversion at a time
-    reader = csv.reader(lines)
     columns: dict[str, int] | None = None
     width = 0
-    end = 0
     while True:
-        start = end + 1
         try:
-            row = next(reader)
-        except StopIteration:
+            for row in csv.reader(lines, strict=True):
+                start, problem = lines.take()
+                if columns is None:
+                    if problem is None and not any(cell.strip() for cell in row):
+                        continue
+                    columns = _header(row) if problem is None else {}
+                    if "prompt" not in columns:
+                        yield _reject(start, problem or "the CSV header has no 'prompt' column")
+                        return
+                    width = len(row)
+                    continue
+                yield from _row(start, row, columns, width, problem, options)
             return
-        except csv.Error as error:
-            end = reader.line_num
-            yield _reject(start, f"malformed CSV row: {error}")
-            continue
-        end = reader.line_num
-        problem = lines.take(start, end)
-        if columns is None:
-            if problem is None and not any(cell.strip() for cell in row):
-                continue
-            columns = _header(row) if problem is None else {}
-            if "prompt" not in columns:
-                yield _reject(start, problem or "the CSV header has no 'prompt' column")
+        except (csv.Error, _RowTooLong) as error:
+            start, reason, spanned = lines.broken(error)
+            if columns is None:
+                yield _reject(start, f"the CSV header cannot be read: {reason}")
                 return
-            width = len(row)
-            continue
-        yield from _row(start, row, columns, width, problem, options)
+            yield _reject(start, f"{reason}; the lines after it are read as rows" if spanned else reason)
 
 
 def _header(row: list[str]) -> dict[str, int]:
@@ -262,3 +314,11 @@ def _row(
         if identifier:
             value["id"] = identifier
         yield _from_value(start, value, options)
+
+
+_READERS: dict[Format, Callable[[Iterable[bytes], Options], Iterator[Item]]] = {
+    "jsonl": _jsonl,
+    "json": _json,
+    "csv": _csv,
+    "txt": _txt,
+}

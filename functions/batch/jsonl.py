@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 from pydantic_core import to_json
 
-BOM = b"\xef\xbb\xbf"
 _WHITESPACE = b" \t\r\n"
 # Inside a JSON array only these bytes change the structure; an escape pair (backslash + any byte) is one
 # token so that an escaped quote never ends a string.
@@ -44,20 +43,8 @@ def encode(value: Any) -> bytes:
     return to_json(value) + b"\n"
 
 
-def without_bom(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """The same stream without a leading UTF-8 byte order mark (even when it is split over chunks)."""
-    iterator = iter(chunks)
-    head = b""
-    for chunk in iterator:
-        head += chunk
-        if len(head) >= len(BOM):
-            break
-    yield head[len(BOM) :] if head.startswith(BOM) else head
-    yield from iterator
-
-
 def iter_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[Frame]:
-    """Split a byte stream into lines: LF or CRLF endings, a leading UTF-8 BOM dropped.
+    """Split a byte stream into lines: LF or CRLF endings; bytes as they are (text.py decides what is text).
 
     Blank lines are yielded too (so numbers match an editor's line numbers); a final line without a
     newline is yielded; a line longer than `max_bytes` is yielded empty with `too_long` set.
@@ -65,7 +52,7 @@ def iter_lines(chunks: Iterable[bytes], max_bytes: int) -> Iterator[Frame]:
     pending = bytearray()  # the start of a line that began in an earlier chunk
     too_long = False
     number = 0
-    for chunk in without_bom(chunks):
+    for chunk in chunks:
         start = 0
         if pending or too_long:
             newline = chunk.find(b"\n")
@@ -121,7 +108,7 @@ def iter_array_items(chunks: Iterable[bytes], max_bytes: int) -> Iterator[Frame]
     """
     scanner = _ArrayScanner(max_bytes)
     carry = b""
-    for chunk in without_bom(chunks):
+    for chunk in chunks:
         yield from scanner.feed(carry + chunk, final=False)
         carry = scanner.carry
     yield from scanner.feed(carry, final=True)

@@ -121,7 +121,7 @@ def test_batch_shards_are_balanced_under_every_limit(aws: Aws, lambda_context: L
     assert seen == [record_id(n) for n in [*range(1, 8), *range(10, 17)]]
     assert len({shard["jobName"] for shard in prepared["shards"]}) == 3
     assert aws.jsonl(f"rejected/{run}/rejected.jsonl") == [
-        {"line": 8, "reason": "invalid JSON: Expecting property name enclosed in double quotes at column 2"}
+        {"line": 8, "reason": "invalid JSON at column 2: an object key must be a string in double quotes"}
     ]
     assert len(json.dumps(prepared)) < 1024 + 512 * len(prepared["shards"])
 
@@ -190,8 +190,12 @@ def test_the_run_reads_its_own_version_not_the_latest(aws: Aws, lambda_context: 
             "inbox/bad.jsonl",
             b"\x00\x01\x02\n\xff\xfe\n",
             [
-                {"line": 1, "reason": "invalid JSON: Expecting value at column 1"},
-                {"line": 2, "reason": "invalid UTF-8 at byte 0"},
+                {
+                    "line": 1,
+                    "reason": "a NUL byte at byte 0 (binary data, or UTF-16 without a BOM?); "
+                    "save the file as UTF-8 text",
+                },
+                {"line": 2, "reason": "invalid UTF-8 at byte 0; save the file as UTF-8"},
             ],
         ),
     ],

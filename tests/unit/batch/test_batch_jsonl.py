@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from batch.jsonl import BOM, Frame, NotAnArray, encode, iter_array_items, iter_lines, without_bom
+from batch.jsonl import Frame, NotAnArray, encode, iter_array_items, iter_lines
 
 MIB = 1024 * 1024
 
@@ -22,7 +22,6 @@ def _chunked(data: bytes, cuts: list[int]) -> list[bytes]:
 
 
 def _reference_lines(data: bytes, max_bytes: int) -> list[Frame]:
-    data = data.removeprefix(BOM)
     if not data:
         return []
     pieces = data.split(b"\n")
@@ -40,21 +39,15 @@ lines_content = st.binary(max_size=400) | st.lists(
 ).map(lambda parts: b"\n".join(parts))
 
 
-@given(data=lines_content, cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=12), bom=st.booleans())
+@given(data=lines_content, cuts=st.lists(st.integers(min_value=0, max_value=500), max_size=12))
 @settings(max_examples=400)
-def test_lines_match_a_plain_split_whatever_the_chunking(data: bytes, cuts: list[int], bom: bool) -> None:
-    content = (BOM if bom else b"") + data
-    assert list(iter_lines(_chunked(content, cuts), max_bytes=32)) == _reference_lines(content, 32)
+def test_lines_match_a_plain_split_whatever_the_chunking(data: bytes, cuts: list[int]) -> None:
+    assert list(iter_lines(_chunked(data, cuts), max_bytes=32)) == _reference_lines(data, 32)
 
 
 def test_crlf_blank_lines_and_a_final_line_without_newline() -> None:
     frames = list(iter_lines([b'{"a":1}\r\n\r\n', b"\n  \nlast"], max_bytes=100))
     assert frames == [Frame(1, b'{"a":1}'), Frame(2, b""), Frame(3, b""), Frame(4, b"  "), Frame(5, b"last")]
-
-
-def test_a_bom_split_over_chunks_is_dropped() -> None:
-    assert list(iter_lines([b"\xef", b"\xbb", b"\xbfhi\n"], max_bytes=10)) == [Frame(1, b"hi")]
-    assert b"".join(without_bom([b"\xef\xbb"])) == b"\xef\xbb"  # a lone BOM prefix is left alone
 
 
 def test_an_over_long_line_is_reported_without_its_content() -> None:
@@ -107,7 +100,7 @@ def test_an_escaped_backslash_at_a_chunk_edge() -> None:
         assert [json.loads(frame.data) for frame in frames] == [{"p": "a\\"}, {"p": 'b"'}]
 
 
-@pytest.mark.parametrize("text", [b"", b"  \n", BOM, b"[]", b" [ \n ] \n"])
+@pytest.mark.parametrize("text", [b"", b"  \n", b"[]", b" [ \n ] \n"])
 def test_no_items(text: bytes) -> None:
     assert list(iter_array_items([text], max_bytes=10)) == []
 

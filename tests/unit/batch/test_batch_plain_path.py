@@ -10,7 +10,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from batch import converter
-from batch.converter import Accepted, Options
+from batch.converter import Accepted, Options, Rejected
+from shared.strict_json import InvalidJson, loads
 
 MODEL = "openai.gpt-oss-120b-1:0"
 OPTIONS = Options(model_id=MODEL, default_max_tokens=256, max_record_bytes=4096)
@@ -78,9 +79,9 @@ plain_prompts = st.one_of(
 )
 
 
-def _precise(data: bytes) -> converter.Item:
+def _precise(value: Any) -> converter.Item:
     """The converter's path for a line the fast path leaves alone (pydantic validation)."""
-    return converter._from_value(1, json.loads(data), OPTIONS)
+    return converter._from_value(1, value, OPTIONS)
 
 
 def _same(fast: Accepted, precise: converter.Item) -> None:
@@ -97,27 +98,32 @@ def test_the_fast_path_accepts_only_what_validation_accepts_and_writes_the_same_
         data = json.dumps(value, ensure_ascii=ascii_only).encode("utf-8")
     except (ValueError, UnicodeEncodeError):
         return  # not a line a prompt file can hold (a lone surrogate)
-    fast = converter._plain(1, data, OPTIONS)
+    try:
+        parsed = loads(data)
+    except InvalidJson:  # NaN or Infinity: the line is rejected before either path sees it
+        assert isinstance(converter._from_bytes(1, data, OPTIONS), Rejected)
+        return
+    fast = converter._plain(1, parsed, OPTIONS)
     if fast is not None:
-        _same(fast, _precise(data))
+        _same(fast, _precise(parsed))
     item = converter._from_bytes(1, data, OPTIONS)
     if isinstance(item, Accepted):
-        _same(item, _precise(data))
+        _same(item, _precise(parsed))
     else:
-        assert item == _precise(data)
+        assert item == _precise(parsed)
 
 
 @given(value=plain_prompts)
 def test_plain_prompts_take_the_fast_path(value: dict[str, Any]) -> None:
-    data = json.dumps(value).encode()
-    fast = converter._plain(1, data, OPTIONS)
+    parsed = loads(json.dumps(value).encode())
+    fast = converter._plain(1, parsed, OPTIONS)
     assert fast is not None
-    _same(fast, _precise(data))
+    _same(fast, _precise(parsed))
 
 
-def test_lines_json_loads_refuses_are_left_to_the_precise_path() -> None:
-    # NaN and a huge integer parse with pydantic-core but are not plain values; a BOM or a raw control
-    # character does not parse; a lone surrogate escape parses with json only.
+def test_lines_the_strict_reading_refuses_reach_neither_path() -> None:
+    # Rejected with the reason the strict reading gives (NaN, a huge integer, a BOM inside the file, a raw
+    # control character, a lone surrogate escape, trailing text, invalid UTF-8).
     for line in (
         b'{"prompt": "x", "temperature": NaN}',
         b'{"prompt": "x", "id": ' + b"9" * 5000 + b"}",
@@ -127,4 +133,6 @@ def test_lines_json_loads_refuses_are_left_to_the_precise_path() -> None:
         b'{"prompt": "x"} trailing',
         b"\xff\xfe",
     ):
-        assert converter._plain(1, line, OPTIONS) is None, line
+        item = converter._from_bytes(1, line, OPTIONS)
+        assert isinstance(item, Rejected), line
+        assert item.rejection.reason.startswith(("invalid JSON at column ", "invalid UTF-8 at byte ")), line
