@@ -74,15 +74,14 @@ def _run_job(aws: Aws, shard: dict[str, Any], job_id: str) -> None:
     aws.put(output_prefix + "manifest.json.out", json.dumps(manifest))
 
 
-def test_a_dropped_file_runs_through_batch_jobs_to_a_summary(
-    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any]
-) -> None:
-    key = "inbox/support tickets.jsonl"
-    body = "".join(json.dumps({"prompt": f"Ticket {n}", "id": f"T-{n}"}) + "\n" for n in range(1, 11))
+def _drop_and_run(
+    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any], key: str, body: bytes | str
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Drop a file and run it through starter, prepare, the jobs and collect: (prepared, collect's result)."""
     version = aws.put(key, body)
     event = load_event("batch/sqs_object_created.json")
     message = json.loads(event["Records"][0]["body"])
-    message["detail"]["object"].update({"key": "inbox/support+tickets.jsonl", "version-id": version})
+    message["detail"]["object"].update({"key": key.replace(" ", "+"), "version-id": version})
     event["Records"][0]["body"] = json.dumps(message)
 
     assert starter.lambda_handler(event, lambda_context) == {"batchItemFailures": []}
@@ -114,6 +113,14 @@ def test_a_dropped_file_runs_through_batch_jobs_to_a_summary(
         },
         lambda_context,
     )
+    return prepared, result
+
+
+def test_a_dropped_file_runs_through_batch_jobs_to_a_summary(
+    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any]
+) -> None:
+    body = "".join(json.dumps({"prompt": f"Ticket {n}", "id": f"T-{n}"}) + "\n" for n in range(1, 11))
+    prepared, result = _drop_and_run(aws, lambda_context, load_event, "inbox/support tickets.jsonl", body)
 
     assert result["status"] == "SUCCEEDED"
     assert result["counts"]["ok"] == result["counts"]["accepted"] == 10
@@ -124,3 +131,30 @@ def test_a_dropped_file_runs_through_batch_jobs_to_a_summary(
     summary = json.loads(aws.get(f"results/{prepared['runId']}/summary.json"))
     assert [job["manifestMismatch"] for job in summary["jobs"]] == [False, False]
     assert summary["tokens"] == {"input": 50, "output": 70}
+
+
+# Issue 13: one line the strict reading refuses (here a lone surrogate escape, the 6 characters \ud800) used
+# to fail Prepare with a serialization error, so the run ended FAILED with nothing accepted or rejected.
+GOOD = [{"prompt": f"Ticket {n}", "id": f"T-{n}"} for n in range(1, 11)]
+LONE_SURROGATE = r'{"prompt": "Ticket \ud800", "id": "T-bad"}'
+LINES = [*map(json.dumps, GOOD[:3]), LONE_SURROGATE, *map(json.dumps, GOOD[3:])]  # the bad one is line 4
+HOSTILE_FILES = {
+    "inbox/tickets.jsonl": "\n".join(LINES) + "\n",
+    "inbox/tickets.json": "[\n" + ",\n".join(LINES) + "\n]",
+}
+
+
+@pytest.mark.parametrize("key", list(HOSTILE_FILES))
+def test_a_lone_surrogate_line_is_rejected_and_every_other_prompt_answered(
+    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any], key: str
+) -> None:
+    prepared, result = _drop_and_run(aws, lambda_context, load_event, key, HOSTILE_FILES[key])
+
+    assert result["status"] == "PARTIAL"
+    counts = result["counts"]
+    assert (counts["accepted"], counts["rejected"], counts["ok"]) == (10, 1, 10)
+    results = aws.jsonl(f"results/{prepared['runId']}/results.jsonl")
+    assert sorted(line["id"] for line in results) == sorted(prompt["id"] for prompt in GOOD)
+    [rejection] = aws.jsonl(f"rejected/{prepared['runId']}/rejected.jsonl")
+    assert rejection["line"] == 4
+    assert "a lone surrogate escape (\\ud800) is not a character" in rejection["reason"]
