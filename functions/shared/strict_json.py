@@ -1,13 +1,15 @@
 """JSON as this project reads it from callers: pydantic-core's parser, with nothing Bedrock could not take back.
 
 Refused with an InvalidJson (a ValueError) whose message names the problem and its position, never the input:
-NaN and Infinity (not JSON; forwarded to Bedrock they make an invalid request), lone surrogate escapes (no
+NaN and Infinity (not JSON; forwarded to Bedrock they make an invalid request), numbers too large for a float
+(read as infinity, the same invalid request), lone surrogate escapes (no
 UTF-8 can carry them), integers beyond what Python represents, and nesting deeper than the parser's limit.
 The chat body, tool-call arguments and every line of a batch prompt file are read here.
 """
 
 from __future__ import annotations
 
+import math
 import re
 from typing import Any
 
@@ -18,6 +20,8 @@ MAX_DEPTH = 200
 _POSITION = re.compile(r"(.*) at line (\d+) column (\d+)", re.DOTALL)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 _NON_FINITE = (b"NaN", b"Infinity")
+# A number token, strings skipped whole so that digits inside them never count.
+_NUMBER = re.compile(rb'"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)')
 
 
 class InvalidJson(ValueError):
@@ -37,9 +41,33 @@ def loads(text: str | bytes) -> Any:
         InvalidJson: the text is not strict JSON (the message says why and where, quoting none of it).
     """
     try:
-        return from_json(text, allow_inf_nan=False)
+        value = from_json(text, allow_inf_nan=False)
     except ValueError as error:
         raise _explained(str(error), text) from None
+    if _overflows(value):
+        raise _overflow(text)
+    return value
+
+
+def _overflows(value: Any) -> bool:
+    """Whether a number too large for a float (1e400) was read as infinity, which JSON cannot carry back."""
+    if isinstance(value, float):
+        return math.isinf(value)
+    if isinstance(value, dict):
+        return any(_overflows(item) for item in value.values())
+    if isinstance(value, list):
+        return any(_overflows(item) for item in value)
+    return False
+
+
+def _overflow(text: str | bytes) -> InvalidJson:
+    data = text.encode("utf-8", "surrogatepass") if isinstance(text, str) else text
+    for token in _NUMBER.finditer(data):
+        if token[1] is not None and math.isinf(float(token[1])):
+            line = data.count(b"\n", 0, token.start()) + 1
+            column = token.start() - (data.rfind(b"\n", 0, token.start()) + 1) + 1
+            return InvalidJson("a number too large to be represented", line, column)
+    return InvalidJson("a number too large to be represented", 1, 1)
 
 
 def _explained(message: str, text: str | bytes) -> InvalidJson:

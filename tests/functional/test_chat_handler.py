@@ -644,6 +644,24 @@ HOSTILE_BODIES = {
         '{"model":"gpt-oss-20b","tools":[{"type":"function","function":{"name":"f","parameters":'
         '{"type":"object","maximum":Infinity}}}],"messages":[{"role":"user","content":"hi"}]}'
     ),
+    "a number too large for a float in logit_bias": (
+        '{"model":"gpt-oss-20b","logit_bias":{"1":1e400},"messages":[{"role":"user","content":"hi"}]}'
+    ),
+    "a number too large for a float in tool arguments": json.dumps(
+        chat(
+            tools=[{"type": "function", "function": {"name": "f"}}],
+            messages=[
+                {"role": "user", "content": "hi"},
+                {
+                    "role": "assistant",
+                    "tool_calls": [
+                        {"id": "t1", "type": "function", "function": {"name": "f", "arguments": '{"x": -2e308}'}}
+                    ],
+                },
+                {"role": "tool", "tool_call_id": "t1", "content": "r"},
+            ],
+        )
+    ),
     "tool arguments 3,000 deep": json.dumps(
         chat(
             tools=[{"type": "function", "function": {"name": "f"}}],

@@ -79,10 +79,10 @@ def test_a_lone_surrogate_item_of_a_json_array_is_that_items_reject() -> None:
         (b'{"prompt": "x", "id": ' + b"9" * 5000 + b"}", "a number with more digits than can be represented"),
         (b'{"prompt": "x", "stop": ' + b"[" * 300 + b"]" * 300 + b"}", "nested more than 200 levels deep"),
         (b"[" * 2000, "nested more than 200 levels deep"),
-        # A float too large for a double reads as Infinity; every numeric field's bounds refuse it.
-        (b'{"prompt": "x", "temperature": 1e400}', "temperature: Input should be less than or equal to 2"),
-        (b'{"prompt": "x", "top_p": -1e400}', "top_p: Input should be greater than or equal to 0"),
-        (b'{"prompt": "x", "id": 1e400}', "id"),
+        # A float too large for a double would read as Infinity: refused where it is read, whatever the field.
+        (b'{"prompt": "x", "temperature": 1e400}', "a number too large to be represented"),
+        (b'{"prompt": "x", "top_p": -1e400}', "a number too large to be represented"),
+        (b'{"prompt": "x", "id": 1e400}', "a number too large to be represented"),
     ],
 )
 def test_json_a_prompt_cannot_carry_is_rejected_with_a_reason(line: bytes, reason: str) -> None:
