@@ -3,9 +3,11 @@
 Begin -> Prepare -> Route: batch     -> Shards (Distributed Map, one child execution per shard:
                                         SubmitJob -> WaitForJob -> GetJob -> JobStatus, 3 states per lap)
                            on_demand -> OnDemand
-                           empty     --------------------------------------------------------------> Collect -> Done
-A failure of Prepare, Shards, OnDemand or Collect is caught: CollectFailure writes the summary anyway, then
-RunFailed fails the execution (so the failure alarms fire). Task payloads carry URIs, ids and counts only.
+                           empty     ------------------------------------------------------> Collect -> Ended
+Ended: a FAILED summary (no prompt answered) -> SummaryFailed fails the execution, naming the summary; SUCCEEDED
+and PARTIAL -> Done. A failure of Prepare, Shards, OnDemand or Collect is caught: CollectFailure writes the
+summary anyway, then RunFailed fails the execution. Either way the failure alarms fire. Task payloads carry
+URIs, ids and counts only.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ TIMEOUT_WAVES = 3
 # The shard's workflow variable counting successful status checks (poll laps), and its reference.
 _LAPS = "laps"
 _LAPS_PATH = f"${_LAPS}"
+# The error of an execution whose summary is FAILED (its cause names the summary).
+SUMMARY_FAILED_ERROR = "SummaryFailed"
 # A JSON null in a Parameters field (CDK drops None values).
 _NULL = "States.StringToJson('null')"
 
@@ -151,7 +155,22 @@ class BatchWorkflow(Construct):
             "Collect", collect, "Join results, write results.jsonl and summary.json", output_path="$.result"
         )
         done.add_catch(collect_failure, errors=["States.ALL"], result_path="$.error")
-        done.next(sfn.Succeed(self, "Done"))
+        done.next(
+            sfn.Choice(self, "Ended", comment="A FAILED summary fails the execution; SUCCEEDED and PARTIAL succeed")
+            .when(
+                sfn.Condition.string_equals("$.status", "FAILED"),
+                sfn.Fail(
+                    self,
+                    "SummaryFailed",
+                    comment="The summary is written; the execution fails so that the failure alarms fire",
+                    error=SUMMARY_FAILED_ERROR,
+                    cause_path=sfn.JsonPath.format(
+                        "summary FAILED (no prompt answered): {}", sfn.JsonPath.string_at("$.summary")
+                    ),
+                ),
+            )
+            .otherwise(sfn.Succeed(self, "Done"))
+        )
         prepared = _lambda_task(
             self, "Prepare", prepare, input_path="$.source", result_path="$.prepared", rerun_after_crash=True
         )

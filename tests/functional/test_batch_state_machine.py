@@ -26,7 +26,7 @@ from tests.functional.conftest import OFFLINE_CONTEXT, OFFLINE_QUOTAS, OFFLINE_S
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 OFFLINE = DeploymentConfig.from_context(dict(OFFLINE_CONTEXT)).batch
-BATCH_PATH = ["Begin", "Prepare", "Route", "Shards", "Collect", "Done"]
+BATCH_PATH = ["Begin", "Prepare", "Route", "Shards", "Collect", "Ended", "Done"]
 
 
 def prompts(count: int, *, start: int = 0) -> list[str]:
@@ -70,6 +70,16 @@ def assert_one_job_per_shard(run: Run) -> None:
     assert len({job.request.client_request_token for job in run.jobs}) == len(run.jobs)
 
 
+def assert_failed_with_its_summary(run: Run, bucket: str) -> None:
+    """A FAILED summary, written, then the execution failed by SummaryFailed naming it (the failure alarms fire)."""
+    assert run.summary is not None
+    assert run.summary["status"] == "FAILED"
+    assert run.status == "FAILED", (run.error, run.cause)
+    assert run.states_entered()[-3:] == ["Collect", "Ended", "SummaryFailed"]
+    assert run.error == "SummaryFailed"
+    assert run.cause == f"summary FAILED (no prompt answered): s3://{bucket}/results/{run.run_id}/summary.json"
+
+
 # --- the three paths --------------------------------------------------------------------------------
 
 
@@ -101,7 +111,7 @@ def test_a_mixed_folder_runs_each_file_on_its_path(pipeline: OfflinePipeline) ->
     assert set(batch.output) == {"runId", "status", "path", "counts", "summary", "results"}
 
     assert on_demand.status == "SUCCEEDED"
-    assert on_demand.states_entered() == ["Begin", "Prepare", "Route", "OnDemand", "Collect", "Done"]
+    assert on_demand.states_entered() == ["Begin", "Prepare", "Route", "OnDemand", "Collect", "Ended", "Done"]
     assert on_demand.summary is not None
     assert on_demand.summary["path"] == "on_demand"
     assert on_demand.summary["status"] == "SUCCEEDED"
@@ -114,11 +124,11 @@ def test_a_mixed_folder_runs_each_file_on_its_path(pipeline: OfflinePipeline) ->
         (LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION)
     }
 
-    assert empty.status == "SUCCEEDED"
-    assert empty.states_entered() == ["Begin", "Prepare", "Route", "Collect", "Done"]
+    # Nothing accepted, nothing answered: a FAILED summary, and a failed execution (as README promises).
+    assert_failed_with_its_summary(empty, pipeline.bucket)
+    assert empty.states_entered() == ["Begin", "Prepare", "Route", "Collect", "Ended", "SummaryFailed"]
     assert empty.summary is not None
     assert empty.summary["path"] == "empty"
-    assert empty.summary["status"] == "FAILED"
     assert empty.results == []
     assert empty.jobs == []
     assert_every_prompt_accounted_once(empty, len(bad))
@@ -217,7 +227,7 @@ def test_a_submit_that_keeps_failing_ends_its_shard_with_the_aws_error_name(pipe
 
     run = pipeline.run("inbox/refused.jsonl", jsonl(*prompts(8)))
 
-    assert run.status == "SUCCEEDED"
+    assert_failed_with_its_summary(run, pipeline.bucket)
     assert run.jobs == []
     assert run.summary is not None
     (job,) = run.summary["jobs"]
@@ -233,7 +243,7 @@ def test_a_status_check_that_keeps_failing_ends_its_shard_and_keeps_the_job(pipe
 
     run = pipeline.run("inbox/unreadable.jsonl", jsonl(*prompts(6)))
 
-    assert run.status == "SUCCEEDED"
+    assert_failed_with_its_summary(run, pipeline.bucket)  # no prompt answered
     (job,) = run.jobs
     assert job.checks == 0  # the job exists (and is billed): collect still reads whatever it wrote
     assert run.summary is not None
@@ -252,7 +262,7 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
 
     run = pipeline.run("inbox/stuck.jsonl", jsonl(*prompts(6)))
 
-    assert run.status == "SUCCEEDED"
+    assert_failed_with_its_summary(run, pipeline.bucket)  # every prompt missing
     (job,) = run.jobs
     assert job.status == "InProgress"
     assert job.checks == OFFLINE.poll_lap_limit == 30
@@ -272,6 +282,30 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
 
 
 # --- failures and duplicates ----------------------------------------------------------------------
+
+
+def test_a_run_whose_every_prompt_fails_writes_its_summary_then_fails_the_execution(
+    pipeline: OfflinePipeline,
+) -> None:
+    pipeline.bedrock.scenario = lambda _request: JobScenario(status="Failed", message="Internal error")
+
+    run = pipeline.run("inbox/all-lost.jsonl", jsonl(*prompts(25)))
+
+    assert_failed_with_its_summary(run, pipeline.bucket)
+    assert run.states_entered() == ["Begin", "Prepare", "Route", "Shards", "Collect", "Ended", "SummaryFailed"]
+    assert run.summary is not None
+    assert run.summary["counts"]["missing"] == 25
+    assert [result["status"] for result in run.results] == ["missing"] * 25
+    assert_every_prompt_accounted_once(run, 25)
+
+
+def test_a_partial_run_ends_its_execution_succeeded(pipeline: OfflinePipeline) -> None:
+    run = pipeline.run("inbox/some-lost.jsonl", jsonl(*prompts(25)) + "{not json\n")
+
+    assert run.summary is not None
+    assert run.summary["status"] == "PARTIAL"
+    assert run.status == "SUCCEEDED"
+    assert run.states_entered() == BATCH_PATH
 
 
 def test_a_failed_task_still_writes_a_summary_and_fails_the_execution(pipeline: OfflinePipeline) -> None:

@@ -81,7 +81,7 @@ def test_lambda_service_errors_are_retried_and_the_run_creates_one_job_per_shard
         {"Lambda.ServiceException": 2, "Lambda.TooManyRequestsException": 1}
     )
     # Each task was entered once: the retries happened inside it, not by running the path again.
-    assert run.states_entered() == ["Begin", "Prepare", "Route", "Shards", "Collect", "Done"]
+    assert run.states_entered() == ["Begin", "Prepare", "Route", "Shards", "Collect", "Ended", "Done"]
     assert run.summary is not None
     assert run.summary["status"] == "SUCCEEDED"
     assert run.summary["counts"]["ok"] == 45

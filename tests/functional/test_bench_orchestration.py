@@ -20,11 +20,11 @@ def test_a_poll_lap_is_three_billed_transitions_and_the_rest_of_a_run_at_most_25
 
     assert measured.lap_states == ["WaitForJob", "GetJob", "JobStatus"]
     assert measured.per_lap == 3 <= TARGET_PER_LAP
-    assert measured.parent_states == ["Begin", "Prepare", "Route", "Shards", "Collect", "Done"]
-    assert measured.parent == 6  # no retry happened
+    assert measured.parent_states == ["Begin", "Prepare", "Route", "Shards", "Collect", "Ended", "Done"]
+    assert measured.parent == 7  # no retry happened
     # A run of one shard whose job ends at once: the run, the child the Map starts, the child's own states.
     assert measured.parent + 1 + measured.shard_fixed <= TARGET_PER_RUN
-    assert measured.run(shards=3, laps=10) == 6 + 3 * (1 + measured.shard_fixed + 30)
+    assert measured.run(shards=3, laps=10) == 7 + 3 * (1 + measured.shard_fixed + 30)
     run_row, _, lap_row, per_thousand = rows_of(measured)
     assert (run_row.met, lap_row.met, per_thousand.met) == (True, True, None)
 

@@ -471,6 +471,17 @@ def test_the_run_flows_through_prepare_a_path_and_collect_and_every_failure_is_c
         assert catch == {"ErrorEquals": ["States.ALL"], "ResultPath": "$.error", "Next": "CollectFailure"}
     assert states["CollectFailure"]["Next"] == "RunFailed"
     assert states["RunFailed"]["Type"] == "Fail"
+    # After the summary is written: a FAILED one fails the execution, naming it; SUCCEEDED and PARTIAL succeed.
+    assert states["Collect"]["Next"] == "Ended"
+    assert states["Ended"]["Choices"] == [{"Variable": "$.status", "StringEquals": "FAILED", "Next": "SummaryFailed"}]
+    assert states["Ended"]["Default"] == "Done"
+    assert states["Done"]["Type"] == "Succeed"
+    assert states["SummaryFailed"] == {
+        "Type": "Fail",
+        "Comment": "The summary is written; the execution fails so that the failure alarms fire",
+        "Error": "SummaryFailed",
+        "CausePath": "States.Format('summary FAILED (no prompt answered): {}', $.summary)",
+    }
     # Collect's payload: every field of CollectInput, the start time from the context object.
     assert set(states["Collect"]["Parameters"]) == {
         "source.$",

@@ -68,7 +68,7 @@ def test_a_file_uploaded_to_the_s3_endpoint_runs_by_itself(system: RunningSystem
     assert (summary["counts"]["accepted"], summary["counts"]["ok"], summary["counts"]["rejected"]) == (3, 3, 1)
     run = system.pipeline.wait(run_id)
     assert run.status == "SUCCEEDED"
-    assert run.states_entered() == ["Begin", "Prepare", "Route", "OnDemand", "Collect", "Done"]
+    assert run.states_entered() == ["Begin", "Prepare", "Route", "OnDemand", "Collect", "Ended", "Done"]
     # The on-demand path went through the one model, with the chat API's guardrail.
     by_id = {result["id"]: result for result in run.results}
     assert by_id["b"]["finish_reason"] == "content_filter"
