@@ -11,11 +11,16 @@ from infra.config import DeploymentConfig
 from infra.constructs.batch_pipeline import INBOX_PREFIX, BatchPipeline
 from infra.constructs.fault_injection import Experiment, FaultInjection
 from infra.constructs.guardrail import GuardrailReference
-from infra.constructs.monitoring import Monitoring
+from infra.constructs.monitoring.batch_pipeline import (
+    BatchPipelineAlarms,
+    BatchPipelineDashboard,
+    BatchPipelineMetrics,
+)
+from infra.constructs.monitoring.common import AlarmTopic
 
 
 class BatchPipelineStack(Stack):
-    """Composes BatchPipeline + Monitoring; the guardrail comes from the stage's SSM parameters.
+    """Composes BatchPipeline + its alarms and dashboard; the guardrail comes from the stage's SSM parameters.
 
     The stack reads the guardrail id and version on every deploy (CloudFormation SSM parameter types), so
     a new guardrail version reaches the batch functions with the next deploy of this stack; deploy it
@@ -40,8 +45,10 @@ class BatchPipelineStack(Stack):
             )
         guardrail = GuardrailReference.from_parameters(self, config.stage)
         self.pipeline = BatchPipeline(self, "BatchPipeline", config=config, guardrail=guardrail)
-        self.monitoring = Monitoring(self, "Monitoring", config=config)
-        self.monitoring.add_batch_pipeline(self.pipeline)
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", config=config)
+        metrics = BatchPipelineMetrics(self.pipeline, config)
+        self.alarms = BatchPipelineAlarms(self, "BatchPipelineAlarms", metrics=metrics, topic=self.alarm_topic)
+        BatchPipelineDashboard(self, "BatchPipelineDashboard", metrics=metrics, alarms=self.alarms)
 
         bucket_name = self.pipeline.bucket.bucket_name
         CfnOutput(self, "BucketName", value=bucket_name, description="The pipeline bucket")
@@ -57,7 +64,7 @@ class BatchPipelineStack(Stack):
             value=self.pipeline.state_machine.state_machine_arn,
             description="One execution per dropped file version (the execution name is the run id)",
         )
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Alarm notifications")
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, description="Alarm notifications")
         if config.fault_injection.enabled:
             self._fault_injection()
 
@@ -80,13 +87,13 @@ class BatchPipelineStack(Stack):
                 ),
             },
             # A message lost to the dead-letter queue means the faults got past the pipeline's retries.
-            stop_alarm=self.monitoring.alarm("BatchDeadLetters"),
+            stop_alarm=self.alarms.dead_letters,
         )
         for name, template in faults.templates.items():
             CfnOutput(self, f"Fis{name}TemplateId", value=template.ref, description="AWS FIS experiment template")
         CfnOutput(
             self,
             "BatchRunsFailedAlarmName",
-            value=self.monitoring.alarm("BatchRunsFailed").alarm_name,
+            value=self.alarms.runs_failed.alarm_name,
             description="For the deployed fault test (tests/e2e)",
         )

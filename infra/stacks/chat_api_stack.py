@@ -10,11 +10,12 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.chat_api import ChatApi
 from infra.constructs.guardrail import Guardrail
-from infra.constructs.monitoring import Monitoring
+from infra.constructs.monitoring.chat_api import ChatApiAlarms, ChatApiDashboard, ChatApiMetrics
+from infra.constructs.monitoring.common import AlarmTopic
 
 
 class ChatApiStack(Stack):
-    """Composes Guardrail + ChatApi + Monitoring and publishes what callers need as outputs."""
+    """Composes Guardrail + ChatApi + its alarms and dashboard, and publishes what callers need as outputs."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: DeploymentConfig, **kwargs: Any) -> None:
         super().__init__(scope, construct_id, **kwargs)
@@ -26,13 +27,15 @@ class ChatApiStack(Stack):
         # The batch stack reads the guardrail from these parameters (never from an export: see publish()).
         self.guardrail.publish(config.stage)
         self.chat_api = ChatApi(self, "ChatApi", config=config, guardrail=self.guardrail)
-        self.monitoring = Monitoring(self, "Monitoring", config=config)
-        self.monitoring.add_chat_api(self.chat_api)
+        self.alarm_topic = AlarmTopic(self, "AlarmTopic", config=config)
+        metrics = ChatApiMetrics(self.chat_api, config)
+        self.alarms = ChatApiAlarms(self, "ChatApiAlarms", metrics=metrics, topic=self.alarm_topic)
+        ChatApiDashboard(self, "ChatApiDashboard", metrics=metrics, alarms=self.alarms)
 
         CfnOutput(self, "ApiUrl", value=self.chat_api.url, description="OpenAI base_url (requests are SigV4-signed)")
         CfnOutput(self, "GuardrailId", value=self.guardrail.guardrail_id, description="Guardrail every call carries")
         CfnOutput(self, "GuardrailVersion", value=self.guardrail.guardrail_version, description="Its pinned version")
-        CfnOutput(self, "AlarmTopicArn", value=self.monitoring.topic.topic_arn, description="Alarm notifications")
+        CfnOutput(self, "AlarmTopicArn", value=self.alarm_topic.topic_arn, description="Alarm notifications")
         if self.chat_api.api_key is not None:
             CfnOutput(
                 self,
@@ -55,8 +58,8 @@ class ChatApiStack(Stack):
             "ThrottleRateLimit": str(config.chat.throttle_rate_limit),
             "ThrottleBurstLimit": str(config.chat.throttle_burst_limit),
             "ChatFunctionName": function.function_name,
-            "ChatFunctionErrorsAlarmName": self.monitoring.alarm("ChatFunctionErrors").alarm_name,
-            "ChatApi5xxAlarmName": self.monitoring.alarm("ChatApi5xx").alarm_name,
+            "ChatFunctionErrorsAlarmName": self.alarms.function_errors.alarm_name,
+            "ChatApi5xxAlarmName": self.alarms.server_errors.alarm_name,
         }
         for name, value in values.items():
             CfnOutput(self, name, value=value, description="For the deployed load tests (tests/e2e)")

@@ -463,6 +463,17 @@ def test_dashboard_shows_the_chat_api(chat: dict[str, Any]) -> None:
     body = render(dashboard["Properties"]["DashboardBody"])
     for needle in ("5XXError", "Latency", "Http429Responses", "GuardrailIntervened", "AWS/Lambda", "alarms"):
         assert needle in body, needle
+    # Tiers are priced apart: the tokens of each tier the stage allows, as the function publishes them.
+    (by_tier,) = [w for w in json.loads(body)["widgets"] if w["properties"].get("title") == "Tokens by service tier"]
+    shown = set()
+    for namespace, name, *dimensions, _ in by_tier["properties"]["metrics"]:
+        assert namespace == "GptOssBedrock/dev"
+        shown.add((name, tuple(sorted(zip(dimensions[::2], dimensions[1::2], strict=True)))))
+    assert shown == {
+        (name, (("ServiceTier", tier), ("service", "ChatFunction")))
+        for name in ("InputTokens", "OutputTokens")
+        for tier in CONFIG.chat.service_tiers
+    }
 
 
 def test_alarm_topic_is_encrypted_and_tls_only(chat_template: Template, chat: dict[str, Any]) -> None:

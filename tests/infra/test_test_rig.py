@@ -150,7 +150,7 @@ def test_the_streaming_chat_function_keeps_its_web_adapter_and_gets_no_fis(rig_a
 @pytest.mark.row(25)
 def test_the_fis_role_and_experiments_are_scoped_and_stop_on_an_alarm(rig_app: Synthesized) -> None:
     expected = {
-        RIG_BATCH_STACK: ({"PipelineInvocationError", "PipelineInvocationDelay"}, "BatchDeadLetters", 4),
+        RIG_BATCH_STACK: ({"PipelineInvocationError", "PipelineInvocationDelay"}, "DeadLetters", 4),
     }
     for stack, (names, stop_alarm, targets) in expected.items():
         template = rig_app.templates[stack]
@@ -169,14 +169,13 @@ def test_the_fis_role_and_experiments_are_scoped_and_stop_on_an_alarm(rig_app: S
         assert len(functions) == targets
         experiments = resources(template, "AWS::FIS::ExperimentTemplate")
         assert {logical_id.removeprefix("FaultInjection")[:-8] for logical_id in experiments} == names
-        alarm_ids = [
-            a for a in resources(template, "AWS::CloudWatch::Alarm") if a.startswith(f"Monitoring{stop_alarm}")
-        ]
+        alarms = resources(template, "AWS::CloudWatch::Alarm")
+        (alarm_id,) = [a for a in alarms if a.startswith(f"BatchPipelineAlarms{stop_alarm}")]
         for experiment in experiments.values():
             properties = experiment["Properties"]
             assert properties["RoleArn"] == {"Fn::GetAtt": [role_id, "Arn"]}
             assert properties["StopConditions"] == [
-                {"Source": "aws:cloudwatch:alarm", "Value": {"Fn::GetAtt": [alarm_ids[0], "Arn"]}}
+                {"Source": "aws:cloudwatch:alarm", "Value": {"Fn::GetAtt": [alarm_id, "Arn"]}}
             ]
             (target,) = properties["Targets"].values()
             assert target["ResourceType"] == "aws:lambda:function"
