@@ -7,9 +7,7 @@ The definition is in batch_workflow.py; this module owns the resources and every
 
 from __future__ import annotations
 
-import json
-
-from aws_cdk import Acknowledgment, ArnFormat, Aws, CfnElement, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Arn, ArnFormat, Aws, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
@@ -26,6 +24,7 @@ from infra.config import DeploymentConfig
 from infra.constructs.batch_workflow import TIMEOUT_WAVES, BatchWorkflow, JobTarget, run_timeout
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.guardrail import GuardrailReference
+from infra.constructs.nag import wildcard_resource
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 
 STARTER_HANDLER = "batch.starter.lambda_handler"
@@ -441,7 +440,7 @@ class BatchPipeline(Construct):
         role = function.role
         assert role is not None
         for prefix in prefixes:
-            finding = f"AwsSolutions-IAM5[Resource::<{_logical_id(self.bucket)}.Arn>/{prefix}*]"
+            finding = wildcard_resource(self, self.bucket.arn_for_objects(f"{prefix}*"))
             if (role.node.path, finding) in self._acknowledged:
                 continue
             self._acknowledged.add((role.node.path, finding))
@@ -480,7 +479,7 @@ class BatchPipeline(Construct):
         for function in (self.prepare, self.on_demand, self.collect):
             Validations.of(role).acknowledge(
                 Acknowledgment(
-                    id=f"AwsSolutions-IAM5[Resource::<{_logical_id(function)}.Arn>:*]",
+                    id=wildcard_resource(self, f"{function.function_arn}:*"),
                     reason="CDK's Lambda task grant covers this one function's versions and aliases "
                     "(<function ARN>:*) next to the function ARN; no other function is invocable.",
                 )
@@ -495,36 +494,43 @@ class BatchPipeline(Construct):
         )
         Validations.of(role).acknowledge(
             Acknowledgment(
-                id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
-                "model-invocation-job/*]",
+                id=wildcard_resource(self, self._job_arns),
                 reason="Job ARNs end in an id Bedrock assigns at creation; Create, Get and TagResource are "
                 "scoped to this account's model-invocation-job/* (Create also to the one batch model).",
             )
         )
-        distributed_map_policy = self.state_machine.node.try_find_child("DistributedMapPolicy")
-        assert distributed_map_policy is not None
-        machine_name = Stack.of(self).resolve(
-            Stack.of(self).split_arn(self.state_machine.state_machine_arn, ArnFormat.COLON_RESOURCE_NAME).resource_name
-        )
-        for suffix, actions in ((":*", "DescribeExecution/StopExecution"), ("/Shard:*", "RedriveExecution")):
-            Validations.of(distributed_map_policy).acknowledge(
+        # Acknowledged on the state machine, above the policy CDK adds for its Distributed Map: the map's child
+        # executions and, for redrive, those of the map run labelled Shard (batch_workflow.py).
+        machine_name = Arn.split(self.state_machine.state_machine_arn, ArnFormat.COLON_RESOURCE_NAME).resource_name
+        for executions, actions in (
+            (f"{machine_name}:*", "DescribeExecution/StopExecution"),
+            (f"{machine_name}/Shard:*", "RedriveExecution"),
+        ):
+            Validations.of(self.state_machine).acknowledge(
                 Acknowledgment(
-                    id="AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
-                    f"execution:{json.dumps(machine_name, separators=(',', ':'))}{suffix}]",
+                    id=wildcard_resource(
+                        self,
+                        Stack.of(self).format_arn(
+                            service="states",
+                            resource="execution",
+                            resource_name=executions,
+                            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+                        ),
+                    ),
                     reason="The Distributed Map runs one child execution per shard, named by Step Functions at "
                     f"run time; {actions} is limited to executions of this state machine (CDK's policy).",
                 )
             )
         Validations.of(self.batch_role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(self.bucket)}.Arn>/{WORK_PREFIX}*]",
+                id=wildcard_resource(self, self.bucket.arn_for_objects(f"{WORK_PREFIX}*")),
                 reason="Bedrock reads the shard input files of every run under work/ (run ids are not known "
                 "at deploy time).",
             )
         )
         Validations.of(self.batch_role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(self.bucket)}.Arn>/{OUTPUT_PREFIX}*]",
+                id=wildcard_resource(self, self.bucket.arn_for_objects(f"{OUTPUT_PREFIX}*")),
                 reason="Bedrock writes each job's output under bedrock-output/<run>/<shard>/<job id>/ "
                 "(known only at run time).",
             )
@@ -543,10 +549,3 @@ def _list_statement(bucket: s3.IBucket, sid: str, *prefixes: str) -> iam.PolicyS
         resources=[bucket.bucket_arn],
         conditions={"StringLike": {"s3:prefix": [f"{prefix}*" for prefix in prefixes]}},
     )
-
-
-def _logical_id(construct: Construct) -> str:
-    """The CloudFormation logical id of a construct's resource (as cdk-nag names it in findings)."""
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return Stack.of(construct).resolve(child.logical_id)  # type: ignore[no-any-return]

@@ -20,6 +20,7 @@ from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
 from infra.constructs.idempotency_table import IdempotencyTable
+from infra.constructs.nag import aws_managed_policy
 from infra.constructs.python_function import log_retention, metrics_namespace, python_function
 from infra.constructs.web_adapter import WebAdapter, web_adapter_layer_arn
 
@@ -345,12 +346,14 @@ class ChatApi(Construct):
                 "would return one caller's answer to another and keep prompts and answers outside our keys.",
             },
         )
-        cloud_watch_role = api.node.try_find_child("CloudWatchRole")
-        if cloud_watch_role is not None:
-            Validations.of(cloud_watch_role).acknowledge(
+        if chat.api_gateway_cloudwatch_role:
+            # Acknowledged on the API: the role RestApi creates for cloudWatchRole is the only one under it.
+            push_to_logs = iam.ManagedPolicy.from_aws_managed_policy_name(
+                "service-role/AmazonAPIGatewayPushToCloudWatchLogs"
+            )
+            Validations.of(api).acknowledge(
                 Acknowledgment(
-                    id="AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
-                    "AmazonAPIGatewayPushToCloudWatchLogs]",
+                    id=aws_managed_policy(api, push_to_logs),
                     reason="The account-wide role API Gateway uses to write every API's execution and access "
                     "logs in this account and Region (any log group, created by API Gateway); this AWS "
                     "managed policy is the one AWS documents for it.",

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from aws_cdk import Acknowledgment, Aws, CfnElement, Duration, RemovalPolicy, Stack, Validations
+from aws_cdk import Acknowledgment, Aws, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_fis as fis
 from aws_cdk import aws_iam as iam
@@ -25,6 +25,7 @@ from constructs import Construct
 from infra.config import DeploymentConfig
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
+from infra.constructs.nag import wildcard_resource
 
 # The prefix of the bucket the experiments write fault configurations to and the extension reads.
 CONFIG_PREFIX = "FisConfigs/"
@@ -90,7 +91,7 @@ def grant_extension_reads(function: lambda_.Function) -> None:
     if function.role is not None:
         Validations.of(function.role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/{CONFIG_PREFIX}*]",
+                id=wildcard_resource(bucket, bucket.arn_for_objects(f"{CONFIG_PREFIX}*")),
                 reason="The AWS FIS Lambda extension reads the fault configurations an experiment writes under "
                 "this one prefix; their names are chosen by FIS at run time.",
             )
@@ -201,7 +202,7 @@ class FaultInjection(Construct):
         stack_key(self).grant(self.role, "kms:GenerateDataKey")
         Validations.of(self.role).acknowledge(
             Acknowledgment(
-                id=f"AwsSolutions-IAM5[Resource::<{_logical_id(bucket)}.Arn>/{CONFIG_PREFIX}*]",
+                id=wildcard_resource(bucket, bucket.arn_for_objects(f"{CONFIG_PREFIX}*")),
                 reason="AWS FIS writes and removes one fault configuration per experiment under this one prefix, "
                 "named by FIS at run time; the role reaches no other object.",
             )
@@ -241,10 +242,3 @@ class FaultInjection(Construct):
                 },
                 tags={"Name": f"{Stack.of(self).stack_name}-{name}"},
             )
-
-
-def _logical_id(construct: Construct) -> str:
-    """The CloudFormation logical id of a construct's resource (as cdk-nag names it in findings)."""
-    child = construct.node.default_child
-    assert isinstance(child, CfnElement)
-    return Stack.of(construct).resolve(child.logical_id)  # type: ignore[no-any-return]

@@ -33,7 +33,8 @@ EXPECTED_DEFAULT = {
 EXPECTED_VARIANT = {
     ("GptOssChat-prod/ChatApi/ChatFunctionRole", IAM_FINDING),
     ("GptOssChat-prod/ChatApi/Api", "AwsSolutions-COG4"),
-    ("GptOssChat-prod/ChatApi/Api/CloudWatchRole", CLOUDWATCH_ROLE_FINDING),
+    # On the API, above the CloudWatch role RestApi creates (apiGatewayCloudWatchRole).
+    ("GptOssChat-prod/ChatApi/Api", CLOUDWATCH_ROLE_FINDING),
     ("GptOssChat-prod/ChatApi/Idempotency/Table", "AwsSolutions-DDB3"),
 }
 _BUCKET = "<BatchPipelineBucketD437C9D7.Arn>"
@@ -63,7 +64,8 @@ BATCH_ACKNOWLEDGEMENTS = {
     ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/rejected/*]"),
     ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/results/*]"),
     # State machine: log delivery, X-Ray and the overdue metric ('*' only); CDK's <function ARN>:* of the
-    # three task functions; Bedrock job ARNs; the Distributed Map's child executions.
+    # three task functions; Bedrock job ARNs; the Distributed Map's child executions (on the state machine, above
+    # the policy CDK adds for the map).
     ("StateMachine/Role", IAM_FINDING),
     ("StateMachine/Role", "AwsSolutions-IAM5[Resource::<BatchPipelinePrepareFunction49FA7560.Arn>:*]"),
     ("StateMachine/Role", "AwsSolutions-IAM5[Resource::<BatchPipelineOnDemandFunction2417058D.Arn>:*]"),
@@ -73,8 +75,8 @@ BATCH_ACKNOWLEDGEMENTS = {
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:"
         "model-invocation-job/*]",
     ),
-    ("StateMachine/DistributedMapPolicy", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}:*]"),
-    ("StateMachine/DistributedMapPolicy", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}/Shard:*]"),
+    ("StateMachine", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}:*]"),
+    ("StateMachine", f"AwsSolutions-IAM5[Resource::{_EXECUTIONS}/Shard:*]"),
 }
 
 
