@@ -1,4 +1,21 @@
-"""Build the Lambda dependency layer from the lock file, for the Lambda platform, without Docker."""
+"""Build the Lambda dependency layer from the lock file, for the Lambda platform, without Docker.
+
+What the layer holds: the lock file's `runtime` group (pyproject.toml) with everything it pulls in, at the
+locked versions: Powertools and the AWS X-Ray SDK its tracer uses, pydantic, starlette and uvicorn (the chat
+app under the web adapter), and boto3 with botocore, s3transfer, jmespath, urllib3 and python-dateutil.
+
+Why boto3 and botocore, when the Lambda Python runtime ships its own: the runtime's copy is whichever version
+Lambda last installed, usually older than the lock's, and Lambda replaces it on its own schedule, without a
+deploy. The functions and their tests are written against the locked botocore's service models: the chat
+function sends Converse's and ConverseStream's `serviceTier` and reads the tier that served the request, members
+a botocore from before Bedrock's service tiers (late 2025) rejects as an unknown parameter before any call.
+botocore validates every request the tests make against the locked models (and tests/infra/test_layer.py checks
+those members are there). The layer's `/opt/python` comes before the runtime's own packages on `sys.path`, so
+the locked SDK is the one imported: what is tested is what runs. Leaving boto3 out of the group would not leave
+the runtime's SDK alone either: the X-Ray SDK requires botocore, which would then pair the locked botocore with
+the runtime's boto3. The price: botocore is ≈ 30 MB of the layer's ≈ 50 MB unzipped (Lambda allows 250 MB for a
+function and its layers).
+"""
 
 from __future__ import annotations
 
