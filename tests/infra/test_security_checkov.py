@@ -2,18 +2,30 @@
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from infra.bytecode import uv_executable
 from tests.infra.synth import Synthesized
 
-CHECKOV = Path(sys.executable).with_name("checkov")
+ROOT = Path(__file__).resolve().parents[2]
+# checkov is a tool, not a dependency: it runs in its own environment (`uv tool run`, kept in uv's cache), since its
+# own pins (networkx<2.7, packaging<24, boto3==1.35...) would hold the project's back. The exact version and its
+# dependencies as PyPI had them on the day of the pin keep every run alike; to upgrade, move both.
+CHECKOV = "checkov==3.3.30"
+CHECKOV_DEPENDENCIES_AS_OF = "2026-12-06T00:00:00Z"
+# One checkov at a time per checkout (parallel test sessions wait here rather than share 2 cores).
+CHECKOV_LOCK = ROOT / ".build" / "checkov.lock"
+INSTALL_TIMEOUT_SECONDS = 600
 TIMEOUT_SECONDS = 300
 _FUNCTION_SKIPS = {"CKV_AWS_115", "CKV_AWS_116", "CKV_AWS_117", "CKV_AWS_173"}
 # Every checkov skip of the variant app, by (stack without stage, logical id, check); the default app has these and
@@ -49,21 +61,55 @@ def _template_files(synthesized_apps: list[Synthesized]) -> list[Path]:
     return files
 
 
+def _uv_tool_run(*, offline: bool) -> list[str]:
+    uv = uv_executable()
+    if uv is None:
+        pytest.fail("checkov runs with `uv tool run`: uv is not on PATH (python3 -m pip install uv)")
+    # The test's own Python, so uv never downloads one; --isolated: never a `uv tool install`ed checkov.
+    options = ["--isolated", "--python", sys.executable, "--exclude-newer", CHECKOV_DEPENDENCIES_AS_OF]
+    return [uv, "tool", "run", *options, *(["--offline"] if offline else []), "--from", CHECKOV]
+
+
+@contextmanager
+def _checkov_tool() -> Iterator[list[str]]:
+    """The command that runs the pinned checkov, installed from PyPI on the first run only, held by one caller."""
+    CHECKOV_LOCK.parent.mkdir(exist_ok=True)
+    with CHECKOV_LOCK.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        probe = [*_uv_tool_run(offline=True), "python", "-c", ""]
+        if subprocess.run(probe, capture_output=True, check=False).returncode != 0:  # noqa: S603 (fixed argv)
+            install = [*_uv_tool_run(offline=False), "python", "-c", ""]
+            done = subprocess.run(  # noqa: S603 (fixed argv)
+                install, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_SECONDS, check=False
+            )
+            assert done.returncode == 0, f"installing {CHECKOV} with uv failed:\n{done.stderr[-2000:]}"
+        # Installed: later runs need no network.
+        yield [*_uv_tool_run(offline=True), "checkov"]
+
+
 @pytest.fixture(scope="module")
 def checkov_report(synthesized_apps: list[Synthesized]) -> list[dict[str, Any]]:
-    """One checkov run over every template of both apps (a subprocess: pytest disables sockets in-process)."""
-    command = [str(CHECKOV), "--framework", "cloudformation", "--output", "json", "--skip-download"]
+    """One checkov run over every template of all apps (a subprocess: pytest disables sockets in-process)."""
+    arguments = ["--framework", "cloudformation", "--output", "json", "--skip-download"]
     for file in _template_files(synthesized_apps):
-        command += ["--file", str(file)]
+        arguments += ["--file", str(file)]
     # BC_SKIP_MAPPING: no download of the Bridgecrew guideline mapping (the run stays offline).
     environment = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    result = subprocess.run(  # noqa: S603 (our venv's checkov, fixed arguments)
-        command, capture_output=True, text=True, timeout=TIMEOUT_SECONDS, env=environment, check=False
-    )
+    with _checkov_tool() as checkov:
+        result = subprocess.run(  # noqa: S603 (the pinned checkov, fixed arguments)
+            [*checkov, *arguments],
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_SECONDS,
+            env=environment,
+            check=False,
+        )
     assert result.returncode in (0, 1), result.stderr[-2000:]
     report = json.loads(result.stdout)
     reports: list[dict[str, Any]] = report if isinstance(report, list) else [report]
     assert [r["check_type"] for r in reports] == ["cloudformation"]
+    # The pinned tool ran, not some other checkov on PATH.
+    assert reports[0]["summary"]["checkov_version"] == CHECKOV.removeprefix("checkov==")
     return reports
 
 
