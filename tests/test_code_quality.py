@@ -1,4 +1,4 @@
-"""The project's own standards, enforced by the test command: ruff lint, ruff format and strict mypy."""
+"""The project's own standards, enforced by the test command: ruff lint, ruff format, strict mypy, explained pins."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -37,3 +38,19 @@ def test_ruff_format_is_clean() -> None:
 def test_mypy_strict_is_clean() -> None:
     result = _run(_tool("mypy"))
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_exact_pin_says_why() -> None:
+    """An `==` in pyproject.toml holds a package back from `uv lock --upgrade`: the line above it says why."""
+    text = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    lines = [line.strip() for line in text.splitlines()]
+    project = tomllib.loads(text)
+    requirements = [*project["project"]["dependencies"], *(r for g in project["dependency-groups"].values() for r in g)]
+    pins = [requirement for requirement in requirements if isinstance(requirement, str) and "==" in requirement]
+    assert pins, "no exact pin found: has pyproject.toml moved its dependencies?"
+    unexplained = [
+        pin
+        for pin in pins
+        if not any(line == f'"{pin}",' and lines[index - 1].startswith("#") for index, line in enumerate(lines))
+    ]
+    assert unexplained == []
