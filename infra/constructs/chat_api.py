@@ -189,7 +189,8 @@ class ChatApi(Construct):
                 response_id,
                 type=error.response_type,
                 templates={"application/json": error_envelope_template(error.message, error.error_type, error.code)},
-                response_headers=error.headers,
+                # The request id in the header the function's own errors use too: one place for callers to look.
+                response_headers={"x-request-id": "context.requestId", **(error.headers or {})},
             )
         self.api_key: apigateway.IApiKey | None = self._usage_plan(config) if chat.api_keys else None
         self._web_acl(config)

@@ -250,7 +250,12 @@ def test_gateway_responses_use_the_openai_error_envelope(chat: dict[str, Any]) -
         assert error["type"].endswith("_error") or error["type"] == "timeout", response_type
         assert error["param"] is None
         assert error["request_id"] == "4f0c7e2a-request"
-    assert responses["THROTTLED"]["ResponseParameters"] == {"gatewayresponse.header.Retry-After": "'1'"}
+        # The request id in the same header as the function's own errors.
+        assert properties["ResponseParameters"]["gatewayresponse.header.x-request-id"] == "context.requestId"
+    assert responses["THROTTLED"]["ResponseParameters"] == {
+        "gatewayresponse.header.x-request-id": "context.requestId",
+        "gatewayresponse.header.Retry-After": "'1'",
+    }
     assert _render_gateway_body(responses["THROTTLED"]["ResponseTemplates"]["application/json"], "x")["error"] == {
         "message": "Rate limit exceeded: too many requests for this API; retry after a short wait.",
         "type": "rate_limit_error",
