@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 from collections.abc import Callable
@@ -31,6 +32,11 @@ os.environ.update(
 )
 for _variable in [name for name in os.environ if name.startswith("AWS_ENDPOINT_URL") or name == "AWS_PROFILE"]:
     del os.environ[_variable]
+
+# The X-Ray SDK opens its UDP emitter's socket when first imported (a batch function's Tracer imports it).
+# Imported here, before pytest-socket blocks sockets, a test file that runs alone behaves as in the whole suite,
+# where some earlier test that may use sockets happened to import it first. The socket sends nothing offline.
+importlib.import_module("aws_xray_sdk.core")
 
 
 # Property tests judge inputs, never speed: this machine (and CI's) is shared and noisy, so timing-based
