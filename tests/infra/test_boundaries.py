@@ -54,5 +54,9 @@ def test_chat_never_imports_batch() -> None:
     assert _offenders(FUNCTIONS / "chat", _importing("batch")) == []
 
 
+def test_shared_imports_neither_chat_nor_batch() -> None:
+    assert _offenders(FUNCTIONS / "shared", _importing("chat|batch")) == []
+
+
 def test_infra_refers_to_handlers_only_by_name() -> None:
     assert _offenders(ROOT / "infra", INFRA_MUST_NOT_IMPORT) == []
