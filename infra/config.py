@@ -56,6 +56,24 @@ SHARD_FIXED_EVENTS = 300
 # Bedrock may take this long beyond the job timeout to validate, schedule, stop and write the output.
 POLL_MARGIN_HOURS = 6
 
+# Tags every Bedrock batch job carries (batch_workflow.py): its run id, the stage, and the SHA-256 (hex) of the
+# source object's key, so spend can be grouped per input file without the key, which may be sensitive, in a tag.
+# Configured cost tags (batchCostTags) come on top and may not override them.
+JOB_TAG_RUN = "run"
+JOB_TAG_STAGE = "stage"
+JOB_TAG_SOURCE = "source"
+RESERVED_JOB_TAG_KEYS = (JOB_TAG_RUN, JOB_TAG_STAGE, JOB_TAG_SOURCE)
+# Tags per resource (AWS's limit, "Tagging Amazon Bedrock resources"; CreateModelInvocationJob's list takes up to 200,
+# TagResource refuses more than 50 on a resource).
+MAX_JOB_TAGS = 50
+# Tag keys of 1-128 and values of 0-256 characters (botocore's bedrock model: shapes TagKey, TagValue). AWS tags allow
+# Unicode letters, numbers and spaces plus _ . : / = + - @; Bedrock's API pattern narrows the letters and digits to
+# ASCII ([a-zA-Z0-9\s._:/=+@-]) and IAM's whitespace to the space: the characters both accept.
+MAX_TAG_KEY_LENGTH = 128
+MAX_TAG_VALUE_LENGTH = 256
+_TAG_TEXT = re.compile(r"[A-Za-z0-9 _.:/=+\-@]*")
+_TAG_CHARACTERS = "ASCII letters and digits, spaces and _ . : / = + - @"
+
 # Root of the SSM parameters through which the stacks of a stage share values.
 PARAMETER_ROOT = "/gpt-oss-bedrock"
 
@@ -229,12 +247,37 @@ class BatchConfig(_Frozen):
     output_retention_days: Annotated[int, Field(ge=1)] = 30
     # A run still open after this long raises the "run older than expected" alarm.
     expected_run_hours: Annotated[int, Field(ge=1)] = 30
+    # Tags every batch job carries besides run, stage and source (activate them as cost allocation tags).
+    cost_tags: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("model_id")
     @classmethod
     def _gpt_oss(cls, value: str) -> str:
         if value not in GPT_OSS_MODELS:
             raise ValueError(f"batchModelId must be one of {GPT_OSS_MODELS}")
+        return value
+
+    @field_validator("cost_tags", mode="before")
+    @classmethod
+    def _tags_as_object(cls, value: Any) -> Any:
+        if not isinstance(value, Mapping):
+            raise ValueError(
+                f'batchCostTags must be a JSON object of tag keys to values, e.g. {{"team": "nlp"}}; got {value!r}'
+            )
+        return value
+
+    @field_validator("cost_tags")
+    @classmethod
+    def _valid_tags(cls, value: dict[str, str]) -> dict[str, str]:
+        problems = [problem for key, text in value.items() if (problem := _tag_problem(key, text))]
+        if problems:
+            raise ValueError("batchCostTags: " + "; ".join(problems))
+        allowed = MAX_JOB_TAGS - len(RESERVED_JOB_TAG_KEYS)
+        if len(value) > allowed:
+            raise ValueError(
+                f"batchCostTags: {len(value)} tags, at most {allowed} (every job also carries "
+                f"{', '.join(RESERVED_JOB_TAG_KEYS)}, and a job takes at most {MAX_JOB_TAGS} tags)"
+            )
         return value
 
     @property
@@ -267,6 +310,23 @@ class BatchConfig(_Frozen):
                 f"{POLL_MARGIN_HOURS} h ({self.job_timeout_hours + POLL_MARGIN_HOURS})"
             )
         return self
+
+
+def _tag_problem(key: str, value: str) -> str | None:
+    """What is wrong with one configured cost tag (None: nothing)."""
+    if key.lower() in RESERVED_JOB_TAG_KEYS:
+        return f"{key!r} is set by the pipeline on every job ({', '.join(RESERVED_JOB_TAG_KEYS)}): choose another key"
+    if key.lower().startswith("aws:"):
+        return f"{key!r}: the aws: prefix is reserved for AWS"
+    if not 1 <= len(key) <= MAX_TAG_KEY_LENGTH:
+        return f"{key!r}: a key has 1 to {MAX_TAG_KEY_LENGTH} characters, not {len(key)}"
+    if len(value) > MAX_TAG_VALUE_LENGTH:
+        return f"{key!r}: a value has at most {MAX_TAG_VALUE_LENGTH} characters, not {len(value)}"
+    for part, text in (("key", key), ("value", value)):
+        if not _TAG_TEXT.fullmatch(text):
+            bad = sorted({character for character in text if not _TAG_TEXT.fullmatch(character)})
+            return f"{key!r}: the {part} may hold only {_TAG_CHARACTERS}, not {''.join(bad)!r}"
+    return None
 
 
 class FaultInjectionConfig(_Frozen):
@@ -348,6 +408,11 @@ class DeploymentConfig(_Frozen):
             raise ValueError(f"model aliases point at models not deployed: {dangling}")
         return self
 
+    @property
+    def batch_job_tags(self) -> dict[str, str]:
+        """The tags of every batch job known at synth (the workflow adds run and source): stage, then cost tags."""
+        return {JOB_TAG_STAGE: self.stage, **self.batch.cost_tags}
+
     @classmethod
     def from_context(cls, context: Mapping[str, Any]) -> DeploymentConfig:
         """Build the config from CDK context values (strings from `-c key=value` are accepted)."""
@@ -404,6 +469,7 @@ _CONTEXT_FIELDS: Mapping[str, tuple[str | None, str]] = {
     "batchWorkRetentionDays": ("batch", "work_retention_days"),
     "batchOutputRetentionDays": ("batch", "output_retention_days"),
     "batchExpectedRunHours": ("batch", "expected_run_hours"),
+    "batchCostTags": ("batch", "cost_tags"),
 }
 CONTEXT_KEYS = tuple(_CONTEXT_FIELDS)
 # Keys whose value is a list: one plain value on the command line is a list of one.
