@@ -140,6 +140,7 @@ class BatchPipeline(Construct):
                 model_arn=self._model_arn,
                 job_arns=self._job_arns,
             ),
+            job_tags=config.batch_job_tags,
         )
         self.state_machine = sfn.StateMachine(
             self,

@@ -13,6 +13,7 @@ URIs, ids and counts only.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from aws_cdk import Aws, Duration
@@ -22,7 +23,7 @@ from aws_cdk import aws_stepfunctions as sfn
 from aws_cdk import aws_stepfunctions_tasks as tasks
 from constructs import Construct
 
-from infra.config import BatchConfig
+from infra.config import JOB_TAG_RUN, JOB_TAG_SOURCE, BatchConfig
 
 TERMINAL_JOB_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
 # Polled again, as any status this code does not know yet (bounded by the lap limit).
@@ -43,6 +44,8 @@ _LAPS_PATH = f"${_LAPS}"
 SUMMARY_FAILED_ERROR = "SummaryFailed"
 # A JSON null in a Parameters field (CDK drops None values).
 _NULL = "States.StringToJson('null')"
+# The shard input's SHA-256 (hex) of the source object's key: the value of each job's `source` tag.
+SOURCE_HASH_FIELD = "sourceHash"
 
 
 @dataclass(frozen=True)
@@ -124,7 +127,11 @@ class JobTarget:
 
 class BatchWorkflow(Construct):
     """The states of the run; `definition` is what the state machine runs, `overdue_statement` what its role
-    needs beyond what the tasks grant themselves."""
+    needs beyond what the tasks grant themselves.
+
+    Every job is tagged with its run id (`run`), the SHA-256 of the source key (`source`) and `job_tags`, the
+    tags known at synth (the stage and the configured cost tags); the role may tag new jobs with those keys only.
+    """
 
     def __init__(
         self,
@@ -137,9 +144,14 @@ class BatchWorkflow(Construct):
         on_demand: lambda_.IFunction,
         collect: lambda_.IFunction,
         target: JobTarget,
+        job_tags: Mapping[str, str],
     ) -> None:
         super().__init__(scope, construct_id)
+        clashing = sorted({JOB_TAG_RUN, JOB_TAG_SOURCE} & set(job_tags))
+        if clashing:
+            raise ValueError(f"job_tags may not set {clashing}: the workflow tags every job with them")
         self._config = config
+        self._job_tags = dict(job_tags)
         self._namespace = metrics_namespace
         self._target = target
         collect_failure = self._collect("CollectFailure", collect, "Record the failure in the summary").next(
@@ -239,6 +251,7 @@ class BatchWorkflow(Construct):
             item_selector={
                 "shard": sfn.JsonPath.object_at("$$.Map.Item.Value"),
                 "runId": sfn.JsonPath.string_at("$.prepared.runId"),
+                SOURCE_HASH_FIELD: sfn.JsonPath.hash(sfn.JsonPath.string_at("$.source.key"), "SHA-256"),
                 "modelId": sfn.JsonPath.string_at("$.prepared.modelId"),
                 "stateMachine": sfn.JsonPath.string_at("$$.StateMachine.Id"),
             },
@@ -316,6 +329,11 @@ class BatchWorkflow(Construct):
 
     def _submit_job(self) -> tasks.CallAwsService:
         target = self._target
+        tags: dict[str, str] = {
+            JOB_TAG_RUN: sfn.JsonPath.string_at("$.runId"),
+            JOB_TAG_SOURCE: sfn.JsonPath.string_at(f"$.{SOURCE_HASH_FIELD}"),
+            **self._job_tags,
+        }
         submit = tasks.CallAwsService(
             self,
             "SubmitJob",
@@ -338,7 +356,7 @@ class BatchWorkflow(Construct):
                     }
                 },
                 "TimeoutDurationInHours": self._config.job_timeout_hours,
-                "Tags": [{"Key": "run", "Value": sfn.JsonPath.string_at("$.runId")}],
+                "Tags": [{"Key": key, "Value": value} for key, value in tags.items()],
                 "ModelInvocationType": "InvokeModel",
             },
             iam_resources=[target.model_arn, target.job_arns],
@@ -349,12 +367,13 @@ class BatchWorkflow(Construct):
                     resources=[target.role_arn],
                     conditions={"StringEquals": {"iam:PassedToService": "bedrock.amazonaws.com"}},
                 ),
-                # Creating a job with tags is also authorised as bedrock:TagResource on the new job.
+                # Creating a job with tags is also authorised as bedrock:TagResource on the new job: only the keys
+                # sent above.
                 iam.PolicyStatement(
-                    sid="TagNewJobsWithTheRun",
+                    sid="TagNewJobsWithTheirCostTags",
                     actions=["bedrock:TagResource"],
                     resources=[target.job_arns],
-                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": ["run"]}},
+                    conditions={"ForAllValues:StringEquals": {"aws:TagKeys": list(tags)}},
                 ),
             ],
             result_selector={"jobArn": sfn.JsonPath.string_at("$.JobArn")},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,12 +17,13 @@ VARIANT_STACK = "GptOssChat-prod"
 DEFAULT_BATCH_STACK = "GptOssBatch-dev"
 VARIANT_BATCH_STACK = "GptOssBatch-prod"
 VPC_ENDPOINT_IDS = ["vpce-123", "vpce-0a1b2c3d4e5f67890"]
+VARIANT_COST_TAGS = {"cost-center": "ml-4711", "team": "Research NLP", "project": "gpt-oss/eval:2026"}
 WEB_ACL_ARN = "arn:aws:wafv2:us-east-1:123456789012:regional/webacl/chat/0a1b2c3d-4e5f-6789-abcd-ef0123456789"
 WEB_ADAPTER_LAYER_ARN = "arn:aws:lambda:eu-west-1:123456789012:layer:MyLambdaAdapterArm64:3"
 # Every optional branch at once: private endpoint, API keys, an existing guardrail, the account's
 # CloudWatch role, a web ACL and alarm e-mail, the chat function's reserved concurrency, the longest
 # streaming integration timeout, the asynchronous guardrail on streams, our own web adapter layer and every
-# on-demand service tier; batch answers guarded after the fact, quotas from settings only.
+# on-demand service tier; batch answers guarded after the fact, quotas from settings only, cost tags on every job.
 # Values arrive as text, as `cdk synth -c key=value` gives them.
 VARIANT_CONTEXT: Mapping[str, str] = {
     "stage": "prod",
@@ -41,6 +43,7 @@ VARIANT_CONTEXT: Mapping[str, str] = {
     "streamKeepaliveSeconds": "30",
     "webAdapterLayerArn": WEB_ADAPTER_LAYER_ARN,
     "serviceTiers": "default,flex,priority",
+    "batchCostTags": json.dumps(VARIANT_COST_TAGS),
 }
 
 RIG_STACK = "GptOssChat-loadtest"

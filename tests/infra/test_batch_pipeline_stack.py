@@ -35,7 +35,14 @@ from infra.constructs.batch_pipeline import (
 )
 from infra.constructs.batch_workflow import RUNNING_JOB_STATUSES, TERMINAL_JOB_STATUSES, TIMEOUT_WAVES, run_timeout
 from tests.infra.cfn import as_list, only, render, resources, role_statements
-from tests.infra.synth import DEFAULT_BATCH_STACK, DEFAULT_STACK, VARIANT_BATCH_STACK, Synthesized
+from tests.infra.synth import (
+    DEFAULT_BATCH_STACK,
+    DEFAULT_STACK,
+    VARIANT_BATCH_STACK,
+    VARIANT_CONTEXT,
+    VARIANT_COST_TAGS,
+    Synthesized,
+)
 from tests.infra.test_cdk_nag import acknowledgements
 
 CONFIG = DeploymentConfig()
@@ -54,6 +61,12 @@ GUARDRAIL_ARN = (
     "${SsmParameterValuegptossbedrockdevguardrailidC96584B6F00A464EAD1953AFF4B05118Parameter}"
 )
 GUARDRAIL_VERSION = "${SsmParameterValuegptossbedrockdevguardrailversionC96584B6F00A464EAD1953AFF4B05118Parameter}"
+# Every job's tags: its run id, the SHA-256 of the source key (computed into the shard's input), the stage.
+DEFAULT_JOB_TAGS = [
+    {"Key": "run", "Value.$": "$.runId"},
+    {"Key": "source", "Value.$": "$.sourceHash"},
+    {"Key": "stage", "Value": CONFIG.stage},
+]
 
 
 def _functions(template: dict[str, Any]) -> dict[str, tuple[str, dict[str, Any]]]:
@@ -332,7 +345,7 @@ def test_the_state_machine_creates_and_reads_jobs_and_passes_only_the_batch_role
     assert render(get["Resource"]) == JOB_ARNS
     (tag,) = by_action["bedrock:TagResource"]
     assert render(tag["Resource"]) == JOB_ARNS
-    assert tag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["run"]}}
+    assert tag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": ["run", "source", "stage"]}}
     (pass_role,) = by_action["iam:PassRole"]
     batch_role_id, _ = _role(batch, "Assumed by Amazon Bedrock")
     assert pass_role["Resource"] == {"Fn::GetAtt": [batch_role_id, "Arn"]}
@@ -411,6 +424,32 @@ def test_variant_guards_batch_answers_and_reads_no_service_quotas(batch_variant:
     )
     prepare = _statements_of(batch_variant, "PrepareFunction")
     assert not [s for s in prepare if "servicequotas:ListServiceQuotas" in as_list(s["Action"])]
+
+
+def test_each_shard_hashes_the_source_key_for_its_jobs_source_tag(batch: dict[str, Any]) -> None:
+    selector = _definition(batch)["States"]["Shards"]["ItemSelector"]
+    # The parent's $.source is the run input (bucket, key, version id); only the key's hash enters the shard.
+    assert selector["sourceHash.$"] == "States.Hash($.source.key, 'SHA-256')"
+    assert not [value for value in selector.values() if value == "$.source" or value.startswith("$.source.")]
+    begin = _definition(batch)["States"]["Begin"]
+    assert begin["Parameters"]["source.$"] == "$"
+
+
+def test_variant_tags_every_job_with_the_configured_cost_tags_and_may_tag_only_those_keys(
+    batch_variant: dict[str, Any],
+) -> None:
+    stage = VARIANT_CONTEXT["stage"]
+    configured = [{"Key": key, "Value": value} for key, value in VARIANT_COST_TAGS.items()]
+    expected = [*DEFAULT_JOB_TAGS[:2], {"Key": "stage", "Value": stage}, *configured]
+    assert _shard_states(batch_variant)["SubmitJob"]["Parameters"]["Tags"] == expected
+    statements = role_statements(batch_variant, _state_machine_role(batch_variant))
+    (tag,) = [s for s in statements if "bedrock:TagResource" in as_list(s["Action"])]
+    assert as_list(tag["Action"]) == ["bedrock:TagResource"]
+    assert render(tag["Resource"]) == JOB_ARNS
+    keys = ["run", "source", "stage", *VARIANT_COST_TAGS]
+    assert tag["Condition"] == {"ForAllValues:StringEquals": {"aws:TagKeys": keys}}
+    # Exactly the keys SubmitJob sends: a new tag key cannot ride on the job creation.
+    assert keys == [entry["Key"] for entry in expected]
 
 
 def test_prepare_reads_service_quotas_with_an_explained_acknowledgement(
@@ -546,7 +585,7 @@ def test_submit_job_is_the_sdk_integration_with_the_shards_idempotency_token(
     bucket = resources(batch, "AWS::S3::Bucket")[bucket_id]["Properties"]
     key = bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
     assert output["S3EncryptionKeyId"] == "${" + key["KMSMasterKeyID"]["Fn::GetAtt"][0] + ".Arn}"
-    assert parameters["Tags"] == [{"Key": "run", "Value.$": "$.runId"}]
+    assert parameters["Tags"] == DEFAULT_JOB_TAGS
     batch_role_id, _ = _role(batch, "Assumed by Amazon Bedrock")
     assert parameters["RoleArn"] == f"${{{batch_role_id}.Arn}}"
     retries = {tuple(retry["ErrorEquals"]): retry for retry in submit["Retry"]}
