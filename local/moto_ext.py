@@ -13,12 +13,14 @@ running a half-patched interpreter. What is patched, and why:
     moto's `_SERVICE_ERROR_NAMES` only knows DynamoDB and Step Functions.
 (c) Bedrock: `CreateModelInvocationJob` / `GetModelInvocationJob` on moto's bedrock responses and
     `Converse` / `ApplyGuardrail` on its bedrock-runtime responses, backed by `FakeBedrock` (kept on moto's
-    bedrock backend, so `mock_aws` resets it). Jobs are idempotent on `clientRequestToken`, go Submitted
-    -> InProgress -> a terminal status over successive status checks, and on completion write output in
-    Bedrock's layout and line format (shuffled) to moto's S3. Answers come from one `BedrockModel`
-    (`OfflineModel`, deterministic, by default; the local runner plugs in its own); a `JobScenario` per
-    job picks the terminal status, failed and unprocessed records; `create_errors` / `status_errors` fail
-    the next creates / status checks with the Bedrock errors named.
+    bedrock backend, so `mock_aws` resets it); moto's `ListTagsForResource` answers for the fake's jobs with
+    the tags they were created with (moto's own tagging knows only customization jobs and custom models).
+    Jobs are idempotent on `clientRequestToken`, go Submitted -> InProgress -> a terminal status over
+    successive status checks, and on completion write output in Bedrock's layout and line format
+    (shuffled) to moto's S3. Answers come from one `BedrockModel` (`OfflineModel`, deterministic, by
+    default; the local runner plugs in its own); a `JobScenario` per job picks the terminal status, failed
+    and unprocessed records; `create_errors` / `status_errors` fail the next creates / status checks with
+    the Bedrock errors named.
     (A before-send hook cannot answer Converse under moto: botocore calls every before-send handler, and
     moto's raises NotImplementedError for it.)
 (d) Lambda in-process: with `{"lambda": {"use_docker": False}}`, `LambdaSimpleBackend.invoke` calls the
@@ -137,6 +139,7 @@ _TARGETS = (
     _Target(_BEDROCK_RESPONSES, "BedrockResponse", kind=type),
     _Target(_RUNTIME_RESPONSES, "BedrockRuntimeResponse", kind=type),
     _Target(_BEDROCK_MODELS, "bedrock_backends"),
+    _Target(_BEDROCK_RESPONSES, "BedrockResponse.list_tags_for_resource", ("self",)),
     _Target(_EXCEPTIONS, "JsonRESTError.__init__", ("self", "error_type", "message", "_", "kwargs")),
     # (d) Lambda in-process.
     _Target(
@@ -250,6 +253,7 @@ def install() -> None:
         ):
             for operation, method in added.items():
                 setattr(getattr(import_module(module), class_name), operation, method)
+        _patch(import_module(_BEDROCK_RESPONSES).BedrockResponse, "list_tags_for_resource", _list_tags_for_resource)
         _installed = True
 
 
@@ -579,6 +583,12 @@ class FakeBedrock:
             self._advance(job)
             return _describe(job)
 
+    def tags(self, arn: str) -> dict[str, str] | None:
+        """ListTagsForResource of a job: the tags it was created with (None: not one of this fake's jobs)."""
+        with self._lock:
+            job = next((job for job in self.jobs.values() if job.arn == arn), None)
+            return None if job is None else dict(job.request.tags)
+
     def for_run(self, run_id: str) -> list[FakeJob]:
         """The jobs tagged with a run id (as the state machine tags them)."""
         with self._lock:
@@ -776,6 +786,14 @@ def _get_model_invocation_job(self: Any) -> str:
         return json.dumps(fake_bedrock(self.current_account, self.region).get(identifier))
     except BedrockJobError as error:
         raise _bedrock_error(error) from None
+
+
+def _list_tags_for_resource(self: Any) -> str:
+    tags = fake_bedrock(self.current_account, self.region).tags(str(json.loads(self.body).get("resourceARN")))
+    if tags is None:  # moto's own resources
+        original: Callable[[Any], str] = getattr(_list_tags_for_resource, "__wrapped_original__")  # noqa: B009
+        return original(self)
+    return json.dumps({"tags": [{"key": key, "value": value} for key, value in tags.items()]})
 
 
 def _converse(self: Any) -> str:

@@ -7,7 +7,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
@@ -17,6 +17,9 @@ from moto import mock_aws
 from local import moto_ext
 from local.harness import MOTO_CONFIG
 from local.moto_ext import JobScenario, ModelFailure, MotoInternalsMoved
+
+if TYPE_CHECKING:
+    from mypy_boto3_bedrock.type_defs import TagTypeDef
 
 REGION = "us-east-1"
 ACCOUNT = "123456789012"
@@ -261,6 +264,27 @@ def test_failed_and_expired_jobs_write_nothing_and_creates_can_be_refused() -> N
     assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="out/")
     assert fake.create_calls == 2
     assert len(fake.jobs) == 1
+
+
+@pytest.mark.usefixtures("aws")
+def test_a_jobs_tags_are_listed_as_bedrock_lists_them() -> None:
+    bedrock = boto3.client("bedrock", region_name=REGION, config=_no_retries())
+    tags: list[TagTypeDef] = [{"key": "run", "value": "r-1"}, {"key": "team", "value": "Research NLP"}]
+    arn = bedrock.create_model_invocation_job(
+        jobName="tagged-1",
+        roleArn=f"arn:aws:iam::{ACCOUNT}:role/batch",
+        modelId="openai.gpt-oss-120b-1:0",
+        inputDataConfig={"s3InputDataConfig": {"s3Uri": f"s3://{BUCKET}/in/records.jsonl"}},
+        outputDataConfig={"s3OutputDataConfig": {"s3Uri": f"s3://{BUCKET}/out/"}},
+        timeoutDurationInHours=24,
+        tags=tags,
+    )["jobArn"]
+    assert bedrock.list_tags_for_resource(resourceARN=arn)["tags"] == tags
+    assert moto_ext.fake_bedrock(ACCOUNT, REGION).tags(arn) == {"run": "r-1", "team": "Research NLP"}
+    assert bedrock.list_tags_for_resource(resourceARN=_create(bedrock, "untagged-1", "token9"))["tags"] == []
+    # Any other ARN is still moto's to answer.
+    with pytest.raises(ClientError, match="ResourceNotFoundException"):
+        bedrock.list_tags_for_resource(resourceARN=f"arn:aws:bedrock:{REGION}:{ACCOUNT}:custom-model/none")
 
 
 @pytest.mark.usefixtures("aws")
