@@ -479,6 +479,7 @@ class OfflinePipeline:
                 "recordCount": 5,
             },
             "runId": run,
+            "sourceHash": hashlib.sha256(f"inbox/{run}.jsonl".encode()).hexdigest(),
             "modelId": DEFAULT_MODEL_ID,
             "stateMachine": arn,
         }

@@ -4,6 +4,7 @@ stack running offline (synthesized once per session)."""
 from __future__ import annotations
 
 import io
+import json
 import logging
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -21,7 +22,12 @@ from tests.bedrock_fakes import CHAT_ENVIRONMENT, BedrockFake
 
 OFFLINE_STAGE = "offline"
 OFFLINE_QUOTAS = SMALL_QUOTAS
-OFFLINE_CONTEXT: Mapping[str, str] = small_run_context(OFFLINE_STAGE)
+# Cost tags every batch job carries beside run, stage and source (as `-c batchCostTags='{...}'` gives them).
+OFFLINE_COST_TAGS: Mapping[str, str] = {"team": "Research NLP", "cost-center": "ml-4711"}
+OFFLINE_CONTEXT: Mapping[str, str] = {
+    **small_run_context(OFFLINE_STAGE),
+    "batchCostTags": json.dumps(OFFLINE_COST_TAGS),
+}
 
 # Kept before any test patches the module attribute, so the real cache can always be cleared.
 _runtime_client = shared.converse.runtime_client

@@ -8,6 +8,7 @@ wire shapes. The assertions read what users read: results.jsonl, summary.json, t
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +22,7 @@ from local.bedrock import build_model
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.harness import REGION, OfflinePipeline, Run
 from local.moto_ext import JobRequest, JobScenario
-from tests.functional.conftest import OFFLINE_CONTEXT, OFFLINE_QUOTAS, OFFLINE_STAGE
+from tests.functional.conftest import OFFLINE_CONTEXT, OFFLINE_COST_TAGS, OFFLINE_QUOTAS, OFFLINE_STAGE
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -151,6 +152,33 @@ def test_the_local_runners_model_and_guardrail_serve_the_pipeline(offline_batch_
     assert large.summary is not None
     assert large.summary["path"] == "batch"
     assert large.summary["counts"]["ok"] == 6
+
+
+def test_every_job_carries_its_run_the_stage_the_source_keys_hash_and_the_cost_tags(
+    pipeline: OfflinePipeline,
+) -> None:
+    key = "inbox/team-a/Q3 données (final).jsonl"
+    other = "inbox/team-b/other.jsonl"
+
+    runs = [pipeline.run(key, jsonl(*prompts(25))), pipeline.run(other, jsonl(*prompts(8)))]
+
+    bedrock = boto3.client("bedrock", region_name=REGION)
+    for run, source_key in zip(runs, (key, other), strict=True):
+        assert run.status == "SUCCEEDED", (run.error, run.cause)
+        assert run.jobs
+        assert_one_job_per_shard(run)
+        expected = {
+            "run": run.run_id,
+            "stage": OFFLINE_STAGE,
+            # SHA-256 of the key, computed by the state machine (States.Hash): the key itself is in no tag.
+            "source": hashlib.sha256(source_key.encode()).hexdigest(),
+            **OFFLINE_COST_TAGS,
+        }
+        for job in run.jobs:
+            listed = bedrock.list_tags_for_resource(resourceARN=job.arn)["tags"]
+            assert {tag["key"]: tag["value"] for tag in listed} == expected
+            assert len(listed) == len(expected)
+    assert len(runs[0].jobs) == 2  # 25 records, at most 20 per job
 
 
 def test_files_outside_the_inbox_and_the_pipelines_own_writes_start_nothing(pipeline: OfflinePipeline) -> None:
