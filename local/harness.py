@@ -3,8 +3,9 @@
 Nothing here re-implements the pipeline. `OfflinePipeline` reads the template `build_app` synthesized,
 resolves its intrinsic functions to fake physical ids, and creates what it declares in moto: the buckets
 (EventBridge notifications on), the EventBridge rule with its event pattern and SQS target, the queues,
-every Lambda function (its `Handler` string imported as Lambda would, its `Environment` applied on each
-invocation) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
+every Lambda function (its `Handler` string imported as Lambda would; the functions' `Environment`s, which
+must agree, make the one environment the pipeline sets at its start, so no invocation ever changes `os.environ`
+while other threads read it) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
 ApplyGuardrail) is `local.moto_ext`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
 S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
 starter) gets it as Lambda's event source mapping would hand it over.
@@ -58,6 +59,10 @@ BATCH_STACK_PREFIX = "GptOssBatch-"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # Handler packages whose module-level caches (settings, clients) are per Lambda container.
 _FUNCTION_PACKAGES = ("batch", "shared", "chat")
+# What Lambda sets for each function apart; offline the functions share one process (see `_environment`).
+_PER_FUNCTION_VARIABLES = frozenset(
+    {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "POWERTOOLS_SERVICE_NAME"}
+)
 # One pipeline at a time: moto's backends are per process.
 _ACTIVE_LOCK = threading.Lock()
 # How often the background trigger polls the queue (Lambda's event source mapping long-polls it).
@@ -209,14 +214,8 @@ def _fake_uuid(seed: str) -> str:
 
 
 def _client(service: Literal["s3", "stepfunctions", "sqs", "iam", "events", "lambda"]) -> Any:
-    """A boto3 client of the offline account, built while no in-process function holds the environment.
-
-    botocore reads `os.environ` (proxies, configuration) while it builds a client, and an in-process invocation
-    swaps the process's environment under moto_ext.INVOCATION_LOCK: built outside the lock, a client could read
-    the environment mid-swap (the demo's KeyError 'STAGE' in botocore's proxy lookup, one run in a few).
-    """
-    with moto_ext.INVOCATION_LOCK:
-        return boto3.client(service, region_name=REGION)
+    """A boto3 client of the offline account."""
+    return boto3.client(service, region_name=REGION)
 
 
 class OfflinePipeline:
@@ -246,6 +245,8 @@ class OfflinePipeline:
         self.model = model or OfflineModel()
         self.resolve = _Resolver(template, {**defaults, **(ssm or {})})
         self.environment = dict(environment or {})
+        # Each function's template variables, by function name (see `_environment`).
+        self._environments: dict[str, dict[str, str]] = {}
         # Every SQS message handed to a function (what `deliver(messages)` can hand over again).
         self.delivered: list[Mapping[str, Any]] = []
         self._exit = ExitStack()
@@ -265,6 +266,9 @@ class OfflinePipeline:
             self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
             self._exit.callback(moto_ext.clear_handlers)
             self._create()
+            # Once, before any run starts: the functions share this process, so they share one environment,
+            # which no invocation changes while other threads (servers, the interpreter) read it.
+            self._exit.enter_context(applied_environment(self._environment()))
             self.bedrock.model = self.model
         except BaseException:
             self._exit.close()  # __exit__ is not called when __enter__ fails
@@ -523,15 +527,32 @@ class OfflinePipeline:
             MemorySize=int(properties.get("MemorySize", 128)),
             Environment={"Variables": environment},
         )
-        runtime = {
+        self._environments[name] = environment
+        moto_ext.register_handler(name, _container(import_handler(properties["Handler"])))
+
+    def _environment(self) -> dict[str, str]:
+        """The one environment of the functions offline: every function's variables, Lambda's runtime ones and
+        `environment`.
+
+        Variables Lambda sets per function (its name, its memory, the Powertools service named after it) are
+        left out: the functions read them from the context object, or once per process at import. Any other
+        variable two functions set differently is an error: offline they would read the same one.
+        """
+        merged: dict[str, str] = {
             "AWS_REGION": REGION,
             "AWS_DEFAULT_REGION": REGION,
-            "AWS_LAMBDA_FUNCTION_NAME": name,
-            "AWS_LAMBDA_FUNCTION_MEMORY_SIZE": str(properties.get("MemorySize", 128)),
             "AWS_LAMBDA_FUNCTION_VERSION": "$LATEST",
         }
-        handler = import_handler(properties["Handler"])
-        moto_ext.register_handler(name, _container(handler, {**runtime, **self.environment}))
+        for function, variables in self._environments.items():
+            for name, value in variables.items():
+                if name in _PER_FUNCTION_VARIABLES:
+                    continue
+                if merged.setdefault(name, value) != value:
+                    raise ValueError(
+                        f"{function} sets {name}={value!r}, another function {merged[name]!r}: the functions share "
+                        "one environment offline"
+                    )
+        return {**merged, **self.environment}
 
     def _invoke_with(self, function_name: str, queue_url: str, messages: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         queue_name = queue_url.rsplit("/", 1)[-1]
@@ -565,16 +586,14 @@ def import_handler(dotted: str) -> Callable[[Any, Any], Any]:
     return handler
 
 
-def _container(handler: Callable[[Any, Any], Any], runtime: Mapping[str, str]) -> Callable[[Any, Any], Any]:
-    """Each invocation as in a fresh container: the runtime's variables set, module caches (settings read from
-    the environment, clients) empty and loggers without keys another function appended, since functions with
-    different environments share this process."""
+def _container(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+    """Each invocation as in a fresh container: module caches (settings, clients) empty and loggers without keys
+    another function appended, since the functions share this process."""
 
     def invoke(event: Any, context: Any) -> Any:
-        with applied_environment(runtime):
-            _clear_function_caches()
-            _clear_logger_keys()
-            return handler(event, context)
+        _clear_function_caches()
+        _clear_logger_keys()
+        return handler(event, context)
 
     return invoke
 

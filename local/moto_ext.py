@@ -69,8 +69,6 @@ from botocore.client import BaseClient
 from botocore.exceptions import ClientError
 from botocore.model import OperationModel, ServiceModel
 
-from local.environment import applied_environment
-
 MOTO_VERSION = "5.2.5"
 
 _AWS_SDK = "moto.stepfunctions.parser.asl.component.state.exec.state_task.service.state_task_service_aws_sdk"
@@ -826,7 +824,8 @@ _ADDED_RUNTIME: dict[str, Callable[[Any], str]] = {"converse": _converse, "apply
 # --- (d) Lambda handlers in-process -------------------------------------------------------------
 
 _handlers: dict[str, Handler] = {}
-# Held for the whole of each invocation: the function's environment is the process's `os.environ`.
+# Held for the whole of each invocation: the functions' module caches (settings, clients) are the process's,
+# and each invocation starts from empty ones, as a fresh container does.
 INVOCATION_LOCK = threading.RLock()
 
 
@@ -883,12 +882,12 @@ def _invoke(
         if handler is None:
             response_headers["x-amz-function-error"] = "Unhandled"
             return _error_payload("HandlerNotRegistered", f"no offline handler for {function.function_name}", [])
-        with applied_environment(function.environment_vars):
-            try:
-                result = handler(event, context)
-            except Exception as error:
-                response_headers["x-amz-function-error"] = "Unhandled"
-                return _error_payload(type(error).__name__, str(error), traceback.format_tb(error.__traceback__))
+        # The environment is the pipeline's, set once (local/harness.py `_environment`): never swapped here.
+        try:
+            result = handler(event, context)
+        except Exception as error:
+            response_headers["x-amz-function-error"] = "Unhandled"
+            return _error_payload(type(error).__name__, str(error), traceback.format_tb(error.__traceback__))
     return json.dumps(result, default=str).encode()
 
 

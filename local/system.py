@@ -11,8 +11,9 @@
   the Lambda Web Adapter runs it).
 - A monitor that reports each run as it goes.
 
-The functions share this process's environment (`os.environ`), so chat and batch invocations take turns
-(one lock, as one execution environment would).
+The batch functions run in this process, one invocation at a time (one lock, as one execution environment
+would), with the one environment the pipeline sets when it starts; no invocation changes it. The chat function
+runs in a process of its own with its template environment.
 """
 
 from __future__ import annotations

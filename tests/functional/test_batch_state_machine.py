@@ -8,8 +8,10 @@ wire shapes. The assertions read what users read: results.jsonl, summary.json, t
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
+import os
 from collections.abc import Callable
 from typing import Any
 
@@ -379,3 +381,29 @@ def test_one_poll_lap_writes_the_events_the_lap_limit_is_computed_with(pipeline:
     assert (long - short) / 4 == EVENTS_PER_POLL_LAP
     fixed = short - 3 * EVENTS_PER_POLL_LAP
     assert 0 < fixed <= SHARD_FIXED_EVENTS
+
+
+def test_the_functions_share_one_environment_set_once_for_the_pipeline(
+    offline_batch_template: dict[str, Any],
+) -> None:
+    """No invocation swaps os.environ (other threads read it): the template's variables hold for the pipeline."""
+    before = dict(os.environ)
+    with OfflinePipeline(offline_batch_template, stage=OFFLINE_STAGE) as running:
+        assert os.environ["STAGE"] == OFFLINE_STAGE
+        assert os.environ["MODEL_ID"] == DeploymentConfig.from_context(dict(OFFLINE_CONTEXT)).batch.model_id
+        assert "AWS_LAMBDA_FUNCTION_NAME" not in os.environ
+        during = dict(os.environ)
+        run = running.run("inbox/env/one.jsonl", '{"prompt": "hi"}\n')
+        assert run.status == "SUCCEEDED"
+        assert dict(os.environ) == during
+    assert dict(os.environ) == before
+
+
+def test_two_functions_that_disagree_on_a_variable_cannot_share_the_process(
+    offline_batch_template: dict[str, Any],
+) -> None:
+    template = copy.deepcopy(offline_batch_template)
+    functions = [r for r in template["Resources"].values() if r["Type"] == "AWS::Lambda::Function"]
+    functions[0]["Properties"]["Environment"]["Variables"]["STAGE"] = "another"
+    with pytest.raises(ValueError, match="STAGE"), OfflinePipeline(template, stage=OFFLINE_STAGE):
+        pass
