@@ -10,10 +10,10 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
-from typing import Any
+from typing import Any, TypeVar
 
 from chat import responses
-from chat.edge import BodyT, Call
+from chat.edge import Call
 from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ModelCard
 from chat.responses import Event, ResponseBuilder
 from chat.responses_models import Response, ResponsesRequest
@@ -24,6 +24,9 @@ from shared.converse import ConverseGateway, ConverseStream, ReplyTrace, StreamE
 from shared.gpt_oss import RELEASED_AT
 from shared.observability import MetricUnit, logger, metrics, single_metric
 from shared.settings import load_settings
+
+# The bodies of the two answering routes.
+RequestT = TypeVar("RequestT", ChatCompletionRequest, ResponsesRequest)
 
 
 def chat_settings() -> ChatSettings:
@@ -50,12 +53,8 @@ def complete(call: Call[ChatCompletionRequest], *, settings: ChatSettings, gatew
         ChatError: the request cannot be honoured (nothing was sent to Bedrock).
         BedrockError: Bedrock gave no usable answer.
     """
-    request = _body(call)
-    model_id = _model_id(request.model, settings)
-    converse_request = to_converse(request, settings, model_id=model_id, caller=call.caller)
-    translator = _translator(
-        call, request, model_id, converse_request, settings, include_reasoning=request.include_reasoning
-    )
+    request, converse_request = _translated(call, settings, to_converse)
+    translator = _translator(call, converse_request, settings, include_reasoning=request.include_reasoning)
     return _answer(call, translator, converse_request, settings=settings, gateway=gateway, on_chunk=None)
 
 
@@ -76,13 +75,9 @@ def stream(
         ChatError: the request cannot be honoured (nothing was sent to Bedrock).
         BedrockError: Bedrock gave no stream, or the stream failed (chunks may have been emitted already).
     """
-    request = _body(call)
-    model_id = _model_id(request.model, settings)
-    converse_request = to_converse(request, settings, model_id=model_id, caller=call.caller)
+    request, converse_request = _translated(call, settings, to_converse)
     translator = _translator(
         call,
-        request,
-        model_id,
         converse_request,
         settings,
         include_reasoning=request.include_reasoning,
@@ -111,17 +106,13 @@ def prepare_response(call: Call[ResponsesRequest], settings: ChatSettings) -> Pr
     Raises:
         ChatError: the request cannot be honoured.
     """
-    request = _body(call)
-    model_id = _model_id(request.model, settings)
-    converse_request = responses.to_converse(request, settings, model_id=model_id, caller=call.caller)
-    translator = _translator(
-        call, request, model_id, converse_request, settings, include_reasoning=responses.wants_reasoning(request)
-    )
+    request, converse_request = _translated(call, settings, responses.to_converse)
+    translator = _translator(call, converse_request, settings, include_reasoning=responses.wants_reasoning(request))
     builder = ResponseBuilder(
         request,
         response_id=f"resp_{translator.completion_id.removeprefix('chatcmpl-')}",
         created_at=translator.created,
-        model=model_id,
+        model=translator.model,
         service_tier=translator.service_tier,
     )
     return PreparedResponse(converse_request, translator, builder)
@@ -205,31 +196,30 @@ def model_cards(settings: ChatSettings) -> list[ModelCard]:
     return [ModelCard(id=name, created=RELEASED_AT, owned_by="openai") for name in dict.fromkeys(names)]
 
 
-def _body(call: Call[BodyT]) -> BodyT:
-    assert call.body is not None, "answering routes read their body into the call"
-    return call.body
-
-
-def _model_id(name: str, settings: ChatSettings) -> str:
-    model_id = resolve_model(name, settings)
+def _translated(
+    call: Call[RequestT], settings: ChatSettings, translate: Callable[..., dict[str, Any]]
+) -> tuple[RequestT, dict[str, Any]]:
+    """The call's body and the Converse request `translate` makes of it, for the model it names."""
+    request = call.body
+    assert request is not None, "answering routes read their body into the call"
+    model_id = resolve_model(request.model, settings)
     logger.thread_safe_append_keys(model_id=model_id)
-    return model_id
+    return request, translate(request, settings, model_id=model_id, caller=call.caller)
 
 
 def _translator(
     call: Call[Any],
-    request: ChatCompletionRequest | ResponsesRequest,
-    model_id: str,
     converse_request: dict[str, Any],
     settings: ChatSettings,
     *,
     include_reasoning: bool,
     include_usage: bool = False,
 ) -> ChunkTranslator:
+    """The one translation of this call's answer, for the model and tier the Converse request asks."""
     return ChunkTranslator(
         completion_id=completion_id(call),
         created=int(time.time()),
-        model=model_id,
+        model=converse_request["modelId"],
         include_reasoning=settings.RETURN_REASONING or include_reasoning,
         tools_offered="toolConfig" in converse_request,
         include_usage=include_usage,
