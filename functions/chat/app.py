@@ -154,7 +154,7 @@ class FlushMetrics:
             await self.app(scope, receive, send)
         finally:
             # Requests that recorded nothing (a model list, a rejected body) publish nothing.
-            if scope["type"] == "http" and metrics.provider.metric_set:
+            if scope["type"] == "http" and metrics.metric_set:
                 metrics.flush_metrics()
 
 
