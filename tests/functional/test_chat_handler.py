@@ -88,9 +88,10 @@ def metrics_in(output: str) -> dict[str, list[float]]:
                 continue
             assert definition["Namespace"] == "GptOssBedrock"
             if definition["Dimensions"] == [["ServiceTier", "service"]]:
-                assert names in (["InputTokens"], ["OutputTokens"])
-                names, [name] = [], names
-                found.setdefault(f"{name}[{record['ServiceTier']}]", []).extend(record[name])
+                assert names == ["InputTokens", "OutputTokens"]
+                for name in names:
+                    found.setdefault(f"{name}[{record['ServiceTier']}]", []).extend(record[name])
+                names = []
             assert definition["Dimensions"] == [["service"]] or not names
             for name in names:
                 found.setdefault(name, []).extend(record[name])
