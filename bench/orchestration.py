@@ -88,8 +88,8 @@ def measure_orchestration(
 
     `template`: the batch stack synthesized with small quotas (default: synthesized here with BENCH_CONTEXT).
     """
+    from local.bedrock.batch_jobs import JobScenario
     from local.harness import OfflinePipeline, states_entered, synthesize_batch_stack
-    from local.moto_ext import JobScenario
 
     if template is None:
         from infra.app_builder import cli_context

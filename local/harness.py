@@ -6,7 +6,7 @@ resolves its intrinsic functions to fake physical ids, and creates what it decla
 every Lambda function (its `Handler` string imported as Lambda would; the functions' `Environment`s, which
 must agree, make the one environment the pipeline sets at its start, so no invocation ever changes `os.environ`
 while other threads read it) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
-ApplyGuardrail) is `local.moto_ext`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
+ApplyGuardrail) is `local.bedrock.batch_jobs`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
 S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
 starter) gets it as Lambda's event source mapping would hand it over.
 
@@ -39,10 +39,10 @@ from moto import mock_aws
 from werkzeug.serving import ThreadedWSGIServer
 
 from infra.config import GPT_OSS_120B, guardrail_parameter_names
-from local import moto_ext
+from local import lambda_runtime, moto_patches
+from local.bedrock.batch_jobs import BedrockModel, FakeBedrock, FakeJob, JobScenario, OfflineModel
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.environment import applied_environment
-from local.moto_ext import BedrockModel, FakeBedrock, FakeJob, OfflineModel
 from local.services import S3_ENDPOINT_PURPOSE, listening_socket, repeating, serving
 
 if TYPE_CHECKING:
@@ -260,11 +260,11 @@ class OfflinePipeline:
             OfflinePipeline._active = True
         self._exit.callback(self._release)
         try:
-            moto_ext.install()
+            moto_patches.install()
             _clear_function_caches()
             self._exit.callback(_clear_function_caches)
             self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
-            self._exit.callback(moto_ext.clear_handlers)
+            self._exit.callback(lambda_runtime.clear_handlers)
             self._create()
             # Once, before any run starts: the functions share this process, so they share one environment,
             # which no invocation changes while other threads (servers, the interpreter) read it.
@@ -288,7 +288,7 @@ class OfflinePipeline:
     @property
     def bedrock(self) -> FakeBedrock:
         """Bedrock offline (batch jobs, Converse): set its `scenario` or `create_errors` before dropping files."""
-        return moto_ext.fake_bedrock(ACCOUNT, REGION)
+        return moto_patches.fake_bedrock(ACCOUNT, REGION)
 
     @property
     def s3(self) -> S3Client:
@@ -472,7 +472,7 @@ class OfflinePipeline:
         key = f"work/{run}/shard-00000/records.jsonl"
         prompts = (json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(5))
         self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(prompts).encode())
-        self.bedrock.scenario = lambda _request: moto_ext.JobScenario(polls=polls)
+        self.bedrock.scenario = lambda _request: JobScenario(polls=polls)
         item = {
             "shard": {
                 "index": 0,
@@ -528,7 +528,7 @@ class OfflinePipeline:
             Environment={"Variables": environment},
         )
         self._environments[name] = environment
-        moto_ext.register_handler(name, _container(import_handler(properties["Handler"])))
+        lambda_runtime.register_handler(name, _container(import_handler(properties["Handler"])))
 
     def _environment(self) -> dict[str, str]:
         """The one environment of the functions offline: every function's variables, Lambda's runtime ones and

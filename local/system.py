@@ -31,7 +31,7 @@ import boto3
 from botocore.config import Config
 
 from infra.config import guardrail_parameter_names
-from local import moto_ext
+from local import lambda_runtime, moto_patches
 from local.bedrock import AmazonBedrock, BedrockStandIn, Model, WordGuardrail, build_model, pace_words
 from local.chat_server import ChatApiOptions, RunningChatApi, chat_guardrail, running_chat_api
 from local.harness import OfflinePipeline, Run
@@ -167,11 +167,11 @@ def running_system(
 
 def _stop_functions(report: Report) -> None:
     """From now on no function runs (an invocation fails at once); wait for the one running, if any."""
-    moto_ext.clear_handlers()
-    if not moto_ext.INVOCATION_LOCK.acquire(timeout=1.0):
+    lambda_runtime.clear_handlers()
+    if not lambda_runtime.INVOCATION_LOCK.acquire(timeout=1.0):
         report("[batch] waiting for the function invocation in progress to end (Ctrl-C again abandons it)...")
-        moto_ext.INVOCATION_LOCK.acquire()
-    moto_ext.INVOCATION_LOCK.release()
+        lambda_runtime.INVOCATION_LOCK.acquire()
+    lambda_runtime.INVOCATION_LOCK.release()
 
 
 class ClosableModel(Model, Protocol):
@@ -197,7 +197,7 @@ def _model(options: ChatApiOptions, guardrail: WordGuardrail) -> tuple[ClosableM
         "bedrock-runtime",
         config=Config(retries={"mode": "standard", "max_attempts": 3}, read_timeout=300, connect_timeout=10),
     )
-    moto_ext.unmocked(client)
+    moto_patches.unmocked(client)
     return AmazonBedrock(client), (
         f"Amazon Bedrock in {session.region_name} with your credentials (batch jobs emulated: each record "
         "is one real InvokeModel call)"

@@ -25,15 +25,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SCANNED = ["app.py", "functions", "infra", "local", "bench", "tests"]
 # functions/ is the Lambda asset root: its packages import as top-level names.
 FIRST_PARTY = {"shared", "chat", "batch", "infra", "local", "bench", "tests", "app"}
-# The guarded moto patches (local/moto_ext.py today; local/moto_patches.py once it is split by concept).
-GUARDED_MOTO_PATCHES = {"local/moto_ext.py", "local/moto_patches.py"}
+# The guarded moto patches.
+GUARDED_MOTO_PATCHES = {"local/moto_patches.py"}
 # The guard's own tests: each moves one patched moto internal (monkeypatch) to prove the guard reports it, or checks
 # that the patch is in place. Only these names, only there.
 _GUARD_TEST_NAMES = {"_from_boto_response", "_wait_interval", "_eval_body", "_normalise_parameters"}
-GUARD_TESTS = {
-    "tests/functional/test_moto_ext.py": _GUARD_TEST_NAMES,
-    "tests/functional/test_moto_patches.py": _GUARD_TEST_NAMES,
-}
+GUARD_TESTS = {"tests/functional/test_moto_patches.py": _GUARD_TEST_NAMES}
 ATTRIBUTE_FUNCTIONS = {"getattr", "setattr", "hasattr", "delattr", "object"}
 # What an `import_module("<third-party module>")` expression counts as rooted at.
 THIRD_PARTY = "<third-party module>"

@@ -1,4 +1,4 @@
-"""The synthesized state machine, executed end to end offline (moto's interpreter + local.moto_ext).
+"""The synthesized state machine, executed end to end offline (moto's interpreter + local.moto_patches).
 
 Every test drops files into the inbox of the batch stack `cdk synth` produces (with small quotas, see
 OFFLINE_CONTEXT): the real EventBridge pattern routes the event through SQS to the real starter, the
@@ -19,11 +19,11 @@ import boto3
 import pytest
 
 from infra.config import EVENTS_PER_POLL_LAP, SHARD_FIXED_EVENTS, DeploymentConfig
-from local import moto_ext
+from local import moto_patches
 from local.bedrock import build_model
+from local.bedrock.batch_jobs import JobRequest, JobScenario
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.harness import REGION, OfflinePipeline, Run
-from local.moto_ext import JobRequest, JobScenario
 from tests.functional.conftest import OFFLINE_CONTEXT, OFFLINE_COST_TAGS, OFFLINE_QUOTAS, OFFLINE_STAGE
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -288,7 +288,7 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
     pipeline: OfflinePipeline,
 ) -> None:
     pipeline.bedrock.scenario = lambda _request: JobScenario(polls=10_000)
-    moto_ext.waits.clear()
+    moto_patches.waits.clear()
 
     run = pipeline.run("inbox/stuck.jsonl", jsonl(*prompts(6)))
 
@@ -302,7 +302,7 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
     assert outcome["message"] == f"job still InProgress after {OFFLINE.poll_lap_limit} status checks"
     assert [result["status"] for result in run.results] == ["missing"] * 6
     # Every lap waited the poll interval (no retry happened): the waits are what a deployed run would take.
-    assert moto_ext.waits == [float(OFFLINE.poll_interval_seconds)] * OFFLINE.poll_lap_limit
+    assert moto_patches.waits == [float(OFFLINE.poll_interval_seconds)] * OFFLINE.poll_lap_limit
     metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(
         Namespace=f"GptOssBedrock/{OFFLINE_STAGE}", MetricName="RunsOverdue"
     )["Metrics"]

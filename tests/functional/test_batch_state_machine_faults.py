@@ -19,7 +19,6 @@ from moto.core.exceptions import JsonRESTError
 
 from batch import layout, storage
 from batch.names import shard_label
-from local import moto_ext
 from local.harness import OfflinePipeline
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -44,16 +43,18 @@ def faults(pipeline: OfflinePipeline, monkeypatch: pytest.MonkeyPatch) -> Iterat
         if resource["Type"] == "AWS::Lambda::Function" and "Handler" in resource["Properties"]
     }
     pending: dict[str, list[tuple[str, int]]] = {}
+    backend = import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend
+    installed = backend.invoke  # the in-process invocation local.moto_patches installed
 
     def invoke(self: Any, function_name: str, *args: Any) -> bytes:
         queued = pending.get(handlers.get(function_name.rsplit(":", 1)[-1], ""), [])
         if queued:
             code, status = queued.pop(0)
             raise LambdaServiceError(code, status)
-        result: bytes = moto_ext._invoke(self, function_name, *args)
+        result: bytes = installed(self, function_name, *args)
         return result
 
-    monkeypatch.setattr(import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend, "invoke", invoke)
+    monkeypatch.setattr(backend, "invoke", invoke)
     yield pending
     assert all(not queued for queued in pending.values()), f"faults never reached their function: {pending}"
 

@@ -23,7 +23,7 @@ from chat import idempotency
 from chat.app import app
 from chat.settings import ChatSettings
 from local.apigw import CALLER_ARN, build_event
-from local.moto_ext import unmocked
+from local.moto_patches import unmocked
 from shared.settings import load_settings
 from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_event
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, http_response

@@ -1,4 +1,8 @@
-"""local/moto_ext.py: the pin guard fails loudly when moto moves, and each extension does what it claims."""
+"""local/moto_patches.py: the pin guard fails loudly when moto moves, and each patch does what it claims.
+
+The Bedrock stand-in (local/bedrock/batch_jobs.py) and in-process Lambda (local/lambda_runtime.py) are exercised
+here through moto, as the patches wire them in.
+"""
 
 from __future__ import annotations
 
@@ -14,9 +18,10 @@ import pytest
 from botocore.exceptions import ClientError
 from moto import mock_aws
 
-from local import moto_ext
+from local import lambda_runtime, moto_patches
+from local.bedrock.batch_jobs import JobScenario, ModelFailure, OfflineModel
 from local.harness import MOTO_CONFIG
-from local.moto_ext import JobScenario, ModelFailure, MotoInternalsMoved
+from local.moto_patches import MotoInternalsMoved
 
 if TYPE_CHECKING:
     from mypy_boto3_bedrock.type_defs import TagTypeDef
@@ -29,11 +34,11 @@ BUCKET = "moto-ext-tests"
 @pytest.fixture
 def aws() -> Iterator[None]:
     """moto with the extensions, Step Functions executing and Lambda in-process."""
-    moto_ext.install()
+    moto_patches.install()
     with mock_aws(config=MOTO_CONFIG):
         boto3.client("s3", region_name=REGION).create_bucket(Bucket=BUCKET)
         yield
-    moto_ext.clear_handlers()
+    lambda_runtime.clear_handlers()
 
 
 def _execute(definition: dict[str, Any], execution_input: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -51,7 +56,7 @@ def _execute(definition: dict[str, Any], execution_input: dict[str, Any] | None 
 
 
 def test_every_patched_moto_internal_is_where_the_extensions_expect_it() -> None:
-    assert moto_ext.check() == []
+    assert moto_patches.check() == []
 
 
 def test_a_moved_attribute_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -60,7 +65,7 @@ def test_a_moved_attribute_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     )
 
     monkeypatch.delattr(StateTaskService, "_from_boto_response")
-    (problem,) = moto_ext.check()
+    (problem,) = moto_patches.check()
     assert problem.endswith("StateTaskServiceAwsSdk._from_boto_response: attribute missing")
 
 
@@ -70,7 +75,7 @@ def test_a_changed_signature_is_reported(monkeypatch: pytest.MonkeyPatch) -> Non
     def _wait_interval(self: Any, env: Any, seconds: int, extra: int) -> None: ...
 
     monkeypatch.setattr(WaitFunction, "_wait_interval", _wait_interval)
-    (problem,) = moto_ext.check()
+    (problem,) = moto_patches.check()
     assert "WaitFunction._wait_interval: parameters are ('self', 'env', 'seconds', 'extra')" in problem
 
 
@@ -81,30 +86,30 @@ def test_a_patched_behaviour_that_moved_elsewhere_is_reported(monkeypatch: pytes
         """Retries that no longer sleep through the module's `time`."""
 
     monkeypatch.setattr(RetrierDecl, "_eval_body", _eval_body)
-    (problem,) = moto_ext.check()
+    (problem,) = moto_patches.check()
     assert problem.endswith("RetrierDecl._eval_body: no longer contains 'time.sleep('")
 
 
 def test_another_moto_version_or_an_upstream_implementation_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
     from moto.bedrock.responses import BedrockResponse
 
-    monkeypatch.setattr(moto_ext, "version", lambda _name: "9.9.9")
+    monkeypatch.setattr(moto_patches, "version", lambda _name: "9.9.9")
     monkeypatch.setattr(BedrockResponse, "get_model_invocation_job", lambda self: "{}", raising=False)
-    problems = moto_ext.check()
+    problems = moto_patches.check()
     assert problems[0] == "moto 9.9.9 is installed; the extensions were written for 5.2.5"
     assert problems[1].endswith("BedrockResponse.get_model_invocation_job: drop that extension")
 
 
 def test_install_refuses_a_moved_moto_and_is_otherwise_idempotent(monkeypatch: pytest.MonkeyPatch) -> None:
-    moto_ext.install()
-    moto_ext.install()
+    moto_patches.install()
+    moto_patches.install()
     from moto.stepfunctions.parser.asl.component.state.exec.state_task.service import state_task_service_aws_sdk
 
-    assert state_task_service_aws_sdk.StateTaskServiceAwsSdk._normalise_parameters is moto_ext._normalise_parameters
-    monkeypatch.setattr(moto_ext, "_installed", False)
-    monkeypatch.setattr(moto_ext, "check", lambda: ["somewhere: attribute missing"])
+    assert state_task_service_aws_sdk.StateTaskServiceAwsSdk._normalise_parameters is moto_patches._normalise_parameters
+    monkeypatch.setattr(moto_patches, "_installed", False)
+    monkeypatch.setattr(moto_patches, "check", lambda: ["somewhere: attribute missing"])
     with pytest.raises(MotoInternalsMoved, match="somewhere: attribute missing"):
-        moto_ext.install()
+        moto_patches.install()
 
 
 # --- (a) casing, (b) error names, (e) no waiting ------------------------------------------------------------
@@ -113,7 +118,7 @@ def test_install_refuses_a_moved_moto_and_is_otherwise_idempotent(monkeypatch: p
 @pytest.mark.usefixtures("aws")
 def test_sdk_tasks_speak_pascal_case_with_aws_error_names_and_never_wait() -> None:
     boto3.client("s3", region_name=REGION).put_object(Bucket=BUCKET, Key="a.txt", Body=b"hello")
-    moto_ext.waits.clear()
+    moto_patches.waits.clear()
     get = "arn:aws:states:::aws-sdk:s3:getObject"
     described = _execute(
         {
@@ -144,7 +149,7 @@ def test_sdk_tasks_speak_pascal_case_with_aws_error_names_and_never_wait() -> No
     output = json.loads(described["output"])
     assert output["read"] == {"body": "hello", "length": 5}
     assert output["error"]["Error"] == "S3.NoSuchKeyException"
-    assert moto_ext.waits == [3600.0, 600.0]  # asked for, never slept
+    assert moto_patches.waits == [3600.0, 600.0]  # asked for, never slept
 
 
 # --- (g) workflow variables in JSONPath states ---------------------------------------------------------------
@@ -212,7 +217,7 @@ def test_batch_jobs_are_idempotent_advance_per_check_and_write_bedrocks_output()
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key="in/records.jsonl", Body=_records(12))
     bedrock = boto3.client("bedrock", region_name=REGION)
-    fake = moto_ext.fake_bedrock(ACCOUNT, REGION)
+    fake = moto_patches.fake_bedrock(ACCOUNT, REGION)
     fake.scenario = lambda request: JobScenario(status="PartiallyCompleted", failed_records=2, unprocessed_records=3)
 
     arn = _create(bedrock, "job-1", "token1")
@@ -253,7 +258,7 @@ def test_failed_and_expired_jobs_write_nothing_and_creates_can_be_refused() -> N
     s3 = boto3.client("s3", region_name=REGION)
     s3.put_object(Bucket=BUCKET, Key="in/records.jsonl", Body=_records(3))
     bedrock = boto3.client("bedrock", region_name=REGION, config=_no_retries())
-    fake = moto_ext.fake_bedrock(ACCOUNT, REGION)
+    fake = moto_patches.fake_bedrock(ACCOUNT, REGION)
     fake.scenario = lambda request: JobScenario(status="Failed", message="boom", polls=0)
     fake.create_errors = ["ServiceQuotaExceededException"]
     with pytest.raises(ClientError, match="ServiceQuotaExceededException"):
@@ -280,7 +285,7 @@ def test_a_jobs_tags_are_listed_as_bedrock_lists_them() -> None:
         tags=tags,
     )["jobArn"]
     assert bedrock.list_tags_for_resource(resourceARN=arn)["tags"] == tags
-    assert moto_ext.fake_bedrock(ACCOUNT, REGION).tags(arn) == {"run": "r-1", "team": "Research NLP"}
+    assert moto_patches.fake_bedrock(ACCOUNT, REGION).tags(arn) == {"run": "r-1", "team": "Research NLP"}
     assert bedrock.list_tags_for_resource(resourceARN=_create(bedrock, "untagged-1", "token9"))["tags"] == []
     # Any other ARN is still moto's to answer.
     with pytest.raises(ClientError, match="ResourceNotFoundException"):
@@ -299,12 +304,12 @@ def test_converse_answers_from_the_model_and_reports_its_errors_as_bedrock_does(
     assert reasoning["reasoningContent"]["reasoningText"]["text"]
     assert text["text"].endswith("to: Hello?")
     assert reply["stopReason"] == "end_turn"
-    fake = moto_ext.fake_bedrock(ACCOUNT, REGION)
+    fake = moto_patches.fake_bedrock(ACCOUNT, REGION)
     (request,) = fake.converse_requests
     assert request["modelId"] == "openai.gpt-oss-20b-1:0"
     assert request["guardrailConfig"] == {"guardrailIdentifier": "g1", "guardrailVersion": "2"}
 
-    class Throttled(moto_ext.OfflineModel):
+    class Throttled(OfflineModel):
         def converse(self, request: Any) -> dict[str, Any]:
             raise ModelFailure("ThrottlingException", "slow down")
 
@@ -355,7 +360,7 @@ def test_lambda_runs_the_registered_handler_and_never_touches_the_environment() 
         return {"doubled": event["value"] * 2}
 
     _function("doubler", {"OFFLINE_SETTING": "on"})
-    moto_ext.register_handler("doubler", handler)
+    lambda_runtime.register_handler("doubler", handler)
     client = boto3.client("lambda", region_name=REGION)
 
     answer = client.invoke(FunctionName="doubler", Payload=json.dumps({"value": 21}).encode())
@@ -379,7 +384,7 @@ def test_a_handler_error_is_the_error_name_retry_and_catch_see() -> None:
         raise ShardMissing("gone")
 
     _function("failing", {})
-    moto_ext.register_handler("failing", handler)
+    lambda_runtime.register_handler("failing", handler)
     arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:failing"
     described = _execute(
         {
@@ -400,8 +405,9 @@ def test_a_handler_error_is_the_error_name_retry_and_catch_see() -> None:
 
 
 def test_the_lambda_context_counts_down() -> None:
-    context = moto_ext.LambdaContext("f", "arn:aws:lambda:us-east-1:123456789012:function:f", 128, timeout_seconds=2)
+    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f"
+    context = lambda_runtime.LambdaContext("f", arn, 128, timeout_seconds=2)
     first = context.get_remaining_time_in_millis()
     time.sleep(0.05)
     assert 0 < context.get_remaining_time_in_millis() < first <= 2000
-    assert inspect.signature(moto_ext.install).parameters == {}
+    assert inspect.signature(moto_patches.install).parameters == {}

@@ -21,7 +21,7 @@ from botocore.response import StreamingBody
 from botocore.stub import Stubber
 from moto import mock_aws
 
-from local import moto_ext
+from local import moto_patches
 from local.bedrock import AmazonBedrock, BedrockStandIn, ModelError, build_model
 from local.harness import MOTO_CONFIG
 from local.services import serving
@@ -55,9 +55,9 @@ def test_a_detached_client_is_never_answered_by_moto() -> None:
     def network(request: AWSPreparedRequest, **_: object) -> Any:
         return wire_response(request.url, 200, json.dumps(canned).encode())
 
-    moto_ext.install()
+    moto_patches.install()
     with mock_aws(config=MOTO_CONFIG):
-        detached, mocked = AmazonBedrock(moto_ext.unmocked(_client().client)), _client()
+        detached, mocked = AmazonBedrock(moto_patches.unmocked(_client().client)), _client()
         for bedrock in (detached, mocked):
             bedrock.client.meta.events.register("before-send", network)
         real = detached.converse(CONVERSE)

@@ -1,0 +1,473 @@
+"""Bedrock in the batch stack's moto account: the batch-job control plane, and Converse / ApplyGuardrail.
+
+`FakeBedrock` is Bedrock of one account and Region as the batch pipeline sees it inside moto:
+`CreateModelInvocationJob` / `GetModelInvocationJob` (jobs idempotent on `clientRequestToken`, going Submitted ->
+InProgress -> a terminal status over successive status checks, and on completion writing output in Bedrock's
+layout and line format, shuffled, to moto's S3), the tags a job was created with (`ListTagsForResource`), and
+`Converse` / `ApplyGuardrail`. Every answer comes from one `BedrockModel` (`OfflineModel`, deterministic, by
+default; the local runner plugs in its own, from `local.bedrock`). A `JobScenario` per job picks the terminal
+status, failed and unprocessed records; `create_errors` / `status_errors` fail the next creates / status checks
+with the Bedrock errors named.
+
+Nothing here knows moto: `local.moto_patches` adds the operations to moto's responses, keeps one `FakeBedrock` per
+account and Region on moto's bedrock backend (`fake_bedrock`) and turns a `BedrockJobError` into moto's error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime
+import hashlib
+import json
+import random
+import re
+import threading
+import uuid
+from collections.abc import Callable, Mapping
+from typing import Any, Literal, Protocol
+
+import boto3
+
+TERMINAL_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+# Statuses whose job wrote output files (Failed and Expired jobs write none).
+_WITH_OUTPUT = ("Completed", "PartiallyCompleted", "Stopped")
+_REASONING = re.compile(r"^\s*<reasoning>(?P<reasoning>.*?)</reasoning>(?P<answer>.*)$", re.DOTALL)
+_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "guardrail_intervened"}
+_JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+_S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
+
+JobStatus = Literal["Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"]
+
+
+class BedrockModel(Protocol):
+    """What answers for Bedrock offline; the local runner's model (local/bedrock) has the same three calls.
+
+    Each raises an exception with `code` (a Bedrock error code, e.g. "ValidationException") and `message`
+    (like `ModelFailure`) to fail the way Bedrock would.
+    """
+
+    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """A Converse response for a Converse request (`modelId` included)."""
+        ...
+
+    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """An ApplyGuardrail response (`guardrailIdentifier` and `guardrailVersion` included in the request)."""
+        ...
+
+    def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
+        """The chat.completion InvokeModel (and so a batch output line) gives for an OpenAI chat body."""
+        ...
+
+
+class ModelFailure(Exception):
+    """A model call failing as Bedrock reports it: an error code and a message."""
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(f"{code}: {message}")
+        self.code = code
+        self.message = message
+
+
+class OfflineModel:
+    """A deterministic stand-in for gpt-oss: it answers with a digest of the request and the last user message.
+
+    Like gpt-oss through InvokeModel, the reasoning comes first in the content, inside <reasoning> tags;
+    through Converse it is a reasoningContent block. ApplyGuardrail never intervenes.
+    """
+
+    def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
+        """An OpenAI chat.completion.
+
+        Raises:
+            ModelFailure: the body has no messages.
+        """
+        messages = body.get("messages")
+        if not isinstance(messages, list) or not messages:
+            raise ModelFailure("ValidationException", "messages must be a non-empty array.")
+        last = messages[-1]
+        prompt = _text(last.get("content")) if isinstance(last, dict) else ""
+        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:8]
+        answer = f"Offline answer {digest} to: {prompt[:60]}"
+        reasoning = f"The prompt has {len(prompt)} characters; answer briefly."
+        prompt_tokens = max(1, len(json.dumps(messages)) // 4)
+        completion_tokens = max(1, (len(answer) + len(reasoning)) // 4)
+        return {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": 1_767_225_600,
+            "model": model_id or str(body.get("model", "gpt-oss")),
+            "choices": [
+                {
+                    "index": 0,
+                    "message": {"role": "assistant", "content": f"<reasoning>{reasoning}</reasoning>{answer}"},
+                    "finish_reason": "stop",
+                }
+            ],
+            "usage": {
+                "prompt_tokens": prompt_tokens,
+                "completion_tokens": completion_tokens,
+                "total_tokens": prompt_tokens + completion_tokens,
+            },
+        }
+
+    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """The chat completion of the request's text, in Converse's response shape."""
+        return _converse_reply(self.chat_completion(_chat_body(request), model_id=request.get("modelId")))
+
+    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Nothing is blocked offline."""
+        units = dict.fromkeys(("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits"), 1)
+        return {"usage": units, "action": "NONE", "outputs": [], "assessments": []}
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def _chat_body(converse: Mapping[str, Any]) -> dict[str, Any]:
+    """A Converse request as an OpenAI chat body (text only: what the pipeline sends)."""
+    messages = [{"role": "system", "content": block.get("text", "")} for block in converse.get("system", [])]
+    for message in converse.get("messages", []):
+        texts = [_block_text(block) for block in message.get("content", [])]
+        messages.append({"role": message["role"], "content": " ".join(text for text in texts if text)})
+    body: dict[str, Any] = {"messages": messages}
+    if "maxTokens" in converse.get("inferenceConfig", {}):
+        body["max_completion_tokens"] = converse["inferenceConfig"]["maxTokens"]
+    return body
+
+
+def _block_text(block: Mapping[str, Any]) -> str:
+    if "text" in block:
+        return str(block["text"])
+    return str(block.get("guardContent", {}).get("text", {}).get("text", ""))
+
+
+def _converse_reply(completion: Mapping[str, Any]) -> dict[str, Any]:
+    """An OpenAI chat.completion as Converse answers for gpt-oss (the reasoning in its own block)."""
+    choice = completion["choices"][0]
+    text = str(choice["message"].get("content") or "")
+    content: list[dict[str, Any]] = []
+    match = _REASONING.match(text)
+    if match:
+        content.append({"reasoningContent": {"reasoningText": {"text": match["reasoning"]}}})
+        text = match["answer"]
+    content.append({"text": text})
+    usage = completion.get("usage", {})
+    return {
+        "output": {"message": {"role": "assistant", "content": content}},
+        "stopReason": _STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
+        "usage": {
+            "inputTokens": usage.get("prompt_tokens", 0),
+            "outputTokens": usage.get("completion_tokens", 0),
+            "totalTokens": usage.get("total_tokens", 0),
+        },
+        "metrics": {"latencyMs": 42},
+    }
+
+
+def _failure(error: Exception) -> tuple[str, str] | None:
+    """(code, message) of an exception a model raised the Bedrock way, else None."""
+    code, message = getattr(error, "code", None), getattr(error, "message", None)
+    if isinstance(code, str) and isinstance(message, str):
+        return code, message
+    return None
+
+
+@dataclasses.dataclass(frozen=True)
+class JobScenario:
+    """How one fake job ends.
+
+    `polls`: status checks that answer InProgress before the terminal status is reached (a larger number
+    than the state machine's lap limit keeps a job running forever). `failed_records`: the first N records
+    of each input file get an `error` line. `unprocessed_records`: the last N get no line at all (what a
+    PartiallyCompleted or Stopped job leaves). Failed and Expired jobs write no output.
+    """
+
+    status: JobStatus = "Completed"
+    message: str | None = None
+    polls: int = 1
+    failed_records: int = 0
+    unprocessed_records: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class JobRequest:
+    """What a CreateModelInvocationJob call asked for (the parts scenarios choose on)."""
+
+    job_name: str
+    client_request_token: str | None
+    model_id: str
+    role_arn: str
+    input_uri: str
+    output_uri: str
+    output_key_id: str | None
+    timeout_hours: int
+    tags: Mapping[str, str]
+    invocation_type: str
+
+
+@dataclasses.dataclass
+class FakeJob:
+    """One model invocation job and its progress."""
+
+    job_id: str
+    arn: str
+    request: JobRequest
+    scenario: JobScenario
+    submitted: datetime.datetime
+    status: str = "Submitted"
+    checks: int = 0
+    ended: datetime.datetime | None = None
+    counts: dict[str, int] = dataclasses.field(default_factory=dict)
+
+
+class BedrockJobError(Exception):
+    """An error the fake Bedrock API answers with (code and HTTP status as Bedrock's)."""
+
+    STATUS: Mapping[str, int] = {
+        "ThrottlingException": 429,
+        "ModelTimeoutException": 408,
+        "ServiceQuotaExceededException": 400,
+        "ValidationException": 400,
+        "ConflictException": 400,
+        "ResourceNotFoundException": 404,
+        "InternalServerException": 500,
+        "AccessDeniedException": 403,
+    }
+
+    def __init__(self, code: str, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.message = message
+
+
+class FakeBedrock:
+    """Bedrock of one account and Region, offline: batch jobs, Converse and ApplyGuardrail from one `BedrockModel`.
+
+    Thread-safe (shards run in parallel). Set `model`, `scenario` and `create_errors` before a run.
+    """
+
+    def __init__(self, account_id: str, region: str) -> None:
+        self.account_id = account_id
+        self.region = region
+        self.model: BedrockModel = OfflineModel()
+        self.scenario: Callable[[JobRequest], JobScenario] = lambda _request: JobScenario()
+        # Error codes the next CreateModelInvocationJob / GetModelInvocationJob calls fail with, in order.
+        self.create_errors: list[str] = []
+        self.status_errors: list[str] = []
+        self.create_calls = 0
+        self.jobs: dict[str, FakeJob] = {}
+        # Every Converse / ApplyGuardrail request received (what was sent, guardrail configuration included).
+        self.converse_requests: list[dict[str, Any]] = []
+        self.guardrail_requests: list[dict[str, Any]] = []
+        self._tokens: dict[str, str] = {}
+        self._lock = threading.RLock()
+
+    def create(self, params: Mapping[str, Any]) -> str:
+        """CreateModelInvocationJob: the job ARN; the same clientRequestToken returns the same job."""
+        with self._lock:
+            self.create_calls += 1
+            if self.create_errors:
+                code = self.create_errors.pop(0)
+                raise BedrockJobError(code, f"{code} (simulated)")
+            request = _job_request(params)
+            token = request.client_request_token
+            if token is not None and token in self._tokens:
+                return self.jobs[self._tokens[token]].arn
+            if any(job.request.job_name == request.job_name for job in self.jobs.values()):
+                raise BedrockJobError("ConflictException", f"a job named {request.job_name} already exists")
+            seed = token or uuid.uuid4().hex
+            job_id = hashlib.sha256(f"{self.account_id}/{seed}".encode()).hexdigest()[:12]
+            arn = f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}"
+            now = datetime.datetime.now(datetime.UTC)
+            self.jobs[job_id] = FakeJob(job_id, arn, request, self.scenario(request), now)
+            if token is not None:
+                self._tokens[token] = job_id
+            return arn
+
+    def get(self, identifier: str) -> dict[str, Any]:
+        """GetModelInvocationJob: each call advances the job one step towards its scenario's end."""
+        with self._lock:
+            if self.status_errors:
+                code = self.status_errors.pop(0)
+                raise BedrockJobError(code, f"{code} (simulated)")
+            job = self.jobs.get(identifier.rsplit("/", 1)[-1])
+            if job is None:
+                raise BedrockJobError("ResourceNotFoundException", f"no model invocation job {identifier}")
+            self._advance(job)
+            return _describe(job)
+
+    def tags(self, arn: str) -> dict[str, str] | None:
+        """ListTagsForResource of a job: the tags it was created with (None: not one of this fake's jobs)."""
+        with self._lock:
+            job = next((job for job in self.jobs.values() if job.arn == arn), None)
+            return None if job is None else dict(job.request.tags)
+
+    def for_run(self, run_id: str) -> list[FakeJob]:
+        """The jobs tagged with a run id (as the state machine tags them)."""
+        with self._lock:
+            return [job for job in self.jobs.values() if job.request.tags.get("run") == run_id]
+
+    def _advance(self, job: FakeJob) -> None:
+        if job.status in TERMINAL_STATUSES:
+            return
+        if job.checks < job.scenario.polls:
+            job.checks += 1
+            job.status = "InProgress"
+            return
+        job.status = job.scenario.status
+        job.ended = datetime.datetime.now(datetime.UTC)
+        if job.status in _WITH_OUTPUT:
+            job.counts = _write_output(job, self.model, self.region)
+
+    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Converse, answered by the model (every request is recorded in `converse_requests`)."""
+        with self._lock:
+            self.converse_requests.append(dict(request))
+        return _model_call(self.model.converse, request)
+
+    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """ApplyGuardrail, answered by the model (every request is recorded in `guardrail_requests`)."""
+        with self._lock:
+            self.guardrail_requests.append(dict(request))
+        return _model_call(self.model.apply_guardrail, request)
+
+    def __repr__(self) -> str:
+        return f"FakeBedrock({self.account_id}, {self.region}, jobs={len(self.jobs)})"
+
+
+def _model_call(call: Callable[[Mapping[str, Any]], dict[str, Any]], request: Mapping[str, Any]) -> dict[str, Any]:
+    try:
+        return call(request)
+    except Exception as error:
+        failure = _failure(error)
+        if failure is None:
+            raise
+        raise BedrockJobError(*failure) from None
+
+
+def _job_request(params: Mapping[str, Any]) -> JobRequest:
+    try:
+        job_name = str(params["jobName"])
+        inputs = params["inputDataConfig"]["s3InputDataConfig"]
+        outputs = params["outputDataConfig"]["s3OutputDataConfig"]
+        request = JobRequest(
+            job_name=job_name,
+            client_request_token=params.get("clientRequestToken"),
+            model_id=str(params["modelId"]),
+            role_arn=str(params["roleArn"]),
+            input_uri=str(inputs["s3Uri"]),
+            output_uri=str(outputs["s3Uri"]),
+            output_key_id=outputs.get("s3EncryptionKeyId"),
+            timeout_hours=int(params.get("timeoutDurationInHours", 24)),
+            tags={str(tag["key"]): str(tag["value"]) for tag in params.get("tags", [])},
+            invocation_type=str(params.get("modelInvocationType", "InvokeModel")),
+        )
+    except (KeyError, TypeError, ValueError) as error:
+        raise BedrockJobError("ValidationException", f"invalid request: missing or malformed {error}") from None
+    if not _JOB_NAME.fullmatch(job_name):
+        raise BedrockJobError("ValidationException", f"jobName {job_name!r} does not match the required pattern")
+    if not 24 <= request.timeout_hours <= 168:
+        raise BedrockJobError("ValidationException", "timeoutDurationInHours must be between 24 and 168")
+    if inputs.get("s3InputFormat", "JSONL") != "JSONL" or not _S3_URI.match(request.input_uri):
+        raise BedrockJobError("ValidationException", "the input must be JSONL at an s3:// URI")
+    return request
+
+
+def _describe(job: FakeJob) -> dict[str, Any]:
+    request = job.request
+    described: dict[str, Any] = {
+        "jobArn": job.arn,
+        "jobName": request.job_name,
+        "modelId": request.model_id,
+        "roleArn": request.role_arn,
+        "status": job.status,
+        "submitTime": job.submitted.isoformat(),
+        "lastModifiedTime": (job.ended or job.submitted).isoformat(),
+        "inputDataConfig": {"s3InputDataConfig": {"s3InputFormat": "JSONL", "s3Uri": request.input_uri}},
+        "outputDataConfig": {"s3OutputDataConfig": {"s3Uri": request.output_uri}},
+        "timeoutDurationInHours": request.timeout_hours,
+        "jobExpirationTime": (job.submitted + datetime.timedelta(hours=request.timeout_hours)).isoformat(),
+        "modelInvocationType": request.invocation_type,
+    }
+    if request.client_request_token is not None:
+        described["clientRequestToken"] = request.client_request_token
+    if request.output_key_id is not None:
+        described["outputDataConfig"]["s3OutputDataConfig"]["s3EncryptionKeyId"] = request.output_key_id
+    if job.ended is not None:
+        described["endTime"] = job.ended.isoformat()
+    if job.status in TERMINAL_STATUSES and job.scenario.message is not None:
+        described["message"] = job.scenario.message
+    for name in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount"):
+        if name in job.counts:
+            described[name] = job.counts[name]
+    return described
+
+
+def _write_output(job: FakeJob, model: BedrockModel, region: str) -> dict[str, int]:
+    """Write `<outputUri><jobId>/<input file>.out` (lines shuffled) and `manifest.json.out`; return the counts."""
+    s3 = boto3.client("s3", region_name=region)
+    source = _S3_URI.match(job.request.input_uri)
+    target = _S3_URI.match(job.request.output_uri)
+    assert source is not None
+    assert target is not None
+    bucket, key = source["bucket"], source["key"]
+    keys = [key] if not key.endswith("/") else _jsonl_keys(s3, bucket, key)
+    prefix = f"{target['key']}{job.job_id}/"
+    counts = dict.fromkeys(("total", "processed", "success", "error", "inputTokens", "outputTokens"), 0)
+    shuffler = random.Random(job.job_id)  # noqa: S311 - a deterministic shuffle, not a secret
+    for input_key in keys:
+        body_lines = s3.get_object(Bucket=bucket, Key=input_key)["Body"].iter_lines()
+        records = [json.loads(line) for line in body_lines if line.strip()]
+        lines = (_output_line(index, record, job, len(records), model, counts) for index, record in enumerate(records))
+        written = [line for line in lines if line is not None]
+        shuffler.shuffle(written)
+        body = "".join(json.dumps(line) + "\n" for line in written)
+        s3.put_object(Bucket=target["bucket"], Key=f"{prefix}{input_key.rsplit('/', 1)[-1]}.out", Body=body.encode())
+    manifest = {
+        "totalRecordCount": counts["total"],
+        "processedRecordCount": counts["processed"],
+        "successRecordCount": counts["success"],
+        "errorRecordCount": counts["error"],
+        "inputTokenCount": counts["inputTokens"],
+        "outputTokenCount": counts["outputTokens"],
+    }
+    s3.put_object(Bucket=target["bucket"], Key=f"{prefix}manifest.json.out", Body=json.dumps(manifest).encode())
+    return {name: value for name, value in manifest.items() if name.endswith("RecordCount")}
+
+
+def _jsonl_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
+    pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=prefix)
+    return [item["Key"] for page in pages for item in page.get("Contents", []) if item["Key"].endswith(".jsonl")]
+
+
+def _output_line(
+    index: int, record: Mapping[str, Any], job: FakeJob, total: int, model: BedrockModel, counts: dict[str, int]
+) -> dict[str, Any] | None:
+    counts["total"] += 1
+    if index >= total - job.scenario.unprocessed_records:
+        return None
+    counts["processed"] += 1
+    line: dict[str, Any] = {"recordId": record.get("recordId"), "modelInput": record.get("modelInput")}
+    try:
+        if index < job.scenario.failed_records:
+            raise ModelFailure("ValidationException", "Malformed input request, please reformat your input.")
+        output = model.chat_completion(record.get("modelInput") or {}, model_id=job.request.model_id)
+    except Exception as error:
+        failure = _failure(error)
+        if failure is None:
+            raise
+        counts["error"] += 1
+        status = BedrockJobError.STATUS.get(failure[0], 500)
+        line["error"] = {"errorCode": status, "errorMessage": failure[1]}
+        return line
+    counts["success"] += 1
+    usage = output.get("usage") or {}
+    counts["inputTokens"] += int(usage.get("prompt_tokens", 0))
+    counts["outputTokens"] += int(usage.get("completion_tokens", 0))
+    line["modelOutput"] = output
+    return line
