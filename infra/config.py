@@ -46,10 +46,11 @@ WEB_ADAPTER_LAYER_VERSION = 27
 # within 80 % of it, and the rest is headroom for retried status checks.
 HISTORY_EVENT_LIMIT = 25_000
 HISTORY_EVENT_BUDGET = 20_000
-# History events of one poll lap: Wait (entered, exited), GetJob (entered, scheduled, started, succeeded,
-# exited; it also counts the lap), JobStatus choice (entered, exited; it also tests the lap limit).
-# tests/functional measures it on the executed definition.
-EVENTS_PER_POLL_LAP = 9
+# History events of one poll lap (a reconcile interval without the job's event): AwaitJob (entered, scheduled,
+# started, submitted, timed out, exited), GetJob (entered, scheduled, started, succeeded, exited; it also counts
+# the lap), JobStatus choice (entered, exited; it also tests the lap limit). tests/functional measures it on the
+# executed definition.
+EVENTS_PER_POLL_LAP = 13
 # Events of one shard outside the poll loop, at most: execution start and end, the submit task with every
 # retry it may make, the overdue report, the outcome states (tests/infra derives the actual bound).
 SHARD_FIXED_EVENTS = 300
@@ -237,7 +238,9 @@ class BatchConfig(_Frozen):
     model_id: str = GPT_OSS_120B
     default_max_completion_tokens: Annotated[int, Field(ge=1, le=128_000)] = 4096
     job_timeout_hours: Annotated[int, Field(ge=24, le=168)] = 72
-    poll_interval_seconds: Annotated[int, Field(ge=60, le=3600)] = 300
+    # The reconcile interval: a shard waits this long for its job's state event before it checks the status
+    # itself (events are best-effort); each check is a lap.
+    poll_interval_seconds: Annotated[int, Field(ge=60, le=3600)] = 3600
     on_demand_concurrency: Annotated[int, Field(ge=1, le=32)] = 4
     apply_guardrail: bool = False
     return_reasoning: bool = True
@@ -407,6 +410,12 @@ class DeploymentConfig(_Frozen):
         if dangling:
             raise ValueError(f"model aliases point at models not deployed: {dangling}")
         return self
+
+    @property
+    def batch_job_name_prefix(self) -> str:
+        """The start of every batch job name of this stage (`<stage>.`; a stage holds no '.', so no stage's
+        prefix starts another's): the job-state event rule matches this stage's jobs by it."""
+        return f"{self.stage}."
 
     @property
     def batch_job_tags(self) -> dict[str, str]:

@@ -8,7 +8,9 @@ must agree, make the one environment the pipeline sets at its start, so no invoc
 while other threads read it) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
 ApplyGuardrail) is `local.bedrock.batch_jobs`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
 S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
-starter) gets it as Lambda's event source mapping would hand it over.
+starter) gets it as Lambda's event source mapping would hand it over. Bedrock's job-state events go to moto's
+EventBridge too (`publish`); what a rule with a Lambda target matches is handed to that function, as EventBridge
+invokes it.
 
 For the local runner (`python -m local up`), `serving_s3()` puts moto's server in front of the same state
 (an S3 endpoint on 127.0.0.1 that `aws s3 cp --endpoint-url` and boto3 talk to), and `triggering()` polls
@@ -249,6 +251,10 @@ class OfflinePipeline:
         self._environments: dict[str, dict[str, str]] = {}
         # Every SQS message handed to a function (what `deliver(messages)` can hand over again).
         self.delivered: list[Mapping[str, Any]] = []
+        # A rule's Lambda targets: the queue standing in for each (moto's EventBridge delivers to queues, not to
+        # functions) -> the function; and what each delivered event's function answered.
+        self._event_targets: dict[str, str] = {}
+        self.event_answers: list[Any] = []
         self._exit = ExitStack()
 
     # --- lifecycle --------------------------------------------------------------------------------
@@ -270,6 +276,10 @@ class OfflinePipeline:
             # which no invocation changes while other threads (servers, the interpreter) read it.
             self._exit.enter_context(applied_environment(self._environment()))
             self.bedrock.model = self.model
+            self.bedrock.publish = self.publish
+            # Before the mock ends: a job ending later (its scenario's timer) must not publish to real AWS.
+            bedrock = self.bedrock
+            self._exit.callback(setattr, bedrock, "publish", None)
         except BaseException:
             self._exit.close()  # __exit__ is not called when __enter__ fails
             raise
@@ -325,6 +335,20 @@ class OfflinePipeline:
                     if message["MessageId"] not in failed:
                         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
                 answers.append(answer)
+        return answers
+
+    def publish(self, entry: Mapping[str, Any]) -> list[Any]:
+        """PutEvents on the default bus (as an AWS service emits its events), then hand what the rules matched to
+        their Lambda targets, as EventBridge invokes a function (asynchronously: the answer is only recorded)."""
+        _client("events").put_events(Entries=[dict(entry)])
+        sqs, answers = _client("sqs"), []
+        for queue_url, function_name in self._event_targets.items():
+            while received := sqs.receive_message(QueueUrl=queue_url, MaxNumberOfMessages=10).get("Messages", []):
+                for message in received:
+                    response = _client("lambda").invoke(FunctionName=function_name, Payload=message["Body"].encode())
+                    answers.append(json.loads(response["Payload"].read() or b"null"))
+                    sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
+        self.event_answers.extend(answers)
         return answers
 
     @contextmanager
@@ -508,7 +532,15 @@ class OfflinePipeline:
     def _rule(self, logical_id: str, properties: Mapping[str, Any]) -> None:
         events, name = _client("events"), self.resolve.name(logical_id)
         events.put_rule(Name=name, EventPattern=json.dumps(self.resolve(properties["EventPattern"])))
-        targets = [{"Id": target["Id"], "Arn": self.resolve(target["Arn"])} for target in properties["Targets"]]
+        targets = []
+        for target in properties["Targets"]:
+            arn = str(self.resolve(target["Arn"]))
+            if arn.startswith(f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:"):
+                # moto's EventBridge cannot invoke a function: a queue of the harness stands in (see `publish`).
+                queue = _client("sqs").create_queue(QueueName=f"{name}-{target['Id']}"[:80])["QueueUrl"]
+                self._event_targets[queue] = arn.rsplit(":", 1)[-1]
+                arn = f"arn:aws:sqs:{REGION}:{ACCOUNT}:{queue.rsplit('/', 1)[-1]}"
+            targets.append({"Id": target["Id"], "Arn": arn})
         events.put_targets(Rule=name, Targets=targets)
 
     def _function(self, logical_id: str, properties: Mapping[str, Any], role: str) -> None:

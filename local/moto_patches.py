@@ -31,8 +31,10 @@ when moto fixes it:
     (`x-amz-function-error`), so Retry/Catch see its type as the error name, as with Lambda. Upstream:
     getmoto/moto#9916 (open: an in-process execution mode for `use_docker: False`).
 (e) No real waiting. moto's interpreter sleeps through Wait states and retry intervals, as AWS waits them; offline
-    they return at once (the requested seconds are recorded in `waits`). Upstream: no upstream issue found (moto
-    behaves as AWS here; the patch is the harness's choice).
+    they return at once (the requested seconds are recorded in `waits`). A task's `TimeoutSeconds` (the callback
+    wait of AwaitJob: the reconcile interval) is waited `task_timeout_seconds` of real time instead (the requested
+    seconds are recorded in `task_timeouts`), long enough for an event to arrive when a test wants one. Upstream:
+    no upstream issue found (moto behaves as AWS here; the patch is the harness's choice).
 (f) Lambda service errors. A task whose Resource is a function ARN calls every error of the Lambda API (throttling,
     a 5xx) `Exception`; AWS names it `Lambda.<code>` (`Lambda.ServiceException`, `Lambda.TooManyRequestsException`),
     which is what the definition's Retry lists. Upstream: no upstream issue found.
@@ -87,6 +89,7 @@ _EXCEPTIONS = "moto.core.exceptions"
 _CORE_MODELS = "moto.core.models"
 _SERVER = "moto.server"
 _STRING_EXPRESSION = "moto.stepfunctions.parser.asl.component.common.string.string_expression"
+_TIMEOUT = "moto.stepfunctions.parser.asl.component.common.timeouts.timeout"
 
 # The error-name prefixes Step Functions uses for the SDK services the pipeline calls.
 SERVICE_ERROR_NAMES = {"bedrock": "Bedrock", "s3": "S3", "cloudwatch": "CloudWatch"}
@@ -152,6 +155,8 @@ _TARGETS = (
     _Target(_WAIT, "WaitFunction._eval_body", ("self", "env"), calls="self._wait_interval("),
     _Target(_RETRIER, "time"),
     _Target(_RETRIER, "RetrierDecl._eval_body", ("self", "env"), calls="time.sleep("),
+    _Target(_TIMEOUT, "TimeoutSeconds._eval_seconds", ("self", "env")),
+    _Target(_TIMEOUT, "TimeoutSeconds.is_default_value", ("self",)),
     # (g) variable reads in JSONPath states.
     _Target(_STRING_EXPRESSION, "StringVariableSample._eval_body", ("self", "env"), calls="eval_jsonata_expression("),
     _Target(_STRING_EXPRESSION, "QueryLanguageMode"),
@@ -234,6 +239,7 @@ def install() -> None:
         _patch(service, "_normalise_response", _normalise_response)
         aws_sdk._SERVICE_ERROR_NAMES.update(SERVICE_ERROR_NAMES)
         _patch(import_module(_WAIT).WaitFunction, "_wait_interval", _wait_interval)
+        _patch(import_module(_TIMEOUT).TimeoutSeconds, "_eval_seconds", _task_timeout)
         _patch(import_module(_STRING_EXPRESSION).StringVariableSample, "_eval_body", _variable_sample)
         retrier: Any = import_module(_RETRIER)
         retrier.time = _InstantTime(retrier.time)
@@ -410,6 +416,19 @@ waits: list[float] = []
 def _wait_interval(self: Any, env: Any, wait_seconds: int) -> None:
     """A Wait state: record the seconds it asked for, return at once."""
     waits.append(float(wait_seconds))
+
+
+# Real seconds a task's TimeoutSeconds lasts offline, and the seconds every such timeout asked for.
+task_timeout_seconds = 0.05
+task_timeouts: list[float] = []
+
+
+def _task_timeout(self: Any, env: Any) -> float:
+    """A task's TimeoutSeconds: `task_timeout_seconds` of real time (moto's default, no timeout, stays)."""
+    if self.is_default_value():
+        return float(self.timeout_seconds)
+    task_timeouts.append(float(self.timeout_seconds))
+    return task_timeout_seconds
 
 
 class _InstantTime:

@@ -1,4 +1,4 @@
-"""The batch pipeline's only Step Functions call site: start one run's execution, idempotently."""
+"""The batch pipeline's only Step Functions call site: start one run's execution, idempotently; resume a task."""
 
 from __future__ import annotations
 
@@ -28,5 +28,17 @@ def start(state_machine_arn: str, name: str, payload: str) -> bool:
     try:
         sfn.start_execution(stateMachineArn=state_machine_arn, name=name, input=payload)
     except sfn.exceptions.ExecutionAlreadyExists:
+        return False
+    return True
+
+
+def resume(task_token: str, output: str) -> bool:
+    """SendTaskSuccess: the waiting task goes on with `output`; False when no task waits for this token any more
+    (it timed out, it was resumed already, its execution ended: a late or duplicate event, nothing to do).
+    """
+    sfn = client()
+    try:
+        sfn.send_task_success(taskToken=task_token, output=output)
+    except (sfn.exceptions.TaskDoesNotExist, sfn.exceptions.TaskTimedOut, sfn.exceptions.InvalidToken):
         return False
     return True

@@ -8,6 +8,7 @@ work/<run>/on-demand/records.jsonl       the records of a run too small for a ba
 work/<run>/idmap/on-demand.jsonl         their id map
 bedrock-output/<run>/shard-00000/<jobId>/records.jsonl.out + manifest.json.out   (written by Bedrock)
 bedrock-output/<run>/on-demand/records.jsonl.out + manifest.json.out              (written by on_demand)
+work/job-tokens/<job name>                the task token of the shard waiting for that job (AwaitJob)
 results/<run>/results.jsonl, summary.json
 rejected/<run>/rejected.jsonl
 """
@@ -19,6 +20,7 @@ from pathlib import PurePosixPath
 from batch.names import shard_label
 
 INBOX_PREFIX = "inbox/"
+JOB_TOKENS_PREFIX = "work/job-tokens/"
 RECORDS_FILE = "records.jsonl"
 OUTPUT_SUFFIX = ".jsonl.out"
 MANIFEST_FILE = "manifest.json.out"
@@ -105,3 +107,11 @@ def rejected_key(run: str) -> str:
 def job_id(job_arn: str) -> str:
     """The job id (last segment of the job ARN): the name of the folder Bedrock writes output into."""
     return job_arn.rsplit("/", 1)[-1]
+
+
+def job_token_key(job_name: str) -> str:
+    """Where a shard waiting for its job's end stores its Step Functions task token (job_events reads it).
+
+    Under work/ (its lifecycle rule expires it); `job-tokens` is never a run id (run ids end in `-<hash>`).
+    """
+    return f"{JOB_TOKENS_PREFIX}{job_name}"

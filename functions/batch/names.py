@@ -21,10 +21,15 @@ MAX_JOB_NAME_LENGTH = 63
 CLIENT_REQUEST_TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,54}-[0-9a-f]{24}")
 RECORD_ID_PATTERN = re.compile(r"R[0-9]{11}")
+# A stage's job-name prefix (`<stage>.`): the stage cannot hold a '.', so one stage's prefix never starts
+# another's, and the EventBridge rule of job-state events matches this pipeline's jobs only.
+JOB_NAME_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,19}\.")
 
 _HASH_LENGTH = 24  # 96 bits of SHA-256: collisions between runs are not a practical concern
 _STEM_LENGTH = 40
 _JOB_STEM_LENGTH = 24
+# `<prefix><stem>-<24 hex>-<5 digits>` fits the 63 characters of a job name with a stem of this many at least.
+_JOB_SUFFIX_LENGTH = 1 + _HASH_LENGTH + 1 + 5
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
 _MAX_SHARD_INDEX = 99_999
 _MAX_LINE = 99_999_999_999
@@ -41,10 +46,15 @@ def run_id(bucket: str, key: str, version_id: str | None) -> str:
     return f"{_stem(key, _STEM_LENGTH)}-{digest.hexdigest()[:_HASH_LENGTH]}"
 
 
-def job_name(run: str, shard_index: int) -> str:
-    """The Bedrock batch job name of one shard of a run (≤ 63 characters, the API's pattern)."""
+def job_name(run: str, shard_index: int, prefix: str = "") -> str:
+    """The Bedrock batch job name of one shard of a run: `<prefix><stem>-<hash>-<shard>` (≤ 63 characters, the
+    API's pattern); `prefix` is the stage's (`dev.`, see JOB_NAME_PREFIX_PATTERN) or empty.
+    """
+    if prefix and not JOB_NAME_PREFIX_PATTERN.fullmatch(prefix):
+        raise ValueError(f"not a job-name prefix: {prefix!r}")
     stem, digest = _split(run)
-    return f"{stem[:_JOB_STEM_LENGTH].rstrip('-')}-{digest}-{_shard(shard_index)}"
+    room = min(_JOB_STEM_LENGTH, MAX_JOB_NAME_LENGTH - _JOB_SUFFIX_LENGTH - len(prefix))
+    return f"{prefix}{stem[:room].rstrip('-') or 'run'}-{digest}-{_shard(shard_index)}"
 
 
 def client_request_token(run: str, shard_index: int) -> str:

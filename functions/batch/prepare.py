@@ -156,7 +156,7 @@ def _place(run: RunInput, chosen: Plan, settings: BatchSettings) -> list[ShardSp
         storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.shard_ids_key(run.runId, 0))
     else:
         _split(run, chosen)
-    return [_spec(run, shard.index, shard.count) for shard in chosen.shards()]
+    return [_spec(run, shard.index, shard.count, settings.JOB_NAME_PREFIX) for shard in chosen.shards()]
 
 
 def _split(run: RunInput, chosen: Plan) -> None:
@@ -225,10 +225,10 @@ def _after_newline(block: bytes, count: int) -> int:
     return position + 1
 
 
-def _spec(run: RunInput, index: int, count: int) -> ShardSpec:
+def _spec(run: RunInput, index: int, count: int, prefix: str) -> ShardSpec:
     return ShardSpec(
         index=index,
-        jobName=job_name(run.runId, index),
+        jobName=job_name(run.runId, index, prefix),
         clientRequestToken=client_request_token(run.runId, index),
         inputUri=layout.s3_uri(run.bucket, layout.shard_records_key(run.runId, index)),
         outputUri=layout.s3_uri(run.bucket, layout.shard_output_prefix(run.runId, index)),

@@ -31,6 +31,10 @@ class BatchSettings(BaseModel):
     GUARDRAIL_ID: str = ""
     GUARDRAIL_VERSION: str = ""
     STATE_MACHINE_ARN: str = ""
+    # Every job name starts with it (`<stage>.`): the job-state event rule matches this pipeline's jobs by it.
+    JOB_NAME_PREFIX: str = ""
+    # The pipeline bucket (job_events reads the task tokens the shards store there).
+    BUCKET_NAME: str = ""
     # Added by the batch functions (defaults only; infra may leave them unset).
     # Largest prompt line / item / row / .txt file, and largest encoded record: bounds memory per record.
     MAX_RECORD_BYTES: Annotated[int, Field(ge=1024)] = 1_048_576

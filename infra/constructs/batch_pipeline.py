@@ -2,6 +2,8 @@
 
 S3 (inbox/ only) -> EventBridge rule -> SQS (DLQ) -> starter -> Step Functions (Standard, one execution per
 dropped object version) -> prepare -> batch jobs (Bedrock, via the SDK integration) or on-demand -> collect.
+Bedrock's terminal job-state events (EventBridge rule on this stage's job-name prefix) -> job_events, which resumes
+the shard waiting for that job (its task token stored under work/job-tokens/).
 The definition is in batch_workflow.py; this module owns the resources and every IAM grant.
 """
 
@@ -21,7 +23,14 @@ from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infra.config import DeploymentConfig
-from infra.constructs.batch_workflow import TIMEOUT_WAVES, BatchWorkflow, JobTarget, run_timeout
+from infra.constructs.batch_workflow import (
+    JOB_TOKENS_PREFIX,
+    TERMINAL_JOB_STATUSES,
+    TIMEOUT_WAVES,
+    BatchWorkflow,
+    JobTarget,
+    run_timeout,
+)
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.guardrail import GuardrailReference
 from infra.constructs.nag import wildcard_resource
@@ -31,11 +40,13 @@ STARTER_HANDLER = "batch.starter.lambda_handler"
 PREPARE_HANDLER = "batch.prepare.lambda_handler"
 ON_DEMAND_HANDLER = "batch.on_demand.lambda_handler"
 COLLECT_HANDLER = "batch.collect.lambda_handler"
+JOB_EVENTS_HANDLER = "batch.job_events.lambda_handler"
 # Construct ids of the functions: also their Powertools service names (the `service` metric dimension).
 STARTER_ID = "StarterFunction"
 PREPARE_ID = "PrepareFunction"
 ON_DEMAND_ID = "OnDemandFunction"
 COLLECT_ID = "CollectFunction"
+JOB_EVENTS_ID = "JobEventsFunction"
 
 # Bucket layout (functions/batch/layout.py spells the same prefixes).
 INBOX_PREFIX = "inbox/"
@@ -58,6 +69,12 @@ STREAMING_MEMORY_MB = 1769
 STREAMING_MALLOC_ENVIRONMENT = {"MALLOC_MMAP_THRESHOLD_": str(3 * 512 * 1024)}
 ON_DEMAND_MEMORY_MB = 1024
 STARTER_MEMORY_MB = 256
+# job_events reads one small object and makes one Step Functions call per event.
+JOB_EVENTS_TIMEOUT = Duration.seconds(30)
+JOB_EVENTS_MEMORY_MB = 256
+# Bedrock's job-state events (streaming-and-apis.md, Batch): delivered best-effort; the reconciler covers a loss.
+BEDROCK_EVENT_SOURCE = "aws.bedrock"
+JOB_STATE_CHANGE = "Batch Inference Job State Change"
 # AWS recommends a visibility timeout of at least six times the function timeout for SQS event sources.
 QUEUE_VISIBILITY_FACTOR = 6
 MAX_RECEIVE_COUNT = 5
@@ -139,6 +156,7 @@ class BatchPipeline(Construct):
                 output_key_arn=self.key.key_arn,
                 model_arn=self._model_arn,
                 job_arns=self._job_arns,
+                bucket_name=self.bucket.bucket_name,
             ),
             job_tags=config.batch_job_tags,
         )
@@ -160,6 +178,14 @@ class BatchPipeline(Construct):
             STARTER_MEMORY_MB,
         )
         self.state_machine.add_to_role_policy(workflow.overdue_statement)
+        self.job_events = self._function(
+            JOB_EVENTS_ID,
+            JOB_EVENTS_HANDLER,
+            {**environment, "BUCKET_NAME": self.bucket.bucket_name},
+            JOB_EVENTS_TIMEOUT,
+            JOB_EVENTS_MEMORY_MB,
+        )
+        self._job_state_events(config)
         self._grant()
         self._acknowledge()
 
@@ -285,6 +311,27 @@ class BatchPipeline(Construct):
         )
         # The target also grants EventBridge (events.amazonaws.com, this account only) the use of the queue key.
 
+    def _job_state_events(self, config: DeploymentConfig) -> None:
+        """Bedrock's terminal job-state events of this stage's jobs (by job-name prefix) -> job_events."""
+        self.job_events_rule = events.Rule(
+            self,
+            "JobStateChanged",
+            description="Terminal state changes of this stage's Bedrock batch jobs: resume the waiting shard",
+            event_pattern=events.EventPattern(
+                source=[BEDROCK_EVENT_SOURCE],
+                detail_type=[JOB_STATE_CHANGE],
+                detail={
+                    "status": list(TERMINAL_JOB_STATUSES),
+                    "batchJobName": [{"prefix": config.batch_job_name_prefix}],
+                },
+            ),
+        )
+        # An event EventBridge cannot deliver is lost to the reconciler's status check, not to a queue: the
+        # shard's own status check is the retry.
+        self.job_events_rule.add_target(
+            targets.LambdaFunction(self.job_events, max_event_age=Duration.hours(1), retry_attempts=3)
+        )
+
     def _state_machine_logs(self, config: DeploymentConfig) -> logs.LogGroup:
         region, account, partition = Aws.REGION, Aws.ACCOUNT_ID, Aws.PARTITION
         self.key.add_to_resource_policy(
@@ -329,6 +376,7 @@ class BatchPipeline(Construct):
             "APPLY_GUARDRAIL": _flag(batch.apply_guardrail),
             "GUARDRAIL_ID": self._guardrail.guardrail_id,
             "GUARDRAIL_VERSION": self._guardrail.guardrail_version,
+            "JOB_NAME_PREFIX": config.batch_job_name_prefix,
         }
 
     def _function(
@@ -430,6 +478,26 @@ class BatchPipeline(Construct):
         key.grant(self.collect, "kms:Decrypt", "kms:GenerateDataKey")
         if self._config.batch.apply_guardrail:
             self._grant_apply_guardrail(self.collect)
+        # The state machine (AwaitJob) stores task tokens, job_events reads them and resumes that task only.
+        self.state_machine.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="StoreJobTaskTokens",
+                actions=["s3:PutObject"],
+                resources=[bucket.arn_for_objects(f"{JOB_TOKENS_PREFIX}*")],
+            )
+        )
+        key.grant(self.state_machine, "kms:GenerateDataKey")
+        self._grant_objects(self.job_events, ["s3:GetObject"], JOB_TOKENS_PREFIX)
+        key.grant(self.job_events, "kms:Decrypt")
+        # SendTaskSuccess is authorised on the state machine whose execution holds the token (aws-cdk PR #8486); a
+        # shard runs as a Distributed Map child, under `<state machine>/Shard`: both, nothing else.
+        self.job_events.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ResumeWaitingShards",
+                actions=["states:SendTaskSuccess"],
+                resources=[self.state_machine.state_machine_arn, f"{self.state_machine.state_machine_arn}/*"],
+            )
+        )
 
     def _grant_objects(self, function: lambda_.Function, actions: list[str], *prefixes: str) -> None:
         """Object actions on some prefixes of the bucket only (every run's objects under each prefix)."""
@@ -445,11 +513,10 @@ class BatchPipeline(Construct):
             if (role.node.path, finding) in self._acknowledged:
                 continue
             self._acknowledged.add((role.node.path, finding))
-            where = (
-                f"Prompt files are dropped under any key below {prefix}"
-                if prefix == INBOX_PREFIX
-                else f"Objects of every run live under {prefix}<run id>/, known only at run time"
-            )
+            where = {
+                INBOX_PREFIX: f"Prompt files are dropped under any key below {prefix}",
+                JOB_TOKENS_PREFIX: f"Task tokens are stored under {prefix}<job name>, known only at run time",
+            }.get(prefix, f"Objects of every run live under {prefix}<run id>/, known only at run time")
             Validations.of(role).acknowledge(
                 Acknowledgment(
                     id=finding,
@@ -522,6 +589,21 @@ class BatchPipeline(Construct):
                     f"run time; {actions} is limited to executions of this state machine (CDK's policy).",
                 )
             )
+        assert self.job_events.role is not None
+        Validations.of(self.job_events.role).acknowledge(
+            Acknowledgment(
+                id=wildcard_resource(self, f"{self.state_machine.state_machine_arn}/*"),
+                reason="A shard's task token belongs to its Distributed Map child execution (<state machine>/Shard); "
+                "SendTaskSuccess is limited to this state machine and its map runs.",
+            )
+        )
+        Validations.of(role).acknowledge(
+            Acknowledgment(
+                id=wildcard_resource(self, self.bucket.arn_for_objects(f"{JOB_TOKENS_PREFIX}*")),
+                reason="AwaitJob stores each shard's task token under work/job-tokens/<job name> (job names are "
+                "known only at run time); PutObject is limited to that prefix.",
+            )
+        )
         Validations.of(self.batch_role).acknowledge(
             Acknowledgment(
                 id=wildcard_resource(self, self.bucket.arn_for_objects(f"{WORK_PREFIX}*")),

@@ -1,7 +1,7 @@
 """BatchWorkflow: the state machine definition of one run, and the retry, lap and timeout arithmetic behind it.
 
 Begin -> Prepare -> Route: batch     -> Shards (Distributed Map, one child execution per shard:
-                                        SubmitJob -> WaitForJob -> GetJob -> JobStatus, 3 states per lap)
+                                        SubmitJob -> AwaitJob -> GetJob -> JobStatus, 3 states per lap)
                            on_demand -> OnDemand
                            empty     ------------------------------------------------------> Collect -> Ended
 Ended: a FAILED summary (no prompt answered) -> SummaryFailed fails the execution, naming the summary; SUCCEEDED
@@ -37,6 +37,8 @@ TASKS_BUDGET = Duration.hours(2)
 # refuses a file that needs more jobs (MAX_JOBS_PER_RUN). The timeout is a backstop only: every shard ends
 # by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
 TIMEOUT_WAVES = 3
+# Where AwaitJob stores a shard's task token: functions/batch/layout.py job_token_key (job_events reads it).
+JOB_TOKENS_PREFIX = "work/job-tokens/"
 # The shard's workflow variable counting successful status checks (poll laps), and its reference.
 _LAPS = "laps"
 _LAPS_PATH = f"${_LAPS}"
@@ -123,6 +125,7 @@ class JobTarget:
     output_key_arn: str  # the KMS key Bedrock encrypts the output with
     model_arn: str  # the foundation model (IAM scope of Create)
     job_arns: str  # model-invocation-job/* of this account and Region (IAM scope of Create and Get)
+    bucket_name: str  # the pipeline bucket (AwaitJob stores the task token under JOB_TOKENS_PREFIX)
 
 
 class BatchWorkflow(Construct):
@@ -264,8 +267,11 @@ class BatchWorkflow(Construct):
         return shards
 
     def _shard_workflow(self) -> sfn.IChainable:
-        """Submit, then Wait -> GetJob -> JobStatus until a terminal status or the lap limit; always an outcome.
+        """Submit, then AwaitJob -> GetJob -> JobStatus until a terminal status or the lap limit; always an outcome.
 
+        AwaitJob stores the task token under the job's name and waits for job_events to resume it (Bedrock's
+        job-state event, within seconds of the job's end), at most the reconcile interval: then GetJob checks the
+        status anyway (events are best-effort). If the token cannot be stored, WaitForJob waits the interval.
         A lap is three state transitions (each one billed): GetJob counts the laps in the workflow variable
         `laps` (SubmitJob sets it to 0) and JobStatus tests the lap limit and the overdue lap beside the status.
         """
@@ -277,6 +283,7 @@ class BatchWorkflow(Construct):
             result_path="$.error",
         )
         wait = sfn.Wait(self, "WaitForJob", time=sfn.WaitTime.duration(Duration.seconds(config.poll_interval_seconds)))
+        await_job = self._await_job()
         get_job = tasks.CallAwsService(
             self,
             "GetJob",
@@ -291,6 +298,11 @@ class BatchWorkflow(Construct):
         )
         for policy in STATUS_RETRIES:
             policy.add_to(get_job)
+        # Resumed by the job's event (Next), or the reconcile interval is over: check the status either way.
+        await_job.add_catch(get_job, errors=["States.Timeout"], result_path="$.awaited")
+        # The token could not be stored: no event can resume the shard, so wait the interval as a poll does.
+        await_job.add_catch(wait, errors=["States.ALL"], result_path="$.awaited")
+        wait.next(get_job)
         get_job.add_catch(
             _outcome(
                 self,
@@ -322,10 +334,34 @@ class BatchWorkflow(Construct):
             .when(_status_in(TERMINAL_JOB_STATUSES), finished)
             # Running or a status this code does not know yet: keep polling, bounded by the lap limit.
             .when(sfn.Condition.number_greater_than_equals(_LAPS_PATH, config.poll_lap_limit), poll_limit)
-            .when(sfn.Condition.number_equals(_LAPS_PATH, config.overdue_lap), self._report_overdue(wait))
-            .otherwise(wait)
+            .when(sfn.Condition.number_equals(_LAPS_PATH, config.overdue_lap), self._report_overdue(await_job))
+            .otherwise(await_job)
         )
-        return submit.next(wait).next(get_job).next(job_status)
+        return submit.next(await_job).next(get_job).next(job_status)
+
+    def _await_job(self) -> sfn.CustomState:
+        """S3 PutObject with `.waitForTaskToken`: `{"taskToken": ...}` (a JSON body) under the job's name;
+        TimeoutSeconds is the reconcile interval. job_events resumes the task with the event's detail (the status is
+        read again by GetJob). A custom state, like ReportOverdue: its grants (PutObject under JOB_TOKENS_PREFIX only,
+        the bucket key's GenerateDataKey) are written in batch_pipeline.py with the other grants on the bucket."""
+        return sfn.CustomState(
+            self,
+            "AwaitJob",
+            state_json={
+                "Type": "Task",
+                "Comment": "Store the task token under the job name; wait for the job's state event, at most the "
+                "reconcile interval",
+                "Resource": f"arn:{Aws.PARTITION}:states:::aws-sdk:s3:putObject.waitForTaskToken",
+                "Parameters": {
+                    "Bucket": self._target.bucket_name,
+                    "Key.$": f"States.Format('{JOB_TOKENS_PREFIX}{{}}', $.shard.jobName)",
+                    "Body": {"taskToken.$": "$$.Task.Token"},
+                    "ContentType": "application/json",
+                },
+                "TimeoutSeconds": self._config.poll_interval_seconds,
+                "ResultPath": "$.awaited",
+            },
+        )
 
     def _submit_job(self) -> tasks.CallAwsService:
         target = self._target

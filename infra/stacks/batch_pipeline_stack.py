@@ -73,7 +73,7 @@ class BatchPipelineStack(Stack):
         faults = FaultInjection(
             self,
             "FaultInjection",
-            functions=[pipeline.starter, pipeline.prepare, pipeline.on_demand, pipeline.collect],
+            functions=[pipeline.starter, pipeline.prepare, pipeline.on_demand, pipeline.collect, pipeline.job_events],
             experiments={
                 "PipelineInvocationError": Experiment(
                     "aws:lambda:invocation-error",

@@ -4,8 +4,11 @@
 `CreateModelInvocationJob` / `GetModelInvocationJob` (jobs idempotent on `clientRequestToken`, going Submitted ->
 InProgress -> a terminal status over successive status checks, and on completion writing output in Bedrock's
 layout and line format, shuffled, to moto's S3), the tags a job was created with (`ListTagsForResource`), and
-`Converse` / `ApplyGuardrail`. Every answer comes from one `BedrockModel` (`OfflineModel`, deterministic, by
-default; the local runner plugs in its own, from `local.bedrock`). A `JobScenario` per job picks the terminal
+`Converse` / `ApplyGuardrail`. A job reaching its terminal status (at a status check, by `finish`, or after its
+scenario's `runs_for_seconds`) emits Bedrock's "Batch Inference Job State Change" event to `publish` (the harness
+puts it on moto's EventBridge) unless `emit_events` is off (a lost event). Every answer comes from one
+`BedrockModel` (`OfflineModel`, deterministic, by default; the local runner plugs in its own, from
+`local.bedrock`). A `JobScenario` per job picks the terminal
 status, failed and unprocessed records; `create_errors` / `status_errors` fail the next creates / status checks
 with the Bedrock errors named.
 
@@ -29,6 +32,9 @@ from typing import Any, Literal, Protocol
 import boto3
 
 TERMINAL_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
+# Bedrock's job-state events (EventBridge, default bus): source, detail-type.
+EVENT_SOURCE = "aws.bedrock"
+JOB_STATE_CHANGE = "Batch Inference Job State Change"
 # Statuses whose job wrote output files (Failed and Expired jobs write none).
 _WITH_OUTPUT = ("Completed", "PartiallyCompleted", "Stopped")
 _REASONING = re.compile(r"^\s*<reasoning>(?P<reasoning>.*?)</reasoning>(?P<answer>.*)$", re.DOTALL)
@@ -184,12 +190,16 @@ class JobScenario:
     `polls`: status checks that answer InProgress before the terminal status is reached (a larger number
     than the state machine's lap limit keeps a job running forever). `failed_records`: the first N records
     of each input file get an `error` line. `unprocessed_records`: the last N get no line at all (what a
-    PartiallyCompleted or Stopped job leaves). Failed and Expired jobs write no output.
+    PartiallyCompleted or Stopped job leaves). Failed and Expired jobs write no output. `runs_for_seconds`:
+    the job also ends by itself that long after its creation.
     """
 
     status: JobStatus = "Completed"
     message: str | None = None
     polls: int = 1
+    # The job also ends by itself this long after its creation, as a real job does (None: only status checks, or
+    # `FakeBedrock.finish`, end it).
+    runs_for_seconds: float | None = None
     failed_records: int = 0
     unprocessed_records: int = 0
 
@@ -264,6 +274,11 @@ class FakeBedrock:
         # Every Converse / ApplyGuardrail request received (what was sent, guardrail configuration included).
         self.converse_requests: list[dict[str, Any]] = []
         self.guardrail_requests: list[dict[str, Any]] = []
+        # Where a job's terminal state-change event goes (EventBridge's PutEvents entry; None: nowhere), whether
+        # it goes at all (False: the event is lost, as best-effort delivery may), and every event emitted.
+        self.publish: Callable[[dict[str, Any]], object] | None = None
+        self.emit_events = True
+        self.events: list[dict[str, Any]] = []
         self._tokens: dict[str, str] = {}
         self._lock = threading.RLock()
 
@@ -284,9 +299,13 @@ class FakeBedrock:
             job_id = hashlib.sha256(f"{self.account_id}/{seed}".encode()).hexdigest()[:12]
             arn = f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}"
             now = datetime.datetime.now(datetime.UTC)
-            self.jobs[job_id] = FakeJob(job_id, arn, request, self.scenario(request), now)
+            job = self.jobs[job_id] = FakeJob(job_id, arn, request, self.scenario(request), now)
             if token is not None:
                 self._tokens[token] = job_id
+            if job.scenario.runs_for_seconds is not None:
+                timer = threading.Timer(job.scenario.runs_for_seconds, self.finish, [arn])
+                timer.daemon = True
+                timer.start()
             return arn
 
     def get(self, identifier: str) -> dict[str, Any]:
@@ -295,11 +314,55 @@ class FakeBedrock:
             if self.status_errors:
                 code = self.status_errors.pop(0)
                 raise BedrockJobError(code, f"{code} (simulated)")
-            job = self.jobs.get(identifier.rsplit("/", 1)[-1])
-            if job is None:
-                raise BedrockJobError("ResourceNotFoundException", f"no model invocation job {identifier}")
-            self._advance(job)
-            return _describe(job)
+            job = self._job(identifier)
+            ended = self._advance(job)
+            described = _describe(job)
+        if ended:
+            self._emit(job)
+        return described
+
+    def finish(self, identifier: str) -> None:
+        """End a job now, with its scenario's terminal status (as when the job ends by itself)."""
+        with self._lock:
+            job = self._job(identifier)
+            job.checks = max(job.checks, job.scenario.polls)
+            ended = self._advance(job)
+        if ended:
+            self._emit(job)
+
+    def state_change_event(self, job: FakeJob) -> dict[str, Any]:
+        """The PutEvents entry of a job's "Batch Inference Job State Change" event, as Bedrock sends it."""
+        detail = {
+            "version": "0.0",
+            "accountId": self.account_id,
+            "batchJobName": job.request.job_name,
+            "batchJobArn": job.arn,
+            "batchModelId": job.request.model_id,
+            "status": job.status,
+            "failureMessage": job.scenario.message or "",
+            # Not ISO 8601 (as Bedrock writes it): never parsed.
+            "creationTime": f"{job.submitted:%b %d, %Y, %I:%M:%S %p}",
+        }
+        return {
+            "Source": EVENT_SOURCE,
+            "DetailType": JOB_STATE_CHANGE,
+            "Resources": [job.arn],
+            "Detail": json.dumps(detail),
+        }
+
+    def _emit(self, job: FakeJob) -> None:
+        event = self.state_change_event(job)
+        with self._lock:
+            self.events.append(event)
+            publish = self.publish if self.emit_events else None
+        if publish is not None:
+            publish(event)
+
+    def _job(self, identifier: str) -> FakeJob:
+        job = self.jobs.get(identifier.rsplit("/", 1)[-1])
+        if job is None:
+            raise BedrockJobError("ResourceNotFoundException", f"no model invocation job {identifier}")
+        return job
 
     def tags(self, arn: str) -> dict[str, str] | None:
         """ListTagsForResource of a job: the tags it was created with (None: not one of this fake's jobs)."""
@@ -312,17 +375,19 @@ class FakeBedrock:
         with self._lock:
             return [job for job in self.jobs.values() if job.request.tags.get("run") == run_id]
 
-    def _advance(self, job: FakeJob) -> None:
+    def _advance(self, job: FakeJob) -> bool:
+        """One step towards the scenario's end; True when the job has just reached its terminal status."""
         if job.status in TERMINAL_STATUSES:
-            return
+            return False
         if job.checks < job.scenario.polls:
             job.checks += 1
             job.status = "InProgress"
-            return
+            return False
         job.status = job.scenario.status
         job.ended = datetime.datetime.now(datetime.UTC)
         if job.status in _WITH_OUTPUT:
             job.counts = _write_output(job, self.model, self.region)
+        return True
 
     def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Converse, answered by the model (every request is recorded in `converse_requests`)."""

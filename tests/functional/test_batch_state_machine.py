@@ -289,6 +289,7 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
 ) -> None:
     pipeline.bedrock.scenario = lambda _request: JobScenario(polls=10_000)
     moto_patches.waits.clear()
+    moto_patches.task_timeouts.clear()
 
     run = pipeline.run("inbox/stuck.jsonl", jsonl(*prompts(6)))
 
@@ -301,8 +302,10 @@ def test_a_job_that_never_ends_stops_at_the_lap_limit_and_reports_the_run_overdu
     assert outcome["status"] == "PollLimit"
     assert outcome["message"] == f"job still InProgress after {OFFLINE.poll_lap_limit} status checks"
     assert [result["status"] for result in run.results] == ["missing"] * 6
-    # Every lap waited the poll interval (no retry happened): the waits are what a deployed run would take.
-    assert moto_patches.waits == [float(OFFLINE.poll_interval_seconds)] * OFFLINE.poll_lap_limit
+    # Every lap waited for the job's event the reconcile interval (no retry happened, no Wait state ran): what a
+    # deployed run would take when no event comes.
+    assert set(moto_patches.task_timeouts) == {float(OFFLINE.poll_interval_seconds)}
+    assert moto_patches.waits == []
     metrics = boto3.client("cloudwatch", region_name=REGION).list_metrics(
         Namespace=f"GptOssBedrock/{OFFLINE_STAGE}", MetricName="RunsOverdue"
     )["Metrics"]

@@ -18,7 +18,7 @@ def test_a_poll_lap_is_three_billed_transitions_and_the_rest_of_a_run_at_most_25
 ) -> None:
     measured = measure_orchestration(offline_batch_template, stage=OFFLINE_STAGE)
 
-    assert measured.lap_states == ["WaitForJob", "GetJob", "JobStatus"]
+    assert measured.lap_states == ["AwaitJob", "GetJob", "JobStatus"]
     assert measured.per_lap == 3 <= TARGET_PER_LAP
     assert measured.parent_states == ["Begin", "Prepare", "Route", "Shards", "Collect", "Ended", "Done"]
     assert measured.parent == 7  # no retry happened

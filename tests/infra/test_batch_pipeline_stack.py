@@ -55,6 +55,7 @@ HANDLERS = {
     "PrepareFunction": "batch.prepare.lambda_handler",
     "OnDemandFunction": "batch.on_demand.lambda_handler",
     "CollectFunction": "batch.collect.lambda_handler",
+    "JobEventsFunction": "batch.job_events.lambda_handler",
 }
 GUARDRAIL_ARN = (
     "arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:guardrail/"
@@ -209,8 +210,13 @@ def test_access_log_bucket_uses_s3_keys_and_is_private_versioned_and_expiring(
     assert delivery["Condition"]["ArnLike"] == {"aws:SourceArn": {"Fn::GetAtt": [bucket_id, "Arn"]}}
 
 
+def _rule(template: dict[str, Any], name: str) -> dict[str, Any]:
+    (rule,) = [rule for logical_id, rule in resources(template, "AWS::Events::Rule").items() if name in logical_id]
+    return rule
+
+
 def test_only_objects_created_under_inbox_reach_the_queue(batch: dict[str, Any], bucket_id: str) -> None:
-    _, rule = only(batch, "AWS::Events::Rule")
+    rule = _rule(batch, "InboxObjectCreated")
     assert rule["Properties"]["EventPattern"] == {
         "source": ["aws.s3"],
         "detail-type": ["Object Created"],
@@ -222,6 +228,44 @@ def test_only_objects_created_under_inbox_reach_the_queue(batch: dict[str, Any],
     (dead_letters_id,) = set(queues) - {queue_id}
     assert target["Arn"] == {"Fn::GetAtt": [queue_id, "Arn"]}
     assert target["DeadLetterConfig"] == {"Arn": {"Fn::GetAtt": [dead_letters_id, "Arn"]}}
+
+
+def test_only_terminal_state_changes_of_this_stages_jobs_reach_job_events(batch: dict[str, Any]) -> None:
+    rule = _rule(batch, "JobStateChanged")
+    assert rule["Properties"]["EventPattern"] == {
+        "source": ["aws.bedrock"],
+        "detail-type": ["Batch Inference Job State Change"],
+        "detail": {
+            "status": list(TERMINAL_JOB_STATUSES),
+            "batchJobName": [{"prefix": f"{CONFIG.stage}."}],
+        },
+    }
+    (target,) = rule["Properties"]["Targets"]
+    function_id, _ = _functions(batch)["JobEventsFunction"]
+    assert target["Arn"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == 3600
+    (permission,) = [
+        p["Properties"]
+        for p in resources(batch, "AWS::Lambda::Permission").values()
+        if p["Properties"]["FunctionName"] == {"Fn::GetAtt": [function_id, "Arn"]}
+    ]
+    assert permission["Principal"] == "events.amazonaws.com"
+
+
+def test_job_events_reads_only_task_tokens_and_resumes_only_this_state_machine(
+    batch: dict[str, Any], bucket_id: str
+) -> None:
+    machine_id, _ = only(batch, "AWS::StepFunctions::StateMachine")
+    statements = _statements_of(batch, "JobEventsFunction")
+    assert _object_access(statements, bucket_id) == {"work/job-tokens/*": {"s3:GetObject"}}
+    (resume,) = [s for s in statements if "states:SendTaskSuccess" in as_list(s["Action"])]
+    assert resume["Action"] == "states:SendTaskSuccess"
+    # The state machine and its Distributed Map runs (a shard's token belongs to its child execution).
+    assert sorted(render(r) for r in resume["Resource"]) == [f"${{{machine_id}}}", f"${{{machine_id}}}/*"]
+    assert not [s for s in statements if any(a.startswith("states:") for a in as_list(s["Action"])) and s != resume]
+    # The state machine stores the tokens, under that prefix only.
+    machine = [s for s in role_statements(batch, _state_machine_role(batch)) if str(s["Action"]).startswith("s3:")]
+    assert _object_access(machine, bucket_id) == {"work/job-tokens/*": {"s3:PutObject"}}
 
 
 def test_queues_are_encrypted_tls_only_with_a_dead_letter_queue(batch: dict[str, Any]) -> None:
@@ -267,6 +311,8 @@ def test_functions_run_the_batch_handlers_with_exactly_batch_settings(batch: dic
         tuned = all(variables.get(name) == value for name, value in STREAMING_MALLOC_ENVIRONMENT.items())
         assert tuned is streaming, service
         assert ("STATE_MACHINE_ARN" in names) is (service == "StarterFunction")
+        assert ("BUCKET_NAME" in names) is (service == "JobEventsFunction")
+        assert variables["JOB_NAME_PREFIX"] == f"{CONFIG.stage}."
         assert variables["GUARDRAIL_ID"] == {"Ref": GUARDRAIL_ARN.rsplit("${", 1)[1].rstrip("}")}
         settings = BatchSettings.model_validate(
             {name: value if isinstance(value, str) else "deploy-time" for name, value in variables.items()}
@@ -605,7 +651,19 @@ def test_submit_job_is_the_sdk_integration_with_the_shards_idempotency_token(
 
 def test_the_poll_loop_waits_checks_and_counts_laps_up_to_the_limit(batch: dict[str, Any]) -> None:
     states = _shard_states(batch)
-    assert states["SubmitJob"]["Next"] == "WaitForJob"
+    assert states["SubmitJob"]["Next"] == "AwaitJob"
+    # The shard waits for its job's state event (job_events sends the stored token), at most the reconcile
+    # interval; then it checks the status itself. If the token cannot be stored, it waits the interval.
+    await_job = states["AwaitJob"]
+    assert render(await_job["Resource"]) == "arn:${AWS::Partition}:states:::aws-sdk:s3:putObject.waitForTaskToken"
+    parameters = await_job["Parameters"]
+    assert parameters["Key.$"] == "States.Format('work/job-tokens/{}', $.shard.jobName)"
+    assert parameters["Body"] == {"taskToken.$": "$$.Task.Token"}
+    assert await_job["TimeoutSeconds"] == BATCH.poll_interval_seconds
+    assert await_job["Next"] == "GetJob"
+    timeout, other = await_job["Catch"]
+    assert (timeout["ErrorEquals"], timeout["Next"]) == (["States.Timeout"], "GetJob")
+    assert (other["ErrorEquals"], other["Next"]) == (["States.ALL"], "WaitForJob")
     assert states["WaitForJob"] == {"Type": "Wait", "Seconds": BATCH.poll_interval_seconds, "Next": "GetJob"}
     get = states["GetJob"]
     assert render(get["Resource"]) == "arn:${AWS::Partition}:states:::aws-sdk:bedrock:getModelInvocationJob"
@@ -631,8 +689,8 @@ def test_the_poll_loop_waits_checks_and_counts_laps_up_to_the_limit(batch: dict[
         BATCH.overdue_lap,
         "ReportOverdue",
     )
-    assert states["JobStatus"]["Default"] == "WaitForJob"
-    assert states["ReportOverdue"]["Next"] == "WaitForJob"
+    assert states["JobStatus"]["Default"] == "AwaitJob"
+    assert states["ReportOverdue"]["Next"] == "AwaitJob"
     # A lap is three states: nothing else sits between the check and the next wait.
     assert {"CountLap", "PollLimit"}.isdisjoint(states)
 
@@ -656,7 +714,7 @@ def test_every_shard_ends_with_an_outcome_collect_accepts(batch: dict[str, Any])
 def test_the_lap_limit_covers_the_job_timeout_within_the_history_budget(batch: dict[str, Any]) -> None:
     limit = BATCH.poll_lap_limit
     assert limit * BATCH.poll_interval_seconds >= (BATCH.job_timeout_hours + POLL_MARGIN_HOURS) * 3600
-    assert limit == math.ceil((72 + 6) * 3600 / 300) == 936
+    assert limit == math.ceil((72 + 6) * 3600 / 3600) == 78
     # One shard's child execution: the submit task with every retry it may make, then the laps.
     submit = _shard_states(batch)["SubmitJob"]
     attempts = 1 + sum(retry["MaxAttempts"] for retry in submit["Retry"])
@@ -668,7 +726,7 @@ def test_the_lap_limit_covers_the_job_timeout_within_the_history_budget(batch: d
 @pytest.mark.parametrize(
     ("context", "message"),
     [
-        ({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "60"}, "poll every 287 s or more"),
+        ({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "60"}, "poll every 414 s or more"),
         ({"batchJobTimeoutHours": "24", "batchExpectedRunHours": "30"}, "batchExpectedRunHours"),
     ],
 )
@@ -678,7 +736,7 @@ def test_configurations_beyond_the_history_budget_are_refused(context: dict[str,
 
 
 def test_the_longest_job_timeout_fits_with_a_slower_poll() -> None:
-    config = DeploymentConfig.from_context({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "600"})
+    config = DeploymentConfig.from_context({"batchJobTimeoutHours": "168", "batchPollIntervalSeconds": "900"})
     assert config.batch.poll_lap_limit * EVENTS_PER_POLL_LAP + SHARD_FIXED_EVENTS <= HISTORY_EVENT_BUDGET
 
 

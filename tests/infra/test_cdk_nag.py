@@ -63,6 +63,12 @@ BATCH_ACKNOWLEDGEMENTS = {
     ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/bedrock-output/*]"),
     ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/rejected/*]"),
     ("CollectFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/results/*]"),
+    # job_events reads the task tokens the state machine stores under work/job-tokens/ (job names: run time).
+    ("JobEventsFunctionRole", IAM_FINDING),
+    ("JobEventsFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/job-tokens/*]"),
+    # SendTaskSuccess on this state machine and its Distributed Map runs (a shard's token is its child's).
+    ("JobEventsFunctionRole", "AwsSolutions-IAM5[Resource::<BatchPipelineStateMachine14486008>/*]"),
+    ("StateMachine/Role", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/job-tokens/*]"),
     # State machine: log delivery, X-Ray and the overdue metric ('*' only); CDK's <function ARN>:* of the
     # three task functions; Bedrock job ARNs; the Distributed Map's child executions (on the state machine, above
     # the policy CDK adds for the map).
@@ -100,7 +106,7 @@ EXPECTED_RIG = {
     ("GptOssBatch-loadtest/FaultInjectionConfig", "AwsSolutions-S1"),
     *{
         (f"GptOssBatch-loadtest/BatchPipeline/{function}FunctionRole", _FIS_OBJECTS)
-        for function in ("Starter", "Prepare", "OnDemand", "Collect")
+        for function in ("Starter", "Prepare", "OnDemand", "Collect", "JobEvents")
     },
 }
 

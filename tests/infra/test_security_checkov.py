@@ -45,6 +45,7 @@ EXPECTED_SKIPS = {
             "BatchPipelinePrepareFunction49FA7560",
             "BatchPipelineOnDemandFunction2417058D",
             "BatchPipelineCollectFunctionA06A8D72",
+            "BatchPipelineJobEventsFunction459E184F",
         )
         for check in _FUNCTION_SKIPS
     },

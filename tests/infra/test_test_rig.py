@@ -124,7 +124,7 @@ def test_every_pipeline_function_carries_the_fis_extension_and_reads_only_its_co
             )
             decrypting = fis["FisExtensionDecryptsItsConfigurations"]
             assert (decrypting["Action"], decrypting["Resource"]) == ("kms:Decrypt", {"Fn::GetAtt": [key_id, "Arn"]})
-    assert checked == 4  # starter, prepare, on-demand, collect
+    assert checked == 5  # starter, prepare, on-demand, collect, job events
 
 
 @pytest.mark.row(25)
@@ -150,7 +150,7 @@ def test_the_streaming_chat_function_keeps_its_web_adapter_and_gets_no_fis(rig_a
 @pytest.mark.row(25)
 def test_the_fis_role_and_experiments_are_scoped_and_stop_on_an_alarm(rig_app: Synthesized) -> None:
     expected = {
-        RIG_BATCH_STACK: ({"PipelineInvocationError", "PipelineInvocationDelay"}, "DeadLetters", 4),
+        RIG_BATCH_STACK: ({"PipelineInvocationError", "PipelineInvocationDelay"}, "DeadLetters", 5),
     }
     for stack, (names, stop_alarm, targets) in expected.items():
         template = rig_app.templates[stack]

@@ -92,7 +92,9 @@ def test_demo_runs_the_whole_system_and_exits_0(tmp_path: Path) -> None:
     assert "\n== Batch results ==\n" in out
     # One run per sample file, each on its path, reported as it went and summarized at the end.
     assert re.search(r"\[batch\] questions-\w+: 150 prompt\(s\) accepted, 0 rejected -> batch path, 1 batch", out)
-    assert re.search(r"\[batch\] questions-\w+: job questions-\w+-00000 Completed \(150 records: 150 ok", out)
+    # The job name starts with the stage's prefix (`<stage>.`), which the job-state event rule matches.
+    job = r"job [a-z][a-z0-9-]*\.questions-\w+-00000"
+    assert re.search(rf"\[batch\] questions-\w+: {job} Completed \(150 records: 150 ok", out)
     assert "SUCCEEDED, summary SUCCEEDED, path batch: 150 ok, 0 error, 0 missing, 0 rejected" in out
     assert "SUCCEEDED, summary SUCCEEDED, path on_demand: 5 ok" in out  # tickets.csv
     assert "SUCCEEDED, summary SUCCEEDED, path on_demand: 1 ok" in out  # note.txt

@@ -97,6 +97,28 @@ def test_job_names_and_tokens_match_the_bedrock_model(key: str, shard: int) -> N
     assert TOKEN["min"] <= len(token) <= TOKEN["max"]
 
 
+@given(
+    key=keys,
+    shard=st.integers(min_value=0, max_value=99_999),
+    stage=st.from_regex(r"[a-z][a-z0-9-]{0,19}", fullmatch=True),
+)
+def test_job_names_start_with_the_stages_prefix_and_match_the_bedrock_model(key: str, shard: int, stage: str) -> None:
+    # The job-state event rule matches `<stage>.`: a stage holds no '.', so no other stage's prefix matches.
+    run = run_id("drop-bucket", key, "v")
+    name = job_name(run, shard, f"{stage}.")
+    assert name.startswith(f"{stage}.")
+    assert re.fullmatch(JOB_NAME["pattern"], name)
+    assert len(name) <= min(JOB_NAME["max"], MAX_JOB_NAME_LENGTH)
+    assert name.endswith(job_name(run, shard).rsplit("-", 2)[1] + f"-{shard:05d}")
+
+
+def test_a_malformed_prefix_is_refused() -> None:
+    run = run_id("b", "inbox/a.jsonl", None)
+    for prefix in ("dev", "Dev.", "dev.x.", "-dev."):
+        with pytest.raises(ValueError, match="prefix"):
+            job_name(run, 0, prefix)
+
+
 def test_job_names_and_tokens_are_unique_per_run_and_shard() -> None:
     runs = [run_id("b", f"inbox/file-{n}.jsonl", None) for n in range(50)] + [run_id("b", "inbox/x.jsonl", "v2")]
     names = {job_name(run, shard) for run in runs for shard in range(20)}
