@@ -16,21 +16,17 @@ from __future__ import annotations
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from batch import executions, layout, storage
+from batch.models import AwsShape, EventBridgeEvent
 from batch.settings import BatchSettings
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import load_settings
 from shared.tracing import tracer
 
 
-class _AwsShape(BaseModel):
-    # AWS event shapes grow new fields: ignore what we do not read.
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-class JobStateDetail(_AwsShape):
+class JobStateDetail(AwsShape):
     """`detail` of a Batch Inference Job State Change event (creationTime deliberately not read)."""
 
     batch_job_name: str = Field(alias="batchJobName")
@@ -38,12 +34,8 @@ class JobStateDetail(_AwsShape):
     status: str
 
 
-class JobStateEvent(_AwsShape):
-    """The EventBridge event."""
-
-    detail_type: str = Field(alias="detail-type")
-    source: str
-    detail: JobStateDetail
+# The EventBridge event.
+JobStateEvent = EventBridgeEvent[JobStateDetail]
 
 
 @logger.inject_lambda_context

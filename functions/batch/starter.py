@@ -20,11 +20,11 @@ from urllib.parse import unquote_plus
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from batch import executions, storage
 from batch.layout import is_prompt_key
-from batch.models import RunInput
+from batch.models import AwsShape, EventBridgeEvent, RunInput
 from batch.names import run_id
 from batch.settings import BatchSettings
 from shared.observability import MetricUnit, logger, metrics
@@ -44,18 +44,13 @@ class NotConfigured(RuntimeError):
     """The function's environment lacks a value it needs."""
 
 
-class _AwsShape(BaseModel):
-    # AWS event shapes grow new fields: ignore what we do not read.
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-class S3Bucket(_AwsShape):
+class S3Bucket(AwsShape):
     """`detail.bucket`."""
 
     name: str
 
 
-class S3Object(_AwsShape):
+class S3Object(AwsShape):
     """`detail.object`; `version-id` is absent when the bucket is not versioned."""
 
     key: str
@@ -63,19 +58,15 @@ class S3Object(_AwsShape):
     version_id: str | None = Field(default=None, alias="version-id")
 
 
-class ObjectCreatedDetail(_AwsShape):
+class ObjectCreatedDetail(AwsShape):
     """`detail` of an S3 event delivered by EventBridge."""
 
     bucket: S3Bucket
     object: S3Object
 
 
-class S3Event(_AwsShape):
-    """The EventBridge event in an SQS message body."""
-
-    detail_type: str = Field(alias="detail-type")
-    source: str
-    detail: ObjectCreatedDetail
+# The EventBridge event in an SQS message body.
+S3Event = EventBridgeEvent[ObjectCreatedDetail]
 
 
 @logger.inject_lambda_context
