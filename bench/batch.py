@@ -196,9 +196,9 @@ def local_storage(root: Path) -> Iterator[None]:
 
 def run_prepare(root: Path) -> dict[str, Any]:
     """Prepare (convert, plan, split) the bench source file; the Prepared payload."""
-    from batch.models import RunInput
     from batch.prepare import prepare
     from batch.settings import BatchSettings
+    from shared.pipeline import RunInput
 
     with local_storage(root):
         run = RunInput(bucket=BUCKET, key=SOURCE_KEY, versionId=None, runId=RUN_ID)

@@ -28,7 +28,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic_core import from_json
 
-from batch import bedrock, layout, storage
+from batch import bedrock, storage
 from batch.jsonl import encode
 from batch.models import (
     CollectInput,
@@ -47,6 +47,7 @@ from batch.names import RECORD_ID_PATTERN, record_id
 from batch.records import IdEntry
 from batch.results import Result, ResultError, Tally, join, leftovers, missing_reason, reconcile, run_status
 from batch.settings import BatchSettings
+from shared import pipeline
 from shared.converse import ConverseGateway
 from shared.errors import BedrockError
 from shared.observability import MetricUnit, logger, metrics
@@ -186,7 +187,7 @@ def collect(request: CollectInput, settings: BatchSettings, guard: Guard | None)
     counts = {"ok": 0, "error": 0, "missing": 0, "duplicates": 0, "unknownRecords": 0}
     tokens = Tokens()
     jobs: list[JobReport] = []
-    results_key = layout.results_key(run.run_id)
+    results_key = pipeline.results_key(run.run_id)
     with storage.JsonlWriter(run.bucket, results_key) as writer:
         sink = Sink(writer, with_reasoning=settings.RETURN_REASONING, guard=guard if run.path == "batch" else None)
         tallies = [(unit, _harvest(run, unit, sink)) for unit in units]
@@ -202,14 +203,14 @@ def collect(request: CollectInput, settings: BatchSettings, guard: Guard | None)
     totals = Counts(accepted=counts["ok"] + counts["error"] + counts["missing"], rejected=rejected, **counts)
     reasons.extend(_count_reasons(totals, request, run, sink.error_codes))
     summary = _summary(request, run, settings, totals, tokens, jobs, reasons)
-    storage.put_json(run.bucket, layout.summary_key(run.run_id), summary.model_dump())
+    storage.put_json(run.bucket, pipeline.summary_key(run.run_id), summary.model_dump())
     _publish(run, summary, guard)
     return CollectResult(
         runId=run.run_id,
         status=summary.status,
         path=run.path,
         counts=totals,
-        summary=layout.s3_uri(run.bucket, layout.summary_key(run.run_id)),
+        summary=pipeline.s3_uri(run.bucket, pipeline.summary_key(run.run_id)),
         results=summary.results,
     )
 
@@ -253,7 +254,7 @@ def _failed_run_unit(request: CollectInput, run: Run) -> Unit:
         status="NotRun",
         message=failure,
         record_count=0,
-        ids_key=layout.all_ids_key(run.run_id),
+        ids_key=pipeline.all_ids_key(run.run_id),
         output_prefix=None,
         missing=missing_reason(None, None, failure),
         report=False,
@@ -271,8 +272,8 @@ def _on_demand_unit(request: CollectInput, run: Run, record_count: int) -> Unit:
         status="Completed" if done else "Failed",
         message=failure,
         record_count=record_count,
-        ids_key=layout.on_demand_ids_key(run.run_id),
-        output_prefix=layout.on_demand_output_prefix(run.run_id),
+        ids_key=pipeline.on_demand_ids_key(run.run_id),
+        output_prefix=pipeline.on_demand_output_prefix(run.run_id),
         missing=missing_reason("Completed", None) if done else missing_reason(None, None, failure),
         report=True,
         expects_manifest=done,
@@ -281,7 +282,7 @@ def _on_demand_unit(request: CollectInput, run: Run, record_count: int) -> Unit:
 
 def _shard_unit(request: CollectInput, run: Run, shard: ShardSpec, outcome: ShardOutcome | None) -> Unit:
     """A shard's unit; without an outcome (the run failed around it) every job folder of the shard is read."""
-    prefix = layout.shard_output_prefix(run.run_id, shard.index)
+    prefix = pipeline.shard_output_prefix(run.run_id, shard.index)
     status: str = "Unknown"
     arn: str | None = None
     message: str | None = _error_text(request) or "no outcome was reported for this shard"
@@ -289,7 +290,7 @@ def _shard_unit(request: CollectInput, run: Run, shard: ShardSpec, outcome: Shar
     if outcome is not None:
         status, arn, message = outcome.status, outcome.jobArn, outcome.message
         missing = missing_reason(outcome.status, outcome.message)
-        prefix += f"{layout.job_id(arn)}/" if arn else ""
+        prefix += f"{pipeline.job_id(arn)}/" if arn else ""
     return Unit(
         label=f"shard {shard.index}",
         index=shard.index,
@@ -297,7 +298,7 @@ def _shard_unit(request: CollectInput, run: Run, shard: ShardSpec, outcome: Shar
         status=status,
         message=message,
         record_count=shard.recordCount,
-        ids_key=layout.shard_ids_key(run.run_id, shard.index),
+        ids_key=pipeline.shard_ids_key(run.run_id, shard.index),
         output_prefix=prefix,
         missing=missing,
         report=True,
@@ -309,8 +310,8 @@ def _harvest(run: Run, unit: Unit, sink: Sink) -> tuple[Tally, dict[str, Any] | 
     """Join one unit's output with its id map; every entry of the map goes to the sink once."""
     entries = _entries(run.bucket, unit.ids_key)
     keys = list(storage.list_keys(run.bucket, unit.output_prefix)) if unit.output_prefix else []
-    outputs = sorted(key for key in keys if key.endswith(layout.OUTPUT_SUFFIX))
-    manifests = [key for key in keys if key.endswith(layout.MANIFEST_FILE)]
+    outputs = sorted(key for key in keys if key.endswith(pipeline.OUTPUT_SUFFIX))
+    manifests = [key for key in keys if key.endswith(pipeline.MANIFEST_FILE)]
     manifest = storage.get_json(run.bucket, manifests[0]) if len(manifests) == 1 else None
     frames = chain.from_iterable(storage.iter_object_lines(run.bucket, key, MAX_OUTPUT_LINE_BYTES) for key in outputs)
     tally = Tally(entries=len(entries))
@@ -489,7 +490,7 @@ def _count_reasons(totals: Counts, request: CollectInput, run: Run, error_codes:
         minimum = request.prepared.quotaSource.get("minRecordsPerJob", {}).get("value")
         reasons.append(f"ran on demand: {totals.accepted} record(s), below the batch minimum of {minimum}")
     if totals.rejected:
-        reasons.append(f"{totals.rejected} prompt(s) rejected: see {layout.rejected_key(run.run_id)}")
+        reasons.append(f"{totals.rejected} prompt(s) rejected: see {pipeline.rejected_key(run.run_id)}")
     if error_codes:
         listed = ", ".join(f"{code} x{count}" for code, count in error_codes.most_common(5))
         reasons.append(f"results in error or missing, by code: {listed}")
@@ -497,7 +498,7 @@ def _count_reasons(totals: Counts, request: CollectInput, run: Run, error_codes:
 
 
 def _count_rejected(run: Run) -> int:
-    frames = storage.iter_object_lines(run.bucket, layout.rejected_key(run.run_id), MAX_OUTPUT_LINE_BYTES)
+    frames = storage.iter_object_lines(run.bucket, pipeline.rejected_key(run.run_id), MAX_OUTPUT_LINE_BYTES)
     return sum(1 for frame in frames if frame.data.strip())
 
 
@@ -538,8 +539,8 @@ def _summary(
         quotaSource=request.prepared.quotaSource if request.prepared else None,
         timings=Timings(startedAt=request.startedAt, finishedAt=finished),
         reasons=reasons,
-        results=layout.s3_uri(run.bucket, layout.results_key(run.run_id)),
-        rejected=layout.s3_uri(run.bucket, layout.rejected_key(run.run_id)) if totals.rejected else None,
+        results=pipeline.s3_uri(run.bucket, pipeline.results_key(run.run_id)),
+        rejected=pipeline.s3_uri(run.bucket, pipeline.rejected_key(run.run_id)) if totals.rejected else None,
     )
 
 

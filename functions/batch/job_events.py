@@ -18,9 +18,10 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
-from batch import executions, layout, storage
+from batch import executions, storage
 from batch.models import AwsShape, EventBridgeEvent
 from batch.settings import BatchSettings
+from shared import pipeline
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import load_settings
 from shared.tracing import tracer
@@ -50,7 +51,7 @@ def resume(event: JobStateEvent, settings: BatchSettings) -> str:
     """`resumed`, `no-token` (not ours, or no shard waits yet) or `not-waiting` (a duplicate or late event)."""
     job = event.detail
     try:
-        stored = storage.get_json(settings.BUCKET_NAME, layout.job_token_key(job.batch_job_name))
+        stored = storage.get_json(settings.BUCKET_NAME, pipeline.job_token_key(job.batch_job_name))
     except ValueError:  # not JSON: not a token AwaitJob stored
         stored = None
     token = stored.get("taskToken") if isinstance(stored, dict) else None

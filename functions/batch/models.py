@@ -9,6 +9,8 @@ from typing import Annotated, Any, Generic, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from shared.pipeline import RunInput
+
 Path = Literal["batch", "on_demand", "empty"]
 JobStatus = Literal[
     "Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired", "SubmitFailed", "PollLimit", "PollFailed"
@@ -36,15 +38,6 @@ class EventBridgeEvent(AwsShape, Generic[DetailT]):
 
 class _Payload(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class RunInput(_Payload):
-    """The execution input, written by the starter: which object version this run is about."""
-
-    bucket: str
-    key: str
-    versionId: str | None = None
-    runId: str
 
 
 class ShardSpec(_Payload):

@@ -12,6 +12,8 @@ import re
 import unicodedata
 from pathlib import PurePosixPath
 
+from shared.pipeline import shard_number
+
 # Step Functions execution names: 1-80 characters; we use only [A-Za-z0-9-] (a subset of what is allowed).
 MAX_RUN_ID_LENGTH = 80
 # Bedrock CreateModelInvocationJob (botocore model `bedrock`, shapes ModelInvocationJobName and
@@ -31,7 +33,6 @@ _JOB_STEM_LENGTH = 24
 # `<prefix><stem>-<24 hex>-<5 digits>` fits the 63 characters of a job name with a stem of this many at least.
 _JOB_SUFFIX_LENGTH = 1 + _HASH_LENGTH + 1 + 5
 _NOT_ALNUM = re.compile(r"[^A-Za-z0-9]+")
-_MAX_SHARD_INDEX = 99_999
 _MAX_LINE = 99_999_999_999
 
 
@@ -54,13 +55,13 @@ def job_name(run: str, shard_index: int, prefix: str = "") -> str:
         raise ValueError(f"not a job-name prefix: {prefix!r}")
     stem, digest = _split(run)
     room = min(_JOB_STEM_LENGTH, MAX_JOB_NAME_LENGTH - _JOB_SUFFIX_LENGTH - len(prefix))
-    return f"{prefix}{stem[:room].rstrip('-') or 'run'}-{digest}-{_shard(shard_index)}"
+    return f"{prefix}{stem[:room].rstrip('-') or 'run'}-{digest}-{shard_number(shard_index)}"
 
 
 def client_request_token(run: str, shard_index: int) -> str:
     """The idempotency token of one shard's CreateModelInvocationJob: a retry never creates a second job."""
     _, digest = _split(run)
-    return f"{digest}-{_shard(shard_index)}"
+    return f"{digest}-{shard_number(shard_index)}"
 
 
 def record_id(source_line: int) -> str:
@@ -79,17 +80,6 @@ def short_model_name(model_id: str) -> str:
     name = model_id.rsplit(".", 1)[-1].split(":", 1)[0]
     head, _, tail = name.rpartition("-")
     return head if head and tail.isdigit() else name
-
-
-def shard_label(shard_index: int) -> str:
-    """The folder name of one shard: `shard-00000`."""
-    return f"shard-{_shard(shard_index)}"
-
-
-def _shard(shard_index: int) -> str:
-    if not 0 <= shard_index <= _MAX_SHARD_INDEX:
-        raise ValueError(f"shard index {shard_index} is outside 0..{_MAX_SHARD_INDEX}")
-    return f"{shard_index:05d}"
 
 
 def _split(run: str) -> tuple[str, str]:

@@ -19,12 +19,13 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch import bedrock, layout, storage
+from batch import bedrock, storage
 from batch.converse_mapping import batch_error, chat_completion, converse_request
 from batch.jsonl import encode
 from batch.models import OnDemandResult, Prepared
 from batch.records import BatchRecord
 from batch.settings import BatchSettings
+from shared import pipeline
 from shared.converse import ConverseGateway
 from shared.errors import BedrockError, BedrockTimeout
 from shared.observability import logger, metrics
@@ -83,12 +84,12 @@ def run(prepared: Prepared, settings: BatchSettings, converse: ConverseGateway, 
     manifest |= {"errorRecordCount": 0, "inputTokenCount": 0, "outputTokenCount": 0}
     with (
         ThreadPoolExecutor(max_workers=settings.ON_DEMAND_CONCURRENCY) as pool,
-        storage.JsonlWriter(prepared.bucket, layout.on_demand_output_key(prepared.runId)) as output,
+        storage.JsonlWriter(prepared.bucket, pipeline.on_demand_output_key(prepared.runId)) as output,
     ):
         for line in pool.map(answer, records):
             output.write(encode(line))
             _count(manifest, line)
-    storage.put_json(prepared.bucket, layout.on_demand_manifest_key(prepared.runId), manifest)
+    storage.put_json(prepared.bucket, pipeline.on_demand_manifest_key(prepared.runId), manifest)
     logger.info(
         "on-demand run answered",
         run_id=prepared.runId,
@@ -96,12 +97,12 @@ def run(prepared: Prepared, settings: BatchSettings, converse: ConverseGateway, 
         succeeded=manifest["successRecordCount"],
         failed=manifest["errorRecordCount"],
     )
-    return OnDemandResult(outputUri=layout.s3_uri(prepared.bucket, layout.on_demand_output_prefix(prepared.runId)))
+    return OnDemandResult(outputUri=pipeline.s3_uri(prepared.bucket, pipeline.on_demand_output_prefix(prepared.runId)))
 
 
 def _records(prepared: Prepared, max_line_bytes: int) -> Iterator[BatchRecord]:
     for frame in storage.iter_object_lines(
-        prepared.bucket, layout.on_demand_records_key(prepared.runId), max_line_bytes
+        prepared.bucket, pipeline.on_demand_records_key(prepared.runId), max_line_bytes
     ):
         if frame.data.strip():
             yield BatchRecord.model_validate(json.loads(frame.data))

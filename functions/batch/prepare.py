@@ -15,16 +15,18 @@ from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from batch import converter, layout, storage
+from batch import converter, storage
 from batch.converter import Accepted
 from batch.jsonl import encode
-from batch.models import Prepared, RunInput, ShardSpec
+from batch.models import Prepared, ShardSpec
 from batch.names import client_request_token, job_name
 from batch.planner import InfeasiblePlan, Plan, plan
 from batch.quotas import load_quotas
 from batch.records import Rejection
 from batch.settings import BatchSettings
+from shared import pipeline
 from shared.observability import logger, metrics
+from shared.pipeline import RunInput
 from shared.settings import load_settings
 from shared.tracing import tracer
 
@@ -116,9 +118,9 @@ def _convert(run: RunInput, settings: BatchSettings) -> Conversion:
     result = Conversion()
     chunks = storage.iter_chunks(run.bucket, run.key, run.versionId)
     with (
-        storage.JsonlWriter(run.bucket, layout.all_records_key(run.runId)) as records,
-        storage.JsonlWriter(run.bucket, layout.all_ids_key(run.runId)) as ids,
-        storage.JsonlWriter(run.bucket, layout.rejected_key(run.runId), skip_empty=True) as rejected,
+        storage.JsonlWriter(run.bucket, pipeline.all_records_key(run.runId)) as records,
+        storage.JsonlWriter(run.bucket, pipeline.all_ids_key(run.runId)) as ids,
+        storage.JsonlWriter(run.bucket, pipeline.rejected_key(run.runId), skip_empty=True) as rejected,
     ):
         try:
             for item in converter.convert(run.key, chunks, options):
@@ -138,7 +140,7 @@ def _convert(run: RunInput, settings: BatchSettings) -> Conversion:
 
 def _reject_file(run: RunInput, rejection: Rejection) -> Conversion:
     """The whole file is refused without being read: one rejection, no records."""
-    with storage.JsonlWriter(run.bucket, layout.rejected_key(run.runId)) as rejected:
+    with storage.JsonlWriter(run.bucket, pipeline.rejected_key(run.runId)) as rejected:
         rejected.write(encode(rejection.to_json()))
     return Conversion(rejected=1)
 
@@ -146,14 +148,14 @@ def _reject_file(run: RunInput, rejection: Rejection) -> Conversion:
 def _place(run: RunInput, chosen: Plan, settings: BatchSettings) -> list[ShardSpec]:
     """Second pass: the on-demand file, or one input file and one id map per shard."""
     if chosen.path == "on_demand":
-        storage.copy(run.bucket, layout.all_records_key(run.runId), layout.on_demand_records_key(run.runId))
-        storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.on_demand_ids_key(run.runId))
+        storage.copy(run.bucket, pipeline.all_records_key(run.runId), pipeline.on_demand_records_key(run.runId))
+        storage.copy(run.bucket, pipeline.all_ids_key(run.runId), pipeline.on_demand_ids_key(run.runId))
         return []
     if chosen.path == "empty":
         return []
     if len(chosen.shard_sizes) == 1:
-        storage.copy(run.bucket, layout.all_records_key(run.runId), layout.shard_records_key(run.runId, 0))
-        storage.copy(run.bucket, layout.all_ids_key(run.runId), layout.shard_ids_key(run.runId, 0))
+        storage.copy(run.bucket, pipeline.all_records_key(run.runId), pipeline.shard_records_key(run.runId, 0))
+        storage.copy(run.bucket, pipeline.all_ids_key(run.runId), pipeline.shard_ids_key(run.runId, 0))
     else:
         _split(run, chosen)
     return [_spec(run, shard.index, shard.count, settings.JOB_NAME_PREFIX) for shard in chosen.shards()]
@@ -161,12 +163,12 @@ def _place(run: RunInput, chosen: Plan, settings: BatchSettings) -> list[ShardSp
 
 def _split(run: RunInput, chosen: Plan) -> None:
     """Cut the run's record and id-map files into the shards' files: whole lines, found by counting newlines."""
-    records = _LineBlocks(storage.iter_chunks(run.bucket, layout.all_records_key(run.runId)))
-    ids = _LineBlocks(storage.iter_chunks(run.bucket, layout.all_ids_key(run.runId)))
+    records = _LineBlocks(storage.iter_chunks(run.bucket, pipeline.all_records_key(run.runId)))
+    ids = _LineBlocks(storage.iter_chunks(run.bucket, pipeline.all_ids_key(run.runId)))
     for shard in chosen.shards():
         with (
-            storage.JsonlWriter(run.bucket, layout.shard_records_key(run.runId, shard.index)) as shard_records,
-            storage.JsonlWriter(run.bucket, layout.shard_ids_key(run.runId, shard.index)) as shard_ids,
+            storage.JsonlWriter(run.bucket, pipeline.shard_records_key(run.runId, shard.index)) as shard_records,
+            storage.JsonlWriter(run.bucket, pipeline.shard_ids_key(run.runId, shard.index)) as shard_ids,
         ):
             try:
                 _write(shard_records, records.take(shard.count))
@@ -230,7 +232,7 @@ def _spec(run: RunInput, index: int, count: int, prefix: str) -> ShardSpec:
         index=index,
         jobName=job_name(run.runId, index, prefix),
         clientRequestToken=client_request_token(run.runId, index),
-        inputUri=layout.s3_uri(run.bucket, layout.shard_records_key(run.runId, index)),
-        outputUri=layout.s3_uri(run.bucket, layout.shard_output_prefix(run.runId, index)),
+        inputUri=pipeline.s3_uri(run.bucket, pipeline.shard_records_key(run.runId, index)),
+        outputUri=pipeline.s3_uri(run.bucket, pipeline.shard_output_prefix(run.runId, index)),
         recordCount=count,
     )

@@ -23,11 +23,11 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field, ValidationError
 
 from batch import executions, storage
-from batch.layout import is_prompt_key
-from batch.models import AwsShape, EventBridgeEvent, RunInput
+from batch.models import AwsShape, EventBridgeEvent
 from batch.names import run_id
 from batch.settings import BatchSettings
 from shared.observability import MetricUnit, logger, metrics
+from shared.pipeline import RunInput, is_prompt_key
 from shared.settings import load_settings
 from shared.tracing import tracer
 

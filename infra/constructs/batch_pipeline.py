@@ -48,7 +48,7 @@ ON_DEMAND_ID = "OnDemandFunction"
 COLLECT_ID = "CollectFunction"
 JOB_EVENTS_ID = "JobEventsFunction"
 
-# Bucket layout (functions/batch/layout.py spells the same prefixes).
+# Bucket layout (functions/shared/pipeline.py spells the same prefixes).
 INBOX_PREFIX = "inbox/"
 WORK_PREFIX = "work/"
 OUTPUT_PREFIX = "bedrock-output/"

@@ -37,7 +37,7 @@ TASKS_BUDGET = Duration.hours(2)
 # refuses a file that needs more jobs (MAX_JOBS_PER_RUN). The timeout is a backstop only: every shard ends
 # by itself (SubmitFailed, a terminal status, PollLimit or PollFailed).
 TIMEOUT_WAVES = 3
-# Where AwaitJob stores a shard's task token: functions/batch/layout.py job_token_key (job_events reads it).
+# Where AwaitJob stores a shard's task token: functions/shared/pipeline.py job_token_key (job_events reads it).
 JOB_TOKENS_PREFIX = "work/job-tokens/"
 # The shard's workflow variable counting successful status checks (poll laps), and its reference.
 _LAPS = "laps"

@@ -17,9 +17,9 @@ from typing import Any
 import pytest
 from moto.core.exceptions import JsonRESTError
 
-from batch import layout, storage
-from batch.names import shard_label
+from batch import storage
 from local.harness import OfflinePipeline
+from shared.pipeline import RECORDS_FILE, shard_label
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -103,7 +103,7 @@ SandboxTimedout = type("Sandbox.Timedout", (Exception,), {"__doc__": "The functi
 def test_a_prepare_killed_by_its_timeout_is_run_again_and_writes_the_keys_of_a_clean_run(
     pipeline: OfflinePipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    second_shard = f"/{shard_label(1)}/{layout.RECORDS_FILE}"
+    second_shard = f"/{shard_label(1)}/{RECORDS_FILE}"
     real_write = storage.JsonlWriter.write
     killed: list[str] = []
 

@@ -13,7 +13,6 @@ import pytest
 from aws_cdk import Stack
 from botocore.model import StringShape
 
-from batch import layout
 from batch.models import ShardOutcome
 from batch.settings import BatchSettings
 from infra.config import (
@@ -34,6 +33,7 @@ from infra.constructs.batch_pipeline import (
     WORK_PREFIX,
 )
 from infra.constructs.batch_workflow import RUNNING_JOB_STATUSES, TERMINAL_JOB_STATUSES, TIMEOUT_WAVES, run_timeout
+from shared import pipeline
 from tests.infra.cfn import as_list, only, render, resources, role_statements
 from tests.infra.synth import (
     DEFAULT_BATCH_STACK,
@@ -854,19 +854,19 @@ def test_the_job_statuses_the_loop_routes_are_every_status_bedrock_documents() -
 
 def test_the_prefixes_granted_are_the_layout_the_functions_write() -> None:
     run = "drop-0123456789abcdef01234567"
-    assert INBOX_PREFIX == layout.INBOX_PREFIX
+    assert INBOX_PREFIX == pipeline.INBOX_PREFIX
     keys = {
         WORK_PREFIX: [
-            layout.all_records_key(run),
-            layout.all_ids_key(run),
-            layout.shard_records_key(run, 0),
-            layout.shard_ids_key(run, 0),
-            layout.on_demand_records_key(run),
-            layout.on_demand_ids_key(run),
+            pipeline.all_records_key(run),
+            pipeline.all_ids_key(run),
+            pipeline.shard_records_key(run, 0),
+            pipeline.shard_ids_key(run, 0),
+            pipeline.on_demand_records_key(run),
+            pipeline.on_demand_ids_key(run),
         ],
-        OUTPUT_PREFIX: [layout.shard_output_prefix(run, 0), layout.on_demand_output_key(run)],
-        RESULTS_PREFIX: [layout.results_key(run), layout.summary_key(run)],
-        REJECTED_PREFIX: [layout.rejected_key(run)],
+        OUTPUT_PREFIX: [pipeline.shard_output_prefix(run, 0), pipeline.on_demand_output_key(run)],
+        RESULTS_PREFIX: [pipeline.results_key(run), pipeline.summary_key(run)],
+        REJECTED_PREFIX: [pipeline.rejected_key(run)],
     }
     for prefix, written in keys.items():
         assert all(key.startswith(prefix) for key in written), prefix

@@ -11,8 +11,9 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 
-from batch import executions, job_events, layout
+from batch import executions, job_events
 from batch.settings import BatchSettings
+from shared import pipeline
 from tests.functional.batch.harness import BUCKET, Aws, LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -53,7 +54,7 @@ def settings(batch_env: Callable[..., BatchSettings]) -> BatchSettings:
 def test_the_stored_token_is_sent_with_the_events_detail(
     aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    aws.s3.put_object(Bucket=BUCKET, Key=layout.job_token_key(JOB_NAME), Body=b'{"taskToken": "token-1"}')
+    aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=b'{"taskToken": "token-1"}')
     sent: list[tuple[str, str]] = []
 
     def resume(token: str, output: str) -> bool:
@@ -84,7 +85,7 @@ def test_an_event_without_a_stored_token_is_ignored(
 def test_an_unreadable_token_is_ignored(
     aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, body: bytes
 ) -> None:
-    aws.s3.put_object(Bucket=BUCKET, Key=layout.job_token_key(JOB_NAME), Body=body)
+    aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=body)
     assert job_events.lambda_handler(state_change(), lambda_context) == {"outcome": "no-token"}
 
 
@@ -93,7 +94,7 @@ def test_a_token_no_task_waits_for_is_ignored(
     aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, code: str
 ) -> None:
     # A duplicate or late event: Step Functions answers with one of these (botocore's modelled errors).
-    aws.s3.put_object(Bucket=BUCKET, Key=layout.job_token_key(JOB_NAME), Body=b'{"taskToken": "gone"}')
+    aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=b'{"taskToken": "gone"}')
     with Stubber(executions.client()) as stubber:
         stubber.add_client_error("send_task_success", service_error_code=code, http_status_code=400)
         assert job_events.lambda_handler(state_change(), lambda_context) == {"outcome": "not-waiting"}

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
-from batch import layout, prepare, storage
+from batch import prepare, storage
 from batch.names import run_id
+from shared import pipeline
 from tests.functional.batch.harness import BUCKET, Aws, LambdaContext
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -50,7 +51,7 @@ def test_a_converter_killed_mid_run_then_rerun_leaves_the_keys_and_bytes_of_a_cl
     _clear(aws)
 
     # Killed while shard 1 is being written: shard 0 is complete, shard 1 is not, shard 2 never started.
-    doomed = layout.shard_records_key(event["runId"], 1)
+    doomed = pipeline.shard_records_key(event["runId"], 1)
     real_write = storage.JsonlWriter.write
 
     def write_until_killed(self: storage.JsonlWriter, line: bytes) -> None:
@@ -63,7 +64,7 @@ def test_a_converter_killed_mid_run_then_rerun_leaves_the_keys_and_bytes_of_a_cl
         with pytest.raises(Killed):
             prepare.lambda_handler(event, lambda_context)
     partial = _state(aws)
-    assert layout.shard_records_key(event["runId"], 0) in partial
+    assert pipeline.shard_records_key(event["runId"], 0) in partial
     assert doomed not in partial
     # Whatever the killed run left is a finished object of the clean run, byte for byte.
     assert {key: clean.get(key) for key in partial} == partial

@@ -1,4 +1,6 @@
-"""Where a run's objects live in the pipeline bucket (pure; the one place that spells the layout).
+"""The batch pipeline's contract with whoever starts or reads a run: where a run's objects live in the pipeline
+bucket (pure; the one place that spells the layout) and what starts a run (`RunInput`). Read by the batch
+functions and by the chat API's Batch API (`/v1/files`, `/v1/batches`).
 
 inbox/                                   the drop folder: the only prefix that starts runs
 work/<run>/records.jsonl, idmap.jsonl    every accepted record and its id-map entry (first pass)
@@ -10,6 +12,7 @@ bedrock-output/<run>/shard-00000/<jobId>/records.jsonl.out + manifest.json.out  
 bedrock-output/<run>/on-demand/records.jsonl.out + manifest.json.out              (written by on_demand)
 work/job-tokens/<job name>                the task token of the shard waiting for that job (AwaitJob)
 results/<run>/results.jsonl, summary.json
+results/<run>/openai-output.jsonl, openai-errors.jsonl   the same results in OpenAI's batch output format
 rejected/<run>/rejected.jsonl
 """
 
@@ -17,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import PurePosixPath
 
-from batch.names import shard_label
+from pydantic import BaseModel, ConfigDict
 
 INBOX_PREFIX = "inbox/"
 JOB_TOKENS_PREFIX = "work/job-tokens/"
@@ -25,6 +28,32 @@ RECORDS_FILE = "records.jsonl"
 OUTPUT_SUFFIX = ".jsonl.out"
 MANIFEST_FILE = "manifest.json.out"
 ON_DEMAND = "on-demand"
+
+
+_MAX_SHARD_INDEX = 99_999
+
+
+class RunInput(BaseModel):
+    """The execution input (written by the starter, or by the Batch API): which object version this run is about."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    bucket: str
+    key: str
+    versionId: str | None = None
+    runId: str
+
+
+def shard_number(shard_index: int) -> str:
+    """The five digits that name one shard in keys and job names: `00000`."""
+    if not 0 <= shard_index <= _MAX_SHARD_INDEX:
+        raise ValueError(f"shard index {shard_index} is outside 0..{_MAX_SHARD_INDEX}")
+    return f"{shard_index:05d}"
+
+
+def shard_label(shard_index: int) -> str:
+    """The folder name of one shard: `shard-00000`."""
+    return f"shard-{shard_number(shard_index)}"
 
 
 def is_prompt_key(key: str) -> bool:
@@ -92,6 +121,16 @@ def on_demand_manifest_key(run: str) -> str:
 def results_key(run: str) -> str:
     """One line per accepted prompt."""
     return f"results/{run}/results.jsonl"
+
+
+def openai_output_key(run: str) -> str:
+    """The answered requests in OpenAI's batch output format (what the Batch API calls the output file)."""
+    return f"results/{run}/openai-output.jsonl"
+
+
+def openai_errors_key(run: str) -> str:
+    """The failed and rejected requests in OpenAI's batch output format (the Batch API's error file)."""
+    return f"results/{run}/openai-errors.jsonl"
 
 
 def summary_key(run: str) -> str:
