@@ -5,6 +5,10 @@ never fails on missing pieces: absent output files, manifests, id maps or outcom
 records and reasons in the summary. Memory is bounded per shard (its id map and the set of recordIds
 already answered); results are streamed out. Every accepted prompt gets exactly one results line.
 
+The same results are written in OpenAI's batch output format (results.OpenAIBatchOutput): each answer to
+`openai-output.jsonl`, each error or missing result and each rejected line (streamed from rejected/) to
+`openai-errors.jsonl`. Either file is written only when it has a line; the summary names those written.
+
 With APPLY_GUARDRAIL, batch answers (which Bedrock does not guard) go through ApplyGuardrail (source
 OUTPUT) before they are written: an intervention keeps status ok with finish_reason content_filter and
 the guardrail's text as the answer; an answer that could not be checked is withheld (status error).
@@ -44,8 +48,18 @@ from batch.models import (
     Tokens,
 )
 from batch.names import RECORD_ID_PATTERN, record_id
-from batch.records import IdEntry
-from batch.results import Result, ResultError, Tally, join, leftovers, missing_reason, reconcile, run_status
+from batch.records import IdEntry, Rejection
+from batch.results import (
+    OpenAIBatchOutput,
+    Result,
+    ResultError,
+    Tally,
+    join,
+    leftovers,
+    missing_reason,
+    reconcile,
+    run_status,
+)
 from batch.settings import BatchSettings
 from shared import pipeline
 from shared.converse import ConverseGateway
@@ -133,11 +147,44 @@ class Guard:
         return result.guarded(verdict.outputs[0].text if verdict.outputs else "")
 
 
+@dataclass(frozen=True, slots=True)
+class OpenAIFiles:
+    """The run's OpenAI batch output file and error file, being written."""
+
+    form: OpenAIBatchOutput
+    output: storage.JsonlWriter
+    errors: storage.JsonlWriter
+
+    def add(self, result: Result) -> None:
+        """Write one result to the file it belongs in."""
+        (self.output if result.status == "ok" else self.errors).write(encode(self.form.result(result)))
+
+    def add_rejections(self, bucket: str, run_id: str) -> int:
+        """Stream the run's rejected lines into the error file; how many there were."""
+        count = 0
+        for frame in storage.iter_object_lines(bucket, pipeline.rejected_key(run_id), MAX_OUTPUT_LINE_BYTES):
+            if frame.data.strip():
+                self.errors.write(encode(self.form.rejection(Rejection.model_validate_json(frame.data))))
+                count += 1
+        return count
+
+    def uris(self) -> tuple[str | None, str | None]:
+        """The s3 URIs of the output and error files, None for a file without lines (not written)."""
+        output, errors = self.output, self.errors
+        return (
+            pipeline.s3_uri(output.bucket, output.key) if output.lines else None,
+            pipeline.s3_uri(errors.bucket, errors.key) if errors.lines else None,
+        )
+
+
 class Sink:
     """Writes results (guarded in chunks when a guard is set) and counts them into their unit's tally."""
 
-    def __init__(self, writer: storage.JsonlWriter, *, with_reasoning: bool, guard: Guard | None) -> None:
+    def __init__(
+        self, writer: storage.JsonlWriter, openai: OpenAIFiles, *, with_reasoning: bool, guard: Guard | None
+    ) -> None:
         self.writer = writer
+        self.openai = openai
         self.with_reasoning = with_reasoning
         self.guard = guard
         self.pending: list[tuple[Result, Tally]] = []
@@ -166,6 +213,7 @@ class Sink:
         if result.error is not None:
             self.error_codes[result.error.code] += 1
         self.writer.write(encode(result.to_json(with_reasoning=self.with_reasoning)))
+        self.openai.add(result)
 
 
 @logger.inject_lambda_context
@@ -180,18 +228,26 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
 
 
 def collect(request: CollectInput, settings: BatchSettings, guard: Guard | None) -> CollectResult:
-    """Account for every accepted prompt, write results.jsonl and summary.json."""
+    """Account for every accepted prompt; write results.jsonl, the OpenAI batch output files and summary.json."""
     run = _run(request, settings)
     units = _units(request, run)
     reasons = _run_reasons(request)
     counts = {"ok": 0, "error": 0, "missing": 0, "duplicates": 0, "unknownRecords": 0}
     tokens = Tokens()
     jobs: list[JobReport] = []
-    results_key = pipeline.results_key(run.run_id)
-    with storage.JsonlWriter(run.bucket, results_key) as writer:
-        sink = Sink(writer, with_reasoning=settings.RETURN_REASONING, guard=guard if run.path == "batch" else None)
+    form = OpenAIBatchOutput(run.run_id, run.model_id, _created(request), settings.RETURN_REASONING)
+    with (
+        storage.JsonlWriter(run.bucket, pipeline.results_key(run.run_id)) as writer,
+        storage.JsonlWriter(run.bucket, pipeline.openai_output_key(run.run_id), skip_empty=True) as output,
+        storage.JsonlWriter(run.bucket, pipeline.openai_errors_key(run.run_id), skip_empty=True) as errors,
+    ):
+        openai = OpenAIFiles(form, output, errors)
+        sink = Sink(
+            writer, openai, with_reasoning=settings.RETURN_REASONING, guard=guard if run.path == "batch" else None
+        )
         tallies = [(unit, _harvest(run, unit, sink)) for unit in units]
         sink.flush()
+        rejected_lines = openai.add_rejections(run.bucket, run.run_id)
     for unit, (tally, manifest) in tallies:
         report, notes = _account(unit, tally, manifest)
         jobs.extend([report] if report else [])
@@ -199,10 +255,10 @@ def collect(request: CollectInput, settings: BatchSettings, guard: Guard | None)
         for name, value in _tally_counts(tally).items():
             counts[name] += value
         tokens = Tokens(input=tokens.input + tally.input_tokens, output=tokens.output + tally.output_tokens)
-    rejected = request.prepared.rejectedCount if request.prepared else _count_rejected(run)
+    rejected = request.prepared.rejectedCount if request.prepared else rejected_lines
     totals = Counts(accepted=counts["ok"] + counts["error"] + counts["missing"], rejected=rejected, **counts)
     reasons.extend(_count_reasons(totals, request, run, sink.error_codes))
-    summary = _summary(request, run, settings, totals, tokens, jobs, reasons)
+    summary = _summary(request, run, totals, tokens, jobs, reasons, openai.uris())
     storage.put_json(run.bucket, pipeline.summary_key(run.run_id), summary.model_dump())
     _publish(run, summary, guard)
     return CollectResult(
@@ -497,9 +553,13 @@ def _count_reasons(totals: Counts, request: CollectInput, run: Run, error_codes:
     return list(dict.fromkeys(reasons))
 
 
-def _count_rejected(run: Run) -> int:
-    frames = storage.iter_object_lines(run.bucket, pipeline.rejected_key(run.run_id), MAX_OUTPUT_LINE_BYTES)
-    return sum(1 for frame in frames if frame.data.strip())
+def _created(request: CollectInput) -> int:
+    """The `created` of the run's chat.completions: when the execution started (the same on a repeated collect),
+    or now when that is not known."""
+    try:
+        return int(datetime.fromisoformat(request.startedAt or "").timestamp())
+    except ValueError:
+        return int(time.time())
 
 
 def _error_text(request: CollectInput) -> str | None:
@@ -520,11 +580,11 @@ def _error_text(request: CollectInput) -> str | None:
 def _summary(
     request: CollectInput,
     run: Run,
-    settings: BatchSettings,
     totals: Counts,
     tokens: Tokens,
     jobs: list[JobReport],
     reasons: list[str],
+    openai_uris: tuple[str | None, str | None],
 ) -> Summary:
     finished = datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
     return Summary(
@@ -541,6 +601,8 @@ def _summary(
         reasons=reasons,
         results=pipeline.s3_uri(run.bucket, pipeline.results_key(run.run_id)),
         rejected=pipeline.s3_uri(run.bucket, pipeline.rejected_key(run.run_id)) if totals.rejected else None,
+        openaiOutput=openai_uris[0],
+        openaiErrors=openai_uris[1],
     )
 
 

@@ -1,7 +1,7 @@
 """Prompt file -> batch records, id-map entries and rejections (pure, streaming).
 
 Formats, chosen by the key's extension (case-insensitive):
-- `.jsonl`: one prompt per line (see records.py for the two accepted shapes);
+- `.jsonl`: one prompt per line (see records.py for the accepted shapes, OpenAI's batch input lines among them);
 - `.json`: one array of such prompts, streamed item by item (any size, bounded memory);
 - `.csv`: a header row with a `prompt` column and optional `id` and `system` columns (other columns are
   ignored), one prompt per row;
@@ -22,10 +22,12 @@ field is broken that way, its later lines are read (and usually rejected) as row
 Numbering (`line` in the id map and in rejections): the physical line for .jsonl (blank lines count),
 the item number for .json, the line on which the row starts for .csv (the header is line 1), 1 for .txt.
 Every non-blank line / item / row ends as exactly one accepted record or one rejection. Blank lines and
-rows are skipped; a file with nothing but blanks has no prompt (the run ends "empty").
+rows are skipped; a file with nothing but blanks has no prompt (the run ends "empty"). The custom_ids of
+OpenAI batch lines are checked for duplicates across the file (.jsonl and .json; records.CustomIds).
 
 Bounds: no line, item, row or .txt file may exceed `max_record_bytes`, and neither may the encoded
-record it becomes; such prompts are rejected without being held in memory.
+record it becomes; such prompts are rejected without being held in memory. Beyond that, only the custom_ids
+grow with the file, and they are capped (records.CustomIds).
 """
 
 from __future__ import annotations
@@ -39,12 +41,14 @@ from typing import Any, Literal
 
 from batch.jsonl import Frame, NotAnArray, encode, iter_array_items, iter_lines
 from batch.records import (
+    CustomIds,
     IdEntry,
     InvalidPrompt,
     Rejection,
     build_record,
     caller_id,
     id_entry,
+    is_batch_request,
     parse_prompt,
     plain_record,
 )
@@ -115,6 +119,7 @@ def _json(chunks: Iterable[bytes], options: Options) -> Iterator[Item]:
 
 
 def _frames(frames: Iterable[Frame], options: Options, *, skip_blank: bool) -> Iterator[Item]:
+    custom_ids = CustomIds()
     for frame in frames:
         if frame.error is not None:
             yield _reject(frame.number, frame.error)
@@ -123,16 +128,16 @@ def _frames(frames: Iterable[Frame], options: Options, *, skip_blank: bool) -> I
         elif skip_blank and not frame.data.strip():
             continue
         else:
-            yield _from_bytes(frame.number, frame.data, options)
+            yield _from_bytes(frame.number, frame.data, options, custom_ids)
 
 
-def _from_bytes(number: int, data: bytes, options: Options) -> Item:
+def _from_bytes(number: int, data: bytes, options: Options, custom_ids: CustomIds | None = None) -> Item:
     try:
         value = loads(data)
     except InvalidJson as error:
         # Bytes that are not text at all get that reason: more useful than where the parser stopped.
         return _reject(number, readable(data)[1] or _json_reason(error))
-    return _plain(number, value, options) or _from_value(number, value, options)
+    return _plain(number, value, options) or _from_value(number, value, options, custom_ids)
 
 
 def _json_reason(error: InvalidJson) -> str:
@@ -155,15 +160,20 @@ def _plain(number: int, value: Any, options: Options) -> Accepted | None:
     return Accepted(line=line, entry_line=encode(entry))
 
 
-def _from_value(number: int, value: Any, options: Options) -> Item:
+def _from_value(number: int, value: Any, options: Options, custom_ids: CustomIds | None = None) -> Item:
+    identifier = caller_id(value)
     try:
+        # Claimed before validation: a custom_id stays taken even when its line is rejected, so that no id
+        # ends up both answered and rejected.
+        if custom_ids is not None and identifier is not None and is_batch_request(value):
+            custom_ids.claim(identifier, number)
         prompt = parse_prompt(value)
         record = build_record(prompt, number, model_id=options.model_id, default_max_tokens=options.default_max_tokens)
     except InvalidPrompt as error:
-        return _reject(number, str(error), caller_id(value))
+        return _reject(number, str(error), identifier)
     line = encode(record.model_dump())
     if len(line) > options.max_record_bytes:
-        return _reject(number, f"the record is longer than {options.max_record_bytes} bytes", caller_id(value))
+        return _reject(number, f"the record is longer than {options.max_record_bytes} bytes", identifier)
     return Accepted(line=line, entry_line=encode(id_entry(prompt, number).model_dump()))
 
 

@@ -168,6 +168,9 @@ class Summary(_Payload):
     reasons: list[str]
     results: str
     rejected: str | None
+    # OpenAI's batch output and error files (s3 URIs), None when the file has no line and was not written.
+    openaiOutput: str | None
+    openaiErrors: str | None
 
 
 class CollectResult(_Payload):

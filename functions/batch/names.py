@@ -1,4 +1,4 @@
-"""Deterministic names for a run: execution name, Bedrock job names and tokens, record ids.
+"""Deterministic names for a run: execution name, Bedrock job names and tokens, record and request ids.
 
 Everything is derived from the dropped object (bucket, key, version id), never from a clock or a random
 id, so a duplicate S3 event, a Lambda retry or a state-machine retry always produces the same names and
@@ -73,6 +73,13 @@ def record_id(source_line: int) -> str:
     if not 1 <= source_line <= _MAX_LINE:
         raise ValueError(f"source line {source_line} is outside 1..{_MAX_LINE}")
     return f"R{source_line:011d}"
+
+
+def request_digest(run: str, item: str) -> str:
+    """24 hex digits naming one request of a run in OpenAI's batch output (`batch_req_<digest>`,
+    `chatcmpl-<digest>`): `item` is the record's recordId, or `line-<n>` for a rejected line. Any run id will do
+    (the Batch API names its runs itself)."""
+    return hashlib.sha256(f"{run}\x00{item}".encode("utf-8", "surrogatepass")).hexdigest()[:_HASH_LENGTH]
 
 
 def short_model_name(model_id: str) -> str:

@@ -1,7 +1,8 @@
 """Prompt file -> batch records in shards (or one on-demand file), id maps and rejections (thin handler).
 
 Two streaming passes with bounded memory: (1) convert the source object (the exact version the run is
-about) into `work/<run>/records.jsonl` + `idmap.jsonl`, rejected lines into `rejected/<run>/`; (2) plan
+about) into `work/<run>/records.jsonl` + `idmap.jsonl`, rejected lines into `rejected/<run>/` (what is kept
+per line is only the custom_id digest of an OpenAI batch line, capped: ~29 MB, records.CustomIds); (2) plan
 from the record count and sizes, then split those files into shards (or copy them for the on-demand
 path). Every key and byte is a function of the source version and the quotas, so a retry rewrites the
 same objects.

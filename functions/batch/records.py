@@ -2,11 +2,14 @@
 
 Accepted shapes of one prompt (a JSONL line, a JSON array item, a CSV row):
 - an OpenAI chat request body: `{"messages": [...], "max_completion_tokens": ..., ...}`;
-- a short form: `{"prompt": "...", "system": "...", "id": "..."}`.
-Both may carry `id` (ours: the caller's id, echoed in the results) and the generation options
-`max_completion_tokens` (or its older name `max_tokens`), `temperature`, `top_p`, `stop`,
-`reasoning_effort`. Any other field is rejected by name, because Bedrock would fail such a record inside
-the job ("Extra inputs are not permitted") or silently ignore it.
+- a short form: `{"prompt": "...", "system": "...", "id": "..."}`;
+- a line of OpenAI's batch input format: `{"custom_id": "...", "method": "POST", "url": "/v1/chat/completions",
+  "body": {<an OpenAI chat request body>}}` (an object with `custom_id` or `body` is read as one).
+The first two may carry `id` (ours: the caller's id, echoed in the results); in the third, `custom_id` is the
+caller's id and the body has no `id`. All take the generation options `max_completion_tokens` (or its older
+name `max_tokens`), `temperature`, `top_p`, `stop`, `reasoning_effort`. Any other field is rejected by name
+(its path, e.g. `body.messages.0.role`), because Bedrock would fail such a record inside the job ("Extra
+inputs are not permitted") or silently ignore it.
 
 Decisions:
 - `model` is dropped when it names the configured model (its id or short name); another model is rejected.
@@ -16,20 +19,33 @@ Decisions:
   other parts, `tool` messages and tool fields are rejected. The conversation must end with a user turn.
 - Blank lines are skipped by the converter; a blank prompt is rejected ("empty prompt"); a prompt
   containing a NUL character is rejected (binary data).
+- OpenAI batch lines: `method` must be POST and `url` /v1/chat/completions; a `custom_id` already given on an
+  earlier line of the file is rejected, naming that line (CustomIds), even when that line was rejected.
 """
 
 from __future__ import annotations
 
 from functools import cache
+from hashlib import blake2b
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from batch.names import record_id, short_model_name
 
 # gpt-oss context window (Bedrock "OpenAI models" page): no completion budget can exceed it.
 CONTEXT_WINDOW_TOKENS = 128_000
 MAX_ID_LENGTH = 256
+# OpenAI documents no custom_id limit; a bound keeps every result line short, and we take the one stdapi.ai (an
+# OpenAI batch gateway over Bedrock) uses: 64 characters (streaming-and-apis.md, Batch).
+MAX_CUSTOM_ID_LENGTH = 64
+# What an OpenAI batch line may ask for: Bedrock batch serves chat completions only.
+BATCH_METHOD = "POST"
+BATCH_URL = "/v1/chat/completions"
+# OpenAI caps a batch input file at 50,000 requests (the openai SDK's batches.create); we check the custom_ids of
+# five times as many in one file, within a fixed memory bound (CustomIds).
+MAX_CUSTOM_IDS = 250_000
 MAX_STOP_SEQUENCES = 4
 _MAX_REASON_ERRORS = 3
 
@@ -63,10 +79,9 @@ class InputMessage(_Strict):
 Tokens = Annotated[int, Field(ge=1, le=CONTEXT_WINDOW_TOKENS)]
 
 
-class _Options(_Strict):
-    """Fields both prompt shapes accept."""
+class _Generation(_Strict):
+    """The generation options every prompt shape accepts."""
 
-    id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | int | None = None
     model: str | None = None
     stream: bool | None = None
     n: Annotated[int, Field(ge=1, le=1)] | None = None
@@ -78,10 +93,20 @@ class _Options(_Strict):
     reasoning_effort: Literal["low", "medium", "high"] | None = None
 
 
-class ChatPrompt(_Options):
-    """An OpenAI chat request body."""
+class _Options(_Generation):
+    """Fields both of our own prompt shapes accept: the generation options and our `id`."""
+
+    id: Annotated[str, Field(min_length=1, max_length=MAX_ID_LENGTH)] | int | None = None
+
+
+class ChatBody(_Generation):
+    """An OpenAI chat request body as OpenAI defines it (no `id`): the `body` of an OpenAI batch line."""
 
     messages: Annotated[list[InputMessage], Field(min_length=1)]
+
+
+class ChatPrompt(ChatBody, _Options):
+    """An OpenAI chat request body, with our `id`."""
 
 
 class ShortPrompt(_Options):
@@ -94,6 +119,27 @@ class ShortPrompt(_Options):
     @classmethod
     def _blank_system_is_none(cls, value: str | None) -> str | None:
         return value if value and value.strip() else None
+
+
+class BatchRequest(_Strict):
+    """A line of OpenAI's batch input format; `custom_id` is the caller's id."""
+
+    custom_id: Annotated[str, Field(min_length=1, max_length=MAX_CUSTOM_ID_LENGTH)]
+    method: str
+    url: str
+    body: ChatBody
+
+    @field_validator("method", "url")
+    @classmethod
+    def _supported(cls, value: str, info: ValidationInfo) -> str:
+        supported = BATCH_METHOD if info.field_name == "method" else BATCH_URL
+        if value != supported:
+            context = {"supported": supported, "given": repr(value[:100])}
+            raise PydanticCustomError("unsupported", "only {supported} is supported, got {given}", context)
+        return value
+
+
+Prompt = ChatPrompt | ShortPrompt | BatchRequest
 
 
 class BatchRecord(BaseModel):
@@ -134,10 +180,41 @@ def generated_id(line: int) -> str:
     return f"line-{line}"
 
 
+class CustomIds:
+    """The custom_ids given so far in one file, each with the line that gave it first.
+
+    Memory is bounded whatever the file's size: an id is kept as its 8-byte BLAKE2b digest with its line, about
+    115 bytes each (measured with tracemalloc), and at most MAX_CUSTOM_IDS are kept: ~29 MB. An id past that
+    limit is rejected. Two ids of one file share a digest with odds of about n^2 / 2^65 (2e-9 at the limit).
+    """
+
+    def __init__(self, limit: int = MAX_CUSTOM_IDS) -> None:
+        self._first_line: dict[bytes, int] = {}
+        self._limit = limit
+
+    def claim(self, custom_id: str, line: int) -> None:
+        """Note that `line` gives `custom_id`. Raises InvalidPrompt when an earlier line gave it, or past the limit."""
+        digest = blake2b(custom_id.encode("utf-8", "surrogatepass"), digest_size=8).digest()
+        first = self._first_line.get(digest)
+        if first is not None:
+            raise InvalidPrompt(f"custom_id {custom_id!r} duplicates line {first}")
+        if len(self._first_line) >= self._limit:
+            raise InvalidPrompt(f"more than {self._limit} custom_ids in one file: split the file")
+        self._first_line[digest] = line
+
+
+def is_batch_request(value: dict[str, Any]) -> bool:
+    """Whether a parsed object is meant as a line of OpenAI's batch input format."""
+    return "custom_id" in value or "body" in value
+
+
 def caller_id(value: Any) -> str | None:
-    """The caller's id of a parsed object, if it has a usable one (used to label rejections too)."""
+    """The caller's id of a parsed object (an OpenAI batch line's custom_id), if usable (labels rejections too)."""
     if not isinstance(value, dict):
         return None
+    if is_batch_request(value):
+        custom = value.get("custom_id")
+        return custom if isinstance(custom, str) and 0 < len(custom) <= MAX_CUSTOM_ID_LENGTH else None
     raw = value.get("id")
     if isinstance(raw, bool) or not isinstance(raw, str | int):
         return None
@@ -145,14 +222,20 @@ def caller_id(value: Any) -> str | None:
     return text if 0 < len(text) <= MAX_ID_LENGTH else None
 
 
-def parse_prompt(value: Any) -> ChatPrompt | ShortPrompt:
+def parse_prompt(value: Any) -> Prompt:
     """Validate one parsed JSON value as a prompt. Raises InvalidPrompt with a short, content-free reason."""
     if not isinstance(value, dict):
         raise InvalidPrompt(f"expected a JSON object, got {_json_type(value)}")
-    if "messages" in value and "prompt" in value:
+    shape: type[Prompt]
+    if is_batch_request(value):
+        shape = BatchRequest
+    elif "messages" in value and "prompt" in value:
         raise InvalidPrompt("give either 'messages' or 'prompt', not both")
-    shape: type[ChatPrompt | ShortPrompt] = ChatPrompt if "messages" in value else ShortPrompt
-    if shape is ShortPrompt and "prompt" not in value:
+    elif "messages" in value:
+        shape = ChatPrompt
+    elif "prompt" in value:
+        shape = ShortPrompt
+    else:
         raise InvalidPrompt("missing 'messages' (an OpenAI chat body) or 'prompt'")
     try:
         return shape.model_validate(value)
@@ -160,24 +243,26 @@ def parse_prompt(value: Any) -> ChatPrompt | ShortPrompt:
         raise InvalidPrompt(_reason(error)) from None
 
 
-def build_record(prompt: ChatPrompt | ShortPrompt, line: int, *, model_id: str, default_max_tokens: int) -> BatchRecord:
+def build_record(prompt: Prompt, line: int, *, model_id: str, default_max_tokens: int) -> BatchRecord:
     """The batch record of a valid prompt. Raises InvalidPrompt for rules pydantic cannot express."""
-    if prompt.model is not None and prompt.model not in model_names(model_id):
-        raise InvalidPrompt(f"model {prompt.model[:100]!r} is not the model of this pipeline ({model_id})")
+    request = prompt.body if isinstance(prompt, BatchRequest) else prompt
+    if request.model is not None and request.model not in model_names(model_id):
+        raise InvalidPrompt(f"model {request.model[:100]!r} is not the model of this pipeline ({model_id})")
     model_input: dict[str, Any] = {
-        "messages": _messages(prompt),
-        "max_completion_tokens": _max_tokens(prompt, default_max_tokens),
+        "messages": _messages(request),
+        "max_completion_tokens": _max_tokens(request, default_max_tokens),
     }
     for field in ("temperature", "top_p", "stop", "reasoning_effort"):
-        value = getattr(prompt, field)
+        value = getattr(request, field)
         if value is not None:
             model_input[field] = value
     return BatchRecord(recordId=record_id(line), modelInput=model_input)
 
 
-def id_entry(prompt: ChatPrompt | ShortPrompt, line: int) -> IdEntry:
+def id_entry(prompt: Prompt, line: int) -> IdEntry:
     """The id-map entry of an accepted prompt."""
-    return IdEntry(recordId=record_id(line), id=generated_id(line) if prompt.id is None else str(prompt.id), line=line)
+    given = prompt.custom_id if isinstance(prompt, BatchRequest) else prompt.id
+    return IdEntry(recordId=record_id(line), id=generated_id(line) if given is None else str(given), line=line)
 
 
 @cache
@@ -189,7 +274,7 @@ def model_names(model_id: str) -> frozenset[str]:
 # --- the plain-prompt fast path ---------------------------------------------------------------------------
 
 _OPTION_FIELDS = frozenset(_Options.model_fields)
-_GENERATION_FIELDS = _OPTION_FIELDS - {"id"}
+_GENERATION_FIELDS = frozenset(_Generation.model_fields)
 _CHAT_FIELDS = _OPTION_FIELDS | {"messages"}
 _SHORT_FIELDS = _OPTION_FIELDS | {"prompt", "system"}
 _SYSTEM_ROLES = frozenset({"system", "developer"})
@@ -314,14 +399,14 @@ def _blank(text: str) -> bool:
     return not text or text.isspace()
 
 
-def _max_tokens(prompt: ChatPrompt | ShortPrompt, default: int) -> int:
+def _max_tokens(prompt: ChatBody | ShortPrompt, default: int) -> int:
     new, old = prompt.max_completion_tokens, prompt.max_tokens
     if new is not None and old is not None and new != old:
         raise InvalidPrompt("max_completion_tokens and max_tokens disagree; give one of them")
     return new if new is not None else old if old is not None else default
 
 
-def _messages(prompt: ChatPrompt | ShortPrompt) -> list[dict[str, str]]:
+def _messages(prompt: ChatBody | ShortPrompt) -> list[dict[str, str]]:
     if isinstance(prompt, ShortPrompt):
         pairs = [("system", prompt.system)] if prompt.system is not None else []
         pairs.append(("user", prompt.prompt))

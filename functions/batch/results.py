@@ -4,25 +4,31 @@ Output lines are joined to the id map on `recordId`, never on position. Every id
 one result: `ok`, `error` (Bedrock's errorCode / errorMessage, or ours) or `missing` (with the reason).
 Tolerated without losing the others: unreadable lines (a truncated last line), unknown fields, duplicate
 recordIds (the first wins), recordIds that are not in the map. All of these are counted.
+
+A result is written twice, from the same Result: as a results.jsonl line (`Result.to_json`) and as an
+object of OpenAI's batch output format (`OpenAIBatchOutput`), which rejected lines get too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic_core import from_json
 
 from batch.jsonl import Frame
 from batch.models import JobStatus, RunStatus
-from batch.records import IdEntry
-from shared.gpt_oss import split_reasoning
+from batch.names import request_digest
+from batch.records import IdEntry, Rejection
+from shared.gpt_oss import FinishReason, split_reasoning
 
 Status = Literal["ok", "error", "missing"]
 MAX_MESSAGE_CHARS = 1000
 EMPTY_ANSWER_CODE = "TokenLimitBeforeAnswer"
 MALFORMED_CODE = "MalformedOutput"
+REJECTED_CODE = "invalid_request"
+_OPENAI_FINISH_REASONS = frozenset(get_args(FinishReason))
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +98,57 @@ class Result:
     def withheld(self, error: ResultError) -> Result:
         """This result when its answer may not be shown (the guardrail could not be applied)."""
         return replace(self, status="error", answer=None, reasoning=None, error=error)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenAIBatchOutput:
+    """The objects of OpenAI's batch output format for one run: a chat.completion for each answer (the output
+    file), an error for each other result and each rejected line (the error file).
+
+    Ids are derived from the run and the record (or line), and `created` is given, so a repeated collect
+    writes the same bytes.
+    """
+
+    run_id: str
+    model: str
+    created: int
+    with_reasoning: bool
+
+    def result(self, result: Result) -> dict[str, Any]:
+        """The output object of one result: its chat.completion when it has an answer (status ok), else its error."""
+        digest = request_digest(self.run_id, result.entry.recordId)
+        if result.status != "ok":
+            error = result.error or ResultError("Unknown", "no answer")
+            return _openai_error(digest, result.entry.id, error.code, error.message)
+        message = {"role": "assistant", "content": result.answer or ""}
+        if self.with_reasoning and result.reasoning:
+            message["reasoning_content"] = result.reasoning  # the field the chat API uses
+        # OpenAI's schema knows no other finish reason (and Bedrock's gpt-oss output uses these).
+        finish = result.finish_reason if result.finish_reason in _OPENAI_FINISH_REASONS else "stop"
+        body = {
+            "id": f"chatcmpl-{digest}",
+            "object": "chat.completion",
+            "created": self.created,
+            "model": self.model,
+            "choices": [{"index": 0, "message": message, "finish_reason": finish}],
+            "usage": None if result.usage is None else _usage_json(result.usage),
+        }
+        response = {"status_code": 200, "request_id": f"{self.run_id}/{result.entry.recordId}", "body": body}
+        return {"id": f"batch_req_{digest}", "custom_id": result.entry.id, "response": response, "error": None}
+
+    def rejection(self, rejection: Rejection) -> dict[str, Any]:
+        """The error object of a rejected line."""
+        digest = request_digest(self.run_id, f"line-{rejection.line}")
+        return _openai_error(digest, rejection.id, REJECTED_CODE, f"line {rejection.line}: {rejection.reason}")
+
+
+def _openai_error(digest: str, custom_id: str | None, code: str, message: str) -> dict[str, Any]:
+    return {
+        "id": f"batch_req_{digest}",
+        "custom_id": custom_id,
+        "response": None,
+        "error": {"code": code, "message": message},
+    }
 
 
 @dataclass(slots=True)

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from openai.types.chat import ChatCompletion
 from pydantic import ValidationError
 
 from batch import collect, on_demand, prepare
@@ -342,6 +343,8 @@ def test_prepare_failing_before_any_file_ends_failed_with_its_reason(
     assert summary["jobs"] == []
     assert summary["quotaSource"] is None
     assert aws.get(f"results/{run}/results.jsonl") == b""
+    assert (summary["openaiOutput"], summary["openaiErrors"]) == (None, None)
+    assert aws.list_keys(f"results/{run}/openai-") == []
     assert emitted_metrics(capsys.readouterr().out)["RunsFailed"] == 1.0
 
 
@@ -370,6 +373,9 @@ def test_prepare_failing_after_conversion_reports_every_prompt_missing(
     line = _results(aws, source["runId"])[record_id(1)]
     assert line["error"]["code"] == "RunFailed"
     assert "InfeasiblePlan" in line["error"]["message"]
+    errors = aws.jsonl(f"results/{source['runId']}/openai-errors.jsonl")
+    assert [error["error"]["code"] for error in errors] == ["RunFailed"] * 6 + ["invalid_request"]
+    assert errors[-1]["error"]["message"].startswith("line 7: invalid JSON")
 
 
 @pytest.mark.row(18)
@@ -473,6 +479,13 @@ def test_the_guardrail_checks_batch_answers(
     assert results[record_id(3)]["answer"] is None
     assert results[record_id(3)]["error"]["code"] == "GuardrailUnavailable"
     assert (result["counts"]["ok"], result["counts"]["error"]) == (2, 1)
+    openai = {line["custom_id"]: line for line in aws.jsonl(f"results/{prepared['runId']}/openai-output.jsonl")}
+    assert set(openai) == {"p1", "p2"}  # the withheld answer is in the error file
+    guarded = openai["p2"]["response"]["body"]["choices"][0]
+    assert guarded["finish_reason"] == "content_filter"
+    assert guarded["message"] == {"role": "assistant", "content": "Sorry, blocked."}
+    [withheld] = aws.jsonl(f"results/{prepared['runId']}/openai-errors.jsonl")
+    assert (withheld["custom_id"], withheld["error"]["code"]) == ("p3", "GuardrailUnavailable")
 
 
 def test_reasoning_is_left_out_unless_asked_for(
@@ -483,15 +496,21 @@ def test_reasoning_is_left_out_unless_asked_for(
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in (1, 2, 3)])
     _collect(prepared, lambda_context, outcomes=[_completed()])
     assert all("reasoning" not in line for line in _results(aws, prepared["runId"]).values())
+    openai = aws.jsonl(f"results/{prepared['runId']}/openai-output.jsonl")
+    assert [set(line["response"]["body"]["choices"][0]["message"]) for line in openai] == [{"role", "content"}] * 3
 
 
 def test_collect_is_repeatable(aws: Aws, lambda_context: LambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 4)
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in (3, 1)])
     first = _collect(prepared, lambda_context, outcomes=[_completed()])
-    results = aws.get(f"results/{prepared['runId']}/results.jsonl")
+    files = [
+        f"results/{prepared['runId']}/{name}"
+        for name in ("results.jsonl", "openai-output.jsonl", "openai-errors.jsonl")
+    ]
+    written = [aws.get(key) for key in files]
     assert _collect(prepared, lambda_context, outcomes=[_completed()]) == first
-    assert aws.get(f"results/{prepared['runId']}/results.jsonl") == results
+    assert [aws.get(key) for key in files] == written
 
 
 def test_collect_needs_to_know_the_run(lambda_context: LambdaContext, aws: Aws) -> None:
@@ -516,3 +535,88 @@ def test_a_vanished_id_map_is_reported_not_hidden(aws: Aws, lambda_context: Lamb
     assert (result["counts"]["accepted"], result["counts"]["unknownRecords"]) == (5, 5)
     reasons = _summary(aws, prepared["runId"])["reasons"]
     assert "shard 1: the id map lists 0 record(s), prepare planned 5" in reasons
+
+
+# --- OpenAI's batch output format ---------------------------------------------------------------------------
+
+
+def _openai_request(custom_id: str, url: str = "/v1/chat/completions") -> str:
+    body = {"model": "gpt-oss-120b", "messages": [{"role": "user", "content": f"Question {custom_id}?"}]}
+    return json.dumps({"custom_id": custom_id, "method": "POST", "url": url, "body": body}) + "\n"
+
+
+def test_answers_errors_and_rejections_land_in_openais_output_and_error_files(
+    aws: Aws, lambda_context: LambdaContext
+) -> None:
+    key = "inbox/openai.jsonl"
+    lines = [_openai_request(f"req-{n}") for n in range(1, 6)]
+    lines += [_openai_request("req-6", url="/v1/embeddings"), _openai_request("req-1")]
+    version = aws.put(key, "".join(lines))
+    event = {"bucket": BUCKET, "key": key, "versionId": version, "runId": run_id(BUCKET, key, version)}
+    prepared = prepare.lambda_handler(event, lambda_context)
+    run = prepared["runId"]
+    answers = [json.dumps(_success(record_id(n), f"Answer {n}.")).encode() for n in (3, 1, 2)]
+    failed = json.dumps({"recordId": record_id(4), "error": {"errorCode": 400, "errorMessage": "Bad input"}}).encode()
+    _write_output(aws, prepared, 0, [*answers, failed])  # record 5 has no output line
+
+    result = _collect(prepared, lambda_context, outcomes=[_completed()])
+
+    counts = result["counts"]
+    assert (counts["ok"], counts["error"], counts["missing"], counts["rejected"]) == (3, 1, 1, 2)
+    output = aws.jsonl(f"results/{run}/openai-output.jsonl")
+    assert [line["custom_id"] for line in output] == ["req-3", "req-1", "req-2"]  # output order
+    for line in output:
+        number = line["custom_id"].removeprefix("req-")
+        assert line["error"] is None
+        assert line["response"]["status_code"] == 200
+        completion = ChatCompletion.model_validate(line["response"]["body"])
+        assert completion.model == "openai.gpt-oss-120b-1:0"
+        assert completion.created == 1_795_286_630  # when the run started (STARTED)
+        assert completion.choices[0].message.content == f"Answer {number}."
+        assert line["response"]["body"]["choices"][0]["message"]["reasoning_content"] == (
+            f"Reasoning {record_id(int(number))}."
+        )
+        assert completion.usage is not None
+        assert (completion.usage.prompt_tokens, completion.usage.completion_tokens) == (10, 20)
+    errors = aws.jsonl(f"results/{run}/openai-errors.jsonl")
+    assert [(line["custom_id"], line["response"], line["error"]["code"]) for line in errors] == [
+        ("req-4", None, "400"),
+        ("req-5", None, "NotInOutput"),
+        ("req-6", None, "invalid_request"),
+        ("req-1", None, "invalid_request"),
+    ]
+    assert errors[2]["error"]["message"] == (
+        "line 6: url: only /v1/chat/completions is supported, got '/v1/embeddings'"
+    )
+    assert errors[3]["error"]["message"] == "line 7: custom_id 'req-1' duplicates line 1"
+    ids = [line["id"] for line in output + errors]
+    assert len(set(ids)) == len(ids) == 7
+    assert all(identifier.startswith("batch_req_") for identifier in ids)
+    summary = _summary(aws, run)
+    assert summary["openaiOutput"] == f"s3://{BUCKET}/results/{run}/openai-output.jsonl"
+    assert summary["openaiErrors"] == f"s3://{BUCKET}/results/{run}/openai-errors.jsonl"
+
+
+def test_an_openai_file_without_lines_is_not_written(aws: Aws, lambda_context: LambdaContext) -> None:
+    answered = _prepared(aws, lambda_context, 3)
+    _write_output(aws, answered, 0, [json.dumps(_success(record_id(n))).encode() for n in (1, 2, 3)])
+    unanswered = _prepared(aws, lambda_context, 3, key="inbox/unanswered.jsonl")
+
+    _collect(answered, lambda_context, outcomes=[_completed()])
+    _collect(unanswered, lambda_context, outcomes=[_completed(status="Failed", message="boom")])
+
+    run = answered["runId"]
+    assert aws.list_keys(f"results/{run}/openai-") == [f"results/{run}/openai-output.jsonl"]
+    summary = _summary(aws, run)
+    assert (summary["openaiOutput"], summary["openaiErrors"]) == (
+        f"s3://{BUCKET}/results/{run}/openai-output.jsonl",
+        None,
+    )
+    run = unanswered["runId"]
+    assert aws.list_keys(f"results/{run}/openai-") == [f"results/{run}/openai-errors.jsonl"]
+    summary = _summary(aws, run)
+    assert (summary["openaiOutput"], summary["openaiErrors"]) == (
+        None,
+        f"s3://{BUCKET}/results/{run}/openai-errors.jsonl",
+    )
+    assert [line["error"]["code"] for line in aws.jsonl(f"results/{run}/openai-errors.jsonl")] == ["JobFailed"] * 3
