@@ -521,3 +521,14 @@ def guardrail_parameter_names(stage: str) -> GuardrailParameterNames:
     """The SSM parameter names of a stage's guardrail (fixed names: they are the contract between stacks)."""
     root = f"{PARAMETER_ROOT}/{stage}/guardrail"
     return GuardrailParameterNames(guardrail_id=f"{root}/id", guardrail_version=f"{root}/version")
+
+
+def chat_role_parameter_name(stage: str) -> str:
+    """Where the chat stack publishes its function's role ARN: the batch stack grants that role the Batch API's
+    access to the pipeline (a fixed name: the contract between the stacks)."""
+    return f"{PARAMETER_ROOT}/{stage}/chat/function-role-arn"
+
+
+def batch_api_parameter_name(stage: str) -> str:
+    """Where the batch stack publishes `{"bucket", "stateMachineArn"}` for the chat function's Batch API."""
+    return f"{PARAMETER_ROOT}/{stage}/batch/pipeline"

@@ -10,6 +10,7 @@ Bedrock itself.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -63,6 +64,10 @@ LOCAL_CALLER_ARN = f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/local-developer/loca
 _GUARDRAIL_VARIABLES = frozenset({"GUARDRAIL_ID", "GUARDRAIL_VERSION"})
 # The Idempotency-Key table's name: locally, a table of the template's shape in moto's DynamoDB.
 _TABLE_VARIABLE = "IDEMPOTENCY_TABLE_NAME"
+# The AWS services (botocore's AWS_ENDPOINT_URL_<service id>) the chat function reaches through `aws_url`.
+_MOTO_SERVICES = ("DYNAMODB", "SSM", "S3", "SFN", "BEDROCK")
+_BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
+_ROLE_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
 # Credentials that could override the stand-in's dummy ones, or name a profile that does not exist here.
 _AMBIENT_CREDENTIALS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
 
@@ -90,7 +95,7 @@ class RunningChatApi:
     bedrock_url: str | None  # the stand-in's endpoint; None with the aws backend
     settings: ChatSettings
     guardrail: WordGuardrail
-    dynamodb_url: str | None = None  # moto's DynamoDB with the Idempotency-Key table; None: the template has none
+    aws_url: str  # moto's server: every AWS service the function calls besides Bedrock's runtime
     stand_in: BedrockStandIn | None = None  # the Bedrock stand-in this API started (its streams can be watched)
 
 
@@ -100,15 +105,17 @@ def running_chat_api(
     options: ChatApiOptions,
     *,
     bedrock_url: str | None = None,
-    dynamodb_url: str | None = None,
+    aws_url: str | None = None,
 ) -> Iterator[RunningChatApi]:
     """Serve the chat API of a synthesized chat stack until the block ends; then stop and join everything.
 
     `bedrock_url`: a Bedrock runtime endpoint the caller serves; the function calls it, whatever the backend,
-    and no stand-in of its own is started. `dynamodb_url`: a moto server of this process for the Idempotency-Key
-    table (by default one of its own); the table is created there from the template, never in AWS, whatever
-    the backend. The function runs in its own process with the template's environment (as the Lambda Web
-    Adapter runs it), behind the local API Gateway on `options.port`.
+    and no stand-in of its own is started. `aws_url`: a moto server of this process (by default one of its own)
+    that answers every other AWS call of the function, whatever the backend: the Idempotency-Key table, created
+    there from the template, and the Batch API's SSM, S3, Step Functions and Bedrock jobs (the batch pipeline's
+    moto state when the caller runs one; without it the Batch API answers 503). Nothing but Bedrock's runtime
+    (with the aws backend) ever reaches AWS. The function runs in its own process with the template's
+    environment (as the Lambda Web Adapter runs it), behind the local API Gateway on `options.port`.
 
     Raises:
         ValueError: the template and the options do not make a runnable function (the message says why).
@@ -143,12 +150,12 @@ def running_chat_api(
             stand_in = stack.enter_context(serving(BedrockStandIn(model), "bedrock-stand-in"))
             bedrock_url = stand_in.url
         runtime, unset = _runtime_environment(function, bedrock_url)
+        if aws_url is None:
+            aws_url = stack.enter_context(_moto_endpoint())
         if table is not None:
-            if dynamodb_url is None:
-                dynamodb_url = stack.enter_context(_moto_endpoint())
-            _create_table(dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE], table)
-            stack.callback(_delete_table, dynamodb_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE])
-            runtime["AWS_ENDPOINT_URL_DYNAMODB"] = dynamodb_url
+            _create_table(aws_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE], table)
+            stack.callback(_delete_table, aws_url, runtime["AWS_REGION"], variables[_TABLE_VARIABLE])
+        runtime.update({f"AWS_ENDPOINT_URL_{service}": aws_url for service in _MOTO_SERVICES})
         process = FunctionProcess({**variables, **runtime}, unset=unset)
         process.start(function.handler)
         stack.callback(process.stop)
@@ -159,17 +166,32 @@ def running_chat_api(
             bedrock_url=bedrock_url,
             settings=settings,
             guardrail=guardrail,
-            dynamodb_url=dynamodb_url if table is not None else None,
+            aws_url=aws_url,
             stand_in=stand_in,
         )
 
 
+def local_caller(headers: Mapping[str, str]) -> str:
+    """The principal the local gateway admits a request as (deployed, IAM authenticates the SigV4 signer).
+
+    No signature is checked here, so the API key names the caller: `Authorization: Bearer alice` is the role
+    `alice`, which is how two local callers are told apart (files and batches belong to their signer); without
+    a key, the role `local-developer`.
+    """
+    authorization = next((value for name, value in headers.items() if name.lower() == "authorization"), "")
+    bearer = _BEARER.fullmatch(authorization.strip())
+    if bearer is None:
+        return LOCAL_CALLER_ARN
+    role = _ROLE_NAME_UNSAFE.sub("-", bearer.group(1))[:64]
+    return f"arn:aws:sts::{ACCOUNT_ID}:assumed-role/{role}/local"
+
+
 @contextmanager
 def _moto_endpoint() -> Iterator[str]:
-    """moto's server on a free loopback port for the duration (its URL): DynamoDB for the chat function."""
-    from local.harness import S3Endpoint  # imports moto's server (Flask): only when a table needs it
+    """moto's server on a free loopback port for the duration (its URL): the chat function's AWS besides Bedrock."""
+    from local.harness import S3Endpoint  # imports moto's server (Flask)
 
-    with serving(S3Endpoint(purpose="the DynamoDB endpoint"), "dynamodb-endpoint") as endpoint:
+    with serving(S3Endpoint(purpose="the chat function's AWS endpoint"), "aws-endpoint") as endpoint:
         yield endpoint.url
 
 
@@ -362,7 +384,7 @@ class LocalGateway:
             body=body.decode("utf-8", errors="replace") if body else None,
             query=dict(parse_qsl(query)) or None,
             request_id=request_id,
-            caller_arn=LOCAL_CALLER_ARN,
+            caller_arn=local_caller(headers),
             resource=route.resource,
             path_parameters=route.path_parameters,
             stage=self.gateway.stage,

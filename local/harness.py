@@ -215,7 +215,7 @@ def _fake_uuid(seed: str) -> str:
     return str(uuid.UUID(hashlib.sha256(seed.encode()).hexdigest()[:32]))
 
 
-def _client(service: Literal["s3", "stepfunctions", "sqs", "iam", "events", "lambda"]) -> Any:
+def _client(service: Literal["s3", "stepfunctions", "sqs", "iam", "events", "lambda", "ssm"]) -> Any:
     """A boto3 client of the offline account."""
     return boto3.client(service, region_name=REGION)
 
@@ -470,6 +470,10 @@ class OfflinePipeline:
             for mapping in by_type.get("AWS::Lambda::EventSourceMapping", [])
         }
         self.bucket: str = self.resolve(self.template["Outputs"]["BucketName"]["Value"])
+        # What the stack publishes (where the pipeline is, for the chat function's Batch API).
+        for logical_id in by_type.get("AWS::SSM::Parameter", []):
+            properties = self.resolve(resources[logical_id]["Properties"])
+            _client("ssm").put_parameter(Name=properties["Name"], Value=properties["Value"], Type=properties["Type"])
 
     def definition(self) -> str:
         """The executed definition: the template's DefinitionString, intrinsics and substitutions resolved."""

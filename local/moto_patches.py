@@ -17,14 +17,15 @@ when moto fixes it:
 (b) Error names. AWS calls a Bedrock SDK error `Bedrock.ThrottlingException` and an S3 one `S3.NoSuchKey...`;
     moto's `_SERVICE_ERROR_NAMES` only knows DynamoDB and Step Functions (any other service's errors get the bare
     service name, which no Retry or Catch lists). Upstream: no upstream issue found.
-(c) Bedrock. moto's bedrock has no `CreateModelInvocationJob` / `GetModelInvocationJob`, its `ListTagsForResource`
-    knows only customization jobs and custom models, and its bedrock-runtime answers only InvokeModel (added in
-    getmoto/moto#9866), not `Converse` / `ApplyGuardrail`. The four operations are added to moto's responses
-    classes and `ListTagsForResource` answers for the stand-in's jobs, all from `local.bedrock.batch_jobs`'s
-    `FakeBedrock`, kept on moto's bedrock backend (`fake_bedrock`) so `mock_aws` resets it. (A before-send hook
-    cannot answer Converse under moto: botocore calls every before-send handler, and moto's raises
-    NotImplementedError for it.) `check()` reports any operation moto comes to implement. Upstream: no upstream
-    issue found (for batch jobs, their tags, Converse or ApplyGuardrail).
+(c) Bedrock. moto's bedrock has no `CreateModelInvocationJob` / `GetModelInvocationJob` /
+    `ListModelInvocationJobs` / `StopModelInvocationJob` (the last two: what a Batch API cancel calls), its
+    `ListTagsForResource` knows only customization jobs and custom models, and its bedrock-runtime answers
+    only InvokeModel (added in getmoto/moto#9866), not `Converse` / `ApplyGuardrail`. The six operations are
+    added to moto's responses classes and `ListTagsForResource` answers for the stand-in's jobs, all from
+    `local.bedrock.batch_jobs`'s `FakeBedrock`, kept on moto's bedrock backend (`fake_bedrock`) so `mock_aws`
+    resets it. (A before-send hook cannot answer Converse under moto: botocore calls every before-send handler,
+    and moto's raises NotImplementedError for it.) `check()` reports any operation moto comes to implement.
+    Upstream: no upstream issue found (for batch jobs, their tags, Converse or ApplyGuardrail).
 (d) Lambda in process. With `{"lambda": {"use_docker": False}}`, moto's `LambdaSimpleBackend.invoke` runs no code:
     it echoes the payload or a queued canned result. It now hands the invocation to `local.lambda_runtime`, which
     runs the Python handler registered for the function's name; a handler exception becomes a function error
@@ -352,6 +353,20 @@ def _get_model_invocation_job(self: Any) -> str:
         raise _bedrock_error(error) from None
 
 
+def _list_model_invocation_jobs(self: Any) -> str:
+    name_contains = self.querystring.get("nameContains", [None])[0]
+    return json.dumps(fake_bedrock(self.current_account, self.region).list_jobs(name_contains))
+
+
+def _stop_model_invocation_job(self: Any) -> str:
+    identifier = unquote(self.path.rstrip("/").rsplit("/", 2)[-2])
+    try:
+        fake_bedrock(self.current_account, self.region).stop(identifier)
+    except BedrockJobError as error:
+        raise _bedrock_error(error) from None
+    return "{}"
+
+
 def _list_tags_for_resource(self: Any) -> str:
     tags = fake_bedrock(self.current_account, self.region).tags(str(json.loads(self.body).get("resourceARN")))
     if tags is None:  # moto's own resources
@@ -383,6 +398,8 @@ def _apply_guardrail(self: Any) -> str:
 _ADDED: dict[str, Callable[[Any], str]] = {
     "create_model_invocation_job": _create_model_invocation_job,
     "get_model_invocation_job": _get_model_invocation_job,
+    "list_model_invocation_jobs": _list_model_invocation_jobs,
+    "stop_model_invocation_job": _stop_model_invocation_job,
 }
 _ADDED_RUNTIME: dict[str, Callable[[Any], str]] = {"converse": _converse, "apply_guardrail": _apply_guardrail}
 

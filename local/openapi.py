@@ -14,12 +14,22 @@ import yaml
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from chat.batch_models import Batch, BatchList, CreateBatchRequest, FileObject
 from chat.models import ChatCompletion, ChatCompletionRequest, ErrorEnvelope, ModelCard, ModelList
 from chat.responses_models import Response, ResponsesRequest
 
 DOCUMENT = Path(__file__).resolve().parents[1] / "docs" / "openapi.yaml"
-_REQUESTS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, ResponsesRequest)
-_RESPONSES: tuple[type[BaseModel], ...] = (ChatCompletion, Response, ModelList, ModelCard, ErrorEnvelope)
+_REQUESTS: tuple[type[BaseModel], ...] = (ChatCompletionRequest, ResponsesRequest, CreateBatchRequest)
+_RESPONSES: tuple[type[BaseModel], ...] = (
+    ChatCompletion,
+    Response,
+    ModelList,
+    ModelCard,
+    ErrorEnvelope,
+    FileObject,
+    Batch,
+    BatchList,
+)
 
 
 def _ref(model: type[BaseModel]) -> dict[str, str]:
@@ -42,6 +52,64 @@ def _answer(request: type[BaseModel], answer: type[BaseModel], summary: str) -> 
                 "default": _error(),
             },
         }
+    }
+
+
+def _read(summary: str, answer: dict[str, Any], *parameters: dict[str, Any], method: str = "get") -> dict[str, Any]:
+    """An operation without a JSON body: its parameters, its answer's content and the error envelope."""
+    return {
+        method: {
+            "summary": summary,
+            **({"parameters": list(parameters)} if parameters else {}),
+            "responses": {"200": {"description": summary, "content": answer}, "default": _error()},
+        }
+    }
+
+
+def _path_id(name: str) -> dict[str, Any]:
+    return {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _json(model: type[BaseModel]) -> dict[str, Any]:
+    return {"application/json": {"schema": _ref(model)}}
+
+
+def _batch_api() -> dict[str, Any]:
+    """The Batch API's operations (files and batches of the batch pipeline)."""
+    upload = {
+        "type": "object",
+        "required": ["file", "purpose"],
+        "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}},
+    }
+    return {
+        "/files": {
+            "post": {
+                "summary": "Upload a batch input file (JSONL, OpenAI batch lines)",
+                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
+                "responses": {"200": {"description": "The file.", "content": _json(FileObject)}, "default": _error()},
+            }
+        },
+        "/files/{file_id}": _read("One file", _json(FileObject), _path_id("file_id")),
+        "/files/{file_id}/content": _read(
+            "A file's bytes",
+            {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+            _path_id("file_id"),
+        ),
+        "/batches": {
+            "post": {
+                "summary": "Create a batch: one run of the batch pipeline on an uploaded file",
+                "requestBody": {"required": True, "content": _json(CreateBatchRequest)},
+                "responses": {"200": {"description": "The batch.", "content": _json(Batch)}, "default": _error()},
+            },
+            **_read(
+                "The caller's batches, newest first",
+                _json(BatchList),
+                {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
+                {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
+            ),
+        },
+        "/batches/{batch_id}": _read("One batch", _json(Batch), _path_id("batch_id")),
+        "/batches/{batch_id}/cancel": _read("Cancel a batch", _json(Batch), _path_id("batch_id"), method="post"),
     }
 
 
@@ -83,6 +151,7 @@ def document() -> dict[str, Any]:
                     },
                 }
             },
+            **_batch_api(),
             "/models/{model}": {
                 "get": {
                     "summary": "One model",

@@ -148,8 +148,8 @@ def running_system(
                 chat,
                 options.chat,
                 bedrock_url=bedrock_url,
-                # The pipeline's moto server holds the Idempotency-Key table too.
-                dynamodb_url=s3_url,
+                # The pipeline's moto server: the Batch API reaches the pipeline there (and the Idempotency-Key table).
+                aws_url=s3_url,
             )
         )
         # Stopped in reverse: the monitor, then no function runs any more (before the chat API gives the

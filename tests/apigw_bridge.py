@@ -14,7 +14,7 @@ import anyio
 import httpx
 from starlette.types import ASGIApp
 
-from local.apigw import ACCOUNT_ID, HttpResponse, build_event
+from local.apigw import ACCOUNT_ID, CALLER_ARN, HttpResponse, build_event
 from local.web_adapter import forwarded_headers
 
 # What invoke_handler returns: the handler's answer as HTTP.
@@ -58,9 +58,12 @@ def invoke_handler(
     query: Mapping[str, str] | None = None,
     context: Any = None,
     request_id: str | None = None,
+    caller_arn: str | None = CALLER_ARN,
 ) -> HttpResponse:
     """Send `app` the HTTP request the Lambda Web Adapter makes of one API Gateway request; return its response."""
-    event = build_event(method, path, headers=headers, body=body, query=query, request_id=request_id)
+    event = build_event(
+        method, path, headers=headers, body=body, query=query, request_id=request_id, caller_arn=caller_arn
+    )
     return invoke_event(app, event, context)
 
 
@@ -87,8 +90,11 @@ def invoke_event(app: ASGIApp, event: Mapping[str, Any], context: Any = None) ->
     return HttpResponse(status=response.status_code, headers=response.headers, body=response.text)
 
 
-def handler_transport(app: ASGIApp, *, context: Callable[[], Any] = FakeLambdaContext) -> httpx.MockTransport:
-    """An httpx transport that answers every request by invoking `app` through API Gateway and the adapter."""
+def handler_transport(
+    app: ASGIApp, *, context: Callable[[], Any] = FakeLambdaContext, caller_arn: str | None = CALLER_ARN
+) -> httpx.MockTransport:
+    """An httpx transport that answers every request by invoking `app` through API Gateway and the adapter, signed
+    by `caller_arn` (as IAM authenticated it)."""
 
     def respond(request: httpx.Request) -> httpx.Response:
         answer = invoke_handler(
@@ -99,6 +105,7 @@ def handler_transport(app: ASGIApp, *, context: Callable[[], Any] = FakeLambdaCo
             request.content.decode() or None,
             query=dict(request.url.params) or None,
             context=context(),
+            caller_arn=caller_arn,
         )
         return httpx.Response(answer.status, headers=answer.headers, content=answer.body.encode())
 

@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from functools import partial, wraps
 from http import HTTPStatus
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Annotated, Any, Literal, TypeVar
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -32,7 +32,20 @@ from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from chat.edge import IDEMPOTENCY_HEADER, LAMBDA_CONTEXT_HEADER, REQUEST_CONTEXT_HEADER, Call, read_call, request_id_of
+from chat import batch_store, batches
+from chat.batch_models import CreateBatchRequest
+from chat.batch_store import PipelineLocation
+from chat.batches import Owner
+from chat.edge import (
+    IDEMPOTENCY_HEADER,
+    LAMBDA_CONTEXT_HEADER,
+    REQUEST_CONTEXT_HEADER,
+    Call,
+    read_call,
+    read_query,
+    read_upload,
+    request_id_of,
+)
 from chat.errors import ChatError, MethodNotAllowed, ModelNotFound, RouteNotFound, UpstreamTimeout, to_chat_error
 from chat.idempotency import answer_once
 from chat.models import ChatCompletion, ChatCompletionChunk, ChatCompletionRequest, ErrorBody, ErrorEnvelope, ModelList
@@ -125,6 +138,88 @@ async def retrieve_model(request: Request) -> Response:
     if card is None:
         raise ModelNotFound(f"The model '{name[:100]}' does not exist or you do not have access to it.", param="model")
     return _json(HTTPStatus.OK, card.model_dump_json(), call.request_id)
+
+
+class BatchListQuery(BaseModel):
+    """GET /v1/batches: the page size and the cursor (the last batch id of the previous page)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    after: Annotated[str, Field(pattern=batches.BATCH_ID_PATTERN)] | None = None
+    limit: int = batches.DEFAULT_PAGE_SIZE
+
+
+async def _batch_call(
+    request: Request, body_model: type[BaseModel] | None = None
+) -> tuple[Call[Any], Owner, PipelineLocation]:
+    """A Batch API request: its call, its owner (the signing principal) and where the pipeline is."""
+    settings = chat_settings()
+    call: Call[Any] = await read_call(request, settings, body_model)
+    owner = batches.owner_of(call.caller)
+    where = await run_in_threadpool(batch_store.pipeline, settings.BATCH_API_PARAMETER)
+    return call, owner, where
+
+
+@openai_errors
+async def create_file(request: Request) -> Response:
+    """POST /v1/files: store a batch input file (multipart: `file`, `purpose=batch`)."""
+    call, owner, where = await _batch_call(request)
+    upload = await read_upload(request, chat_settings())
+    stored = await run_in_threadpool(
+        batches.upload, where, owner, filename=upload.filename, purpose=upload.purpose, data=upload.data
+    )
+    return _json(HTTPStatus.OK, stored.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def retrieve_file(request: Request) -> Response:
+    """GET /v1/files/{file_id}: an uploaded file, or a batch's output or error file."""
+    call, owner, where = await _batch_call(request)
+    found = await run_in_threadpool(batches.retrieve_file, where, owner, str(request.path_params["file_id"]))
+    return _json(HTTPStatus.OK, found.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def file_content(request: Request) -> Response:
+    """GET /v1/files/{file_id}/content: the file's bytes, streamed (an output file can be far above 10 MB)."""
+    call, owner, where = await _batch_call(request)
+    chunks = await run_in_threadpool(batches.file_content, where, owner, str(request.path_params["file_id"]))
+    headers = {"x-request-id": call.request_id} if call.request_id else {}
+    return StreamingResponse(chunks, media_type="application/octet-stream", headers=headers)
+
+
+@openai_errors
+async def create_batch(request: Request) -> Response:
+    """POST /v1/batches: start a batch (one run of the batch pipeline) on an uploaded file."""
+    call, owner, where = await _batch_call(request, CreateBatchRequest)
+    assert isinstance(call.body, CreateBatchRequest)
+    batch = await run_in_threadpool(batches.create, where, owner, call.body)
+    return _json(HTTPStatus.OK, batch.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def list_batches(request: Request) -> Response:
+    """GET /v1/batches: the caller's batches, newest first (`after`, `limit`)."""
+    call, owner, where = await _batch_call(request)
+    query = read_query(request, BatchListQuery)
+    page = await run_in_threadpool(partial(batches.listing, where, owner, after=query.after, limit=query.limit))
+    return _json(HTTPStatus.OK, page.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def retrieve_batch(request: Request) -> Response:
+    """GET /v1/batches/{batch_id}: the batch as its run stands."""
+    call, owner, where = await _batch_call(request)
+    batch = await run_in_threadpool(batches.retrieve, where, owner, str(request.path_params["batch_id"]))
+    return _json(HTTPStatus.OK, batch.model_dump_json(), call.request_id)
+
+
+@openai_errors
+async def cancel_batch(request: Request) -> Response:
+    """POST /v1/batches/{batch_id}/cancel: stop the batch's run and its Bedrock jobs."""
+    call, owner, where = await _batch_call(request)
+    batch = await run_in_threadpool(batches.cancel, where, owner, str(request.path_params["batch_id"]))
+    return _json(HTTPStatus.OK, batch.model_dump_json(), call.request_id)
 
 
 async def healthz(_: Request) -> Response:
@@ -386,6 +481,9 @@ def _field_names(model: type[BaseModel]) -> set[str]:
 _KNOWN_PARAMS = frozenset(
     _field_names(ChatCompletionRequest)
     | _field_names(ResponsesRequest)
+    | _field_names(CreateBatchRequest)
+    | _field_names(BatchListQuery)
+    | {"file", "purpose", "file_id", "batch_id"}
     | {IDEMPOTENCY_HEADER, REQUEST_CONTEXT_HEADER, LAMBDA_CONTEXT_HEADER}
 )
 _PARAM_SEGMENT = re.compile(r"\[\d+\]|[^.\[]+|\[[^\]]*\]?")
@@ -435,6 +533,13 @@ app = FlushMetrics(
             Route("/v1/responses", create_response, methods=["POST"]),
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
+            Route("/v1/files", create_file, methods=["POST"]),
+            Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+            Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
+            Route("/v1/batches", create_batch, methods=["POST"]),
+            Route("/v1/batches", list_batches, methods=["GET"]),
+            Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
+            Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: route_error},

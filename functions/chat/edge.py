@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, ValidationError
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException
 from starlette.requests import Request
 
 from chat.errors import InvalidRequest, RequestTooLarge, UnsupportedMediaType, from_validation
@@ -29,6 +31,10 @@ MAX_IDEMPOTENCY_KEY_LENGTH = 255
 # Printable ASCII without leading or trailing blanks (HTTP strips those anyway).
 _KEY_SHAPE = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?")
 _JSON = "application/json"
+_MULTIPART = "multipart/form-data"
+# Room for the multipart framing around the file: boundaries, part headers and the purpose field.
+_MAX_FORM_OVERHEAD_BYTES = 64 * 1024
+_MAX_FORM_FIELDS = 4
 
 BodyT = TypeVar("BodyT", bound=BaseModel)
 
@@ -155,6 +161,59 @@ def _idempotency_key(request: Request) -> str | None:
             param=IDEMPOTENCY_HEADER,
         )
     return key
+
+
+@dataclass(frozen=True)
+class Upload:
+    """A file sent as multipart/form-data (`file` and `purpose`, as the OpenAI SDKs send them)."""
+
+    filename: str
+    purpose: str
+    data: bytes
+
+
+async def read_upload(request: Request, settings: ChatSettings) -> Upload:
+    """The form of POST /v1/files.
+
+    Raises:
+        ChatError: not multipart (415), a file above MAX_UPLOAD_BYTES (413), `file` or `purpose` missing (400).
+    """
+    if not request.headers.get("content-type", "").startswith(_MULTIPART):
+        raise UnsupportedMediaType("Upload the file as multipart/form-data, with the fields 'file' and 'purpose'.")
+    too_large = RequestTooLarge(
+        f"The file is larger than this service's upload limit of {settings.MAX_UPLOAD_BYTES} bytes; "
+        "drop larger files in the batch pipeline's inbox/ folder instead.",
+        param="file",
+    )
+    if len(await request.body()) > settings.MAX_UPLOAD_BYTES + _MAX_FORM_OVERHEAD_BYTES:
+        raise too_large
+    try:
+        form = await request.form(max_files=1, max_fields=_MAX_FORM_FIELDS)
+    except HTTPException as error:
+        raise InvalidRequest(f"The multipart body could not be read: {error.detail}.", param="file") from None
+    upload, purpose = form.get("file"), form.get("purpose")
+    if not isinstance(upload, UploadFile):
+        raise InvalidRequest("Missing required parameter: 'file'.", param="file", code="missing_required_parameter")
+    if not isinstance(purpose, str):
+        raise InvalidRequest(
+            "Missing required parameter: 'purpose'.", param="purpose", code="missing_required_parameter"
+        )
+    data = await upload.read()
+    if len(data) > settings.MAX_UPLOAD_BYTES:
+        raise too_large
+    return Upload(filename=upload.filename or "", purpose=purpose, data=data)
+
+
+def read_query(request: Request, model: type[BodyT]) -> BodyT:
+    """The query string, validated as `model`.
+
+    Raises:
+        ChatError: a parameter is not acceptable (400 naming it).
+    """
+    try:
+        return model.model_validate(dict(request.query_params))
+    except ValidationError as error:
+        raise from_validation(error.errors()) from None
 
 
 async def _body(request: Request, settings: ChatSettings, model: type[BodyT]) -> BodyT:

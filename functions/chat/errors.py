@@ -103,6 +103,37 @@ class ModelNotFound(ChatError):
     default_code = "model_not_found"
 
 
+class NotFound(ChatError):
+    """No file or batch of this id belongs to the caller (another caller's is not found either)."""
+
+    status = HTTPStatus.NOT_FOUND
+    openai_type = "invalid_request_error"
+    default_code = "not_found"
+
+
+class InvalidState(ChatError):
+    """The batch cannot do this in its current status (cancel a completed batch)."""
+
+    status = HTTPStatus.CONFLICT
+    openai_type = "invalid_request_error"
+    default_code = "invalid_state"
+
+
+class PrincipalRequired(ChatError):
+    """Files and batches belong to the IAM principal that signed the request, and this one has none."""
+
+    status = HTTPStatus.FORBIDDEN
+    openai_type = "invalid_request_error"
+    default_code = "principal_required"
+
+
+class BatchPipelineUnavailable(ChatError):
+    """This stage has no batch pipeline (its stack is not deployed, or its parameter cannot be read)."""
+
+    status = HTTPStatus.SERVICE_UNAVAILABLE
+    default_code = "batch_pipeline_unavailable"
+
+
 class RouteNotFound(ChatError):
     """No route matches the path."""
 

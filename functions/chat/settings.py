@@ -39,6 +39,12 @@ class ChatSettings(BaseModel):
     # How long a finished answer is replayed for its Idempotency-Key.
     IDEMPOTENCY_TTL_SECONDS: Annotated[int, Field(ge=60, le=7 * 24 * 3600)] = 3600
 
+    # The SSM parameter where this stage's batch stack says where its bucket and state machine are (Batch API).
+    BATCH_API_PARAMETER: Annotated[str, Field(min_length=1)] | None = None
+    # POST /v1/files: Lambda takes at most 6 MB per request, and API Gateway base64-encodes a multipart body
+    # (4/3 of its size): 4 MiB of file, with the form's framing and the headers, stays under that.
+    MAX_UPLOAD_BYTES: Annotated[int, Field(ge=1, le=4 * 1024 * 1024)] = 4 * 1024 * 1024
+
     @field_validator("MODEL_IDS", "SERVICE_TIERS", mode="before")
     @classmethod
     def _split_ids(cls, value: Any) -> Any:

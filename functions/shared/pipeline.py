@@ -10,6 +10,8 @@ work/<run>/on-demand/records.jsonl       the records of a run too small for a ba
 work/<run>/idmap/on-demand.jsonl         their id map
 bedrock-output/<run>/shard-00000/<jobId>/records.jsonl.out + manifest.json.out   (written by Bedrock)
 bedrock-output/<run>/on-demand/records.jsonl.out + manifest.json.out              (written by on_demand)
+openai/<owner>/files/<file id>.jsonl      a file uploaded through the Batch API (POST /v1/files)
+openai/<owner>/batches/<batch id>.json   a batch created through the Batch API (its run is `batch-<hex>`)
 work/job-tokens/<job name>                the task token of the shard waiting for that job (AwaitJob)
 results/<run>/results.jsonl, summary.json
 results/<run>/openai-output.jsonl, openai-errors.jsonl   the same results in OpenAI's batch output format
@@ -23,6 +25,7 @@ from pathlib import PurePosixPath
 from pydantic import BaseModel, ConfigDict
 
 INBOX_PREFIX = "inbox/"
+BATCH_API_PREFIX = "openai/"
 JOB_TOKENS_PREFIX = "work/job-tokens/"
 RECORDS_FILE = "records.jsonl"
 OUTPUT_SUFFIX = ".jsonl.out"
@@ -141,6 +144,21 @@ def summary_key(run: str) -> str:
 def rejected_key(run: str) -> str:
     """Lines of the source file that were not accepted, with reasons."""
     return f"rejected/{run}/rejected.jsonl"
+
+
+def uploaded_file_key(owner: str, file_id: str) -> str:
+    """A file uploaded through the Batch API by one owner (a hash of the signing principal)."""
+    return f"{BATCH_API_PREFIX}{owner}/files/{file_id}.jsonl"
+
+
+def batch_records_prefix(owner: str) -> str:
+    """The folder of one owner's batch records: listing it lists their batches."""
+    return f"{BATCH_API_PREFIX}{owner}/batches/"
+
+
+def batch_record_key(owner: str, batch_id: str) -> str:
+    """The record of one batch created through the Batch API."""
+    return f"{batch_records_prefix(owner)}{batch_id}.json"
 
 
 def job_id(job_arn: str) -> str:

@@ -54,6 +54,8 @@ WORK_PREFIX = "work/"
 OUTPUT_PREFIX = "bedrock-output/"
 RESULTS_PREFIX = "results/"
 REJECTED_PREFIX = "rejected/"
+# Files uploaded through the Batch API (openai/<owner>/files/<id>.jsonl): a batch's run reads its file there.
+BATCH_API_FILES = "openai/*/files/"
 
 STARTER_TIMEOUT = Duration.seconds(60)
 # Lambda's maximum: prepare converts and splits a whole file, collect joins every output line, on-demand
@@ -446,7 +448,7 @@ class BatchPipeline(Construct):
             )
         )
         # prepare: read the dropped version, write (and re-read, to split) work/, write rejected/.
-        self._grant_objects(self.prepare, ["s3:GetObject", "s3:GetObjectVersion"], INBOX_PREFIX)
+        self._grant_objects(self.prepare, ["s3:GetObject", "s3:GetObjectVersion"], INBOX_PREFIX, BATCH_API_FILES)
         self._grant_objects(self.prepare, ["s3:GetObject"], WORK_PREFIX)
         self._grant_objects(self.prepare, ["s3:PutObject", "s3:AbortMultipartUpload"], WORK_PREFIX, REJECTED_PREFIX)
         key.grant(self.prepare, "kms:Decrypt", "kms:GenerateDataKey")
@@ -516,6 +518,7 @@ class BatchPipeline(Construct):
             where = {
                 INBOX_PREFIX: f"Prompt files are dropped under any key below {prefix}",
                 JOB_TOKENS_PREFIX: f"Task tokens are stored under {prefix}<job name>, known only at run time",
+                BATCH_API_FILES: "Files uploaded through the Batch API live under openai/<owner hash>/files/",
             }.get(prefix, f"Objects of every run live under {prefix}<run id>/, known only at run time")
             Validations.of(role).acknowledge(
                 Acknowledgment(

@@ -12,10 +12,17 @@ from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
+from aws_cdk import aws_ssm as ssm
 from aws_cdk import aws_wafv2 as wafv2
 from constructs import Construct
 
-from infra.config import BEDROCK_SERVICE_TIERS, BUFFERED_INTEGRATION_TIMEOUT_SECONDS, DeploymentConfig
+from infra.config import (
+    BEDROCK_SERVICE_TIERS,
+    BUFFERED_INTEGRATION_TIMEOUT_SECONDS,
+    DeploymentConfig,
+    batch_api_parameter_name,
+    chat_role_parameter_name,
+)
 from infra.constructs.checkov import skip_checkov
 from infra.constructs.encryption import stack_key
 from infra.constructs.guardrail import Guardrail
@@ -36,6 +43,10 @@ MODEL_ROUTES_TIMEOUT_SECONDS = BUFFERED_INTEGRATION_TIMEOUT_SECONDS
 # The switch of functions/shared/model_stand_in.py (infra never imports functions/: the names are the contract).
 MODEL_STAND_IN_VARIABLE = "MODEL_STAND_IN"
 MODEL_STAND_IN_VALUE = "canned"
+MULTIPART_FORM_DATA = "multipart/form-data"
+# POST /v1/files: Lambda takes at most 6 MB per request, and API Gateway base64-encodes a multipart body (4/3 of
+# its size): a 4 MiB file, with the form's framing and the headers, stays under it.
+MAX_UPLOAD_BYTES = 4 * 1024 * 1024
 # The construct id of the function is also its Powertools service name (the `service` metric dimension).
 CHAT_FUNCTION_ID = "ChatFunction"
 THROTTLED_METRIC_NAME = "Http429Responses"
@@ -233,6 +244,8 @@ class ChatApi(Construct):
                 "GUARDRAIL_STREAM_MODE": chat.guardrail_stream_mode,
                 "STREAM_KEEPALIVE_SECONDS": str(chat.stream_keepalive_seconds),
                 "SERVICE_TIERS": ",".join(chat.service_tiers),
+                "BATCH_API_PARAMETER": batch_api_parameter_name(config.stage),
+                "MAX_UPLOAD_BYTES": str(MAX_UPLOAD_BYTES),
                 # The app runs in the adapter's child process, which never sees the invocation's trace id
                 # (_X_AMZN_TRACE_ID): the X-Ray SDK would log a missing segment on every Bedrock call. The
                 # function's trace is Lambda's own segment (active tracing stays on).
@@ -293,6 +306,7 @@ class ChatApi(Construct):
                 sid="ApplyOurGuardrail", actions=["bedrock:ApplyGuardrail"], resources=[guardrail.guardrail_arn]
             )
         )
+        self._batch_api_access(config, function)
         if chat.model_stand_in:
             Annotations.of(function).add_warning_v2(
                 "gpt-oss:model-stand-in",
@@ -300,6 +314,33 @@ class ChatApi(Construct):
                 "never from a model (chatModelStandIn=true, for load tests only)",
             )
         return function
+
+    def _batch_api_access(self, config: DeploymentConfig, function: lambda_.Function) -> None:
+        """The Batch API's half of the contract with the batch stack: read where the pipeline is, and publish the
+        role the batch stack grants the pipeline's bucket, state machine and jobs to (it owns those grants)."""
+        stack = Stack.of(self)
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                sid="ReadWhereTheBatchPipelineIs",
+                actions=["ssm:GetParameter"],
+                resources=[
+                    stack.format_arn(
+                        service="ssm",
+                        resource="parameter",
+                        resource_name=batch_api_parameter_name(config.stage).lstrip("/"),
+                        arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+                    )
+                ],
+            )
+        )
+        assert function.role is not None
+        ssm.StringParameter(
+            self,
+            "FunctionRoleParameter",
+            parameter_name=chat_role_parameter_name(config.stage),
+            string_value=function.role.role_arn,
+            description=f"The chat function's role of stage {config.stage}: the batch stack grants it the Batch API",
+        )
 
     def _rest_api(self, config: DeploymentConfig) -> apigateway.RestApi:
         chat = config.chat
@@ -314,6 +355,9 @@ class ChatApi(Construct):
                 types=[apigateway.EndpointType.PRIVATE if private else apigateway.EndpointType.REGIONAL],
             ),
             policy=_private_api_policy(chat.vpc_endpoint_ids) if private else None,
+            # POST /v1/files: the multipart body reaches the function byte for byte (base64 in the proxy event,
+            # which the adapter decodes), whatever the file holds.
+            binary_media_types=[MULTIPART_FORM_DATA],
             default_method_options=apigateway.MethodOptions(
                 authorization_type=apigateway.AuthorizationType.IAM,
                 api_key_required=chat.api_keys,
@@ -440,6 +484,23 @@ class ChatApi(Construct):
             request_validator=validator,
             request_models={"application/json": responses_model},
         )
+        # The Batch API: uploads and batch control answer within the buffered limit; a file's content streams as
+        # long as an answer may (an output file can be far above API Gateway's 10 MB buffered response).
+        files = v1.add_resource("files")
+        files.add_method("POST", model_routes, request_validator=validator)
+        file = files.add_resource("{file_id}")
+        file.add_method("GET", model_routes, request_validator=validator, request_parameters=_path("file_id"))
+        file.add_resource("content").add_method(
+            "GET", completions, request_validator=validator, request_parameters=_path("file_id")
+        )
+        batches = v1.add_resource("batches")
+        batches.add_method("POST", model_routes, request_validator=validator)
+        batches.add_method("GET", model_routes, request_validator=validator)
+        batch = batches.add_resource("{batch_id}")
+        batch.add_method("GET", model_routes, request_validator=validator, request_parameters=_path("batch_id"))
+        batch.add_resource("cancel").add_method(
+            "POST", model_routes, request_validator=validator, request_parameters=_path("batch_id")
+        )
         models = v1.add_resource("models")
         models.add_method("GET", model_routes, request_validator=validator)
         models.add_resource("{model}").add_method(
@@ -506,6 +567,11 @@ class ChatApi(Construct):
             period=Duration.minutes(5),
             label="429 responses",
         )
+
+
+def _path(*names: str) -> dict[str, bool]:
+    """Required path parameters of a method."""
+    return {f"method.request.path.{name}": True for name in names}
 
 
 def _private_api_policy(vpc_endpoint_ids: tuple[str, ...]) -> iam.PolicyDocument:

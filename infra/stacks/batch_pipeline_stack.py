@@ -8,6 +8,7 @@ from aws_cdk import CfnOutput, Stack, Tags
 from constructs import Construct
 
 from infra.config import DeploymentConfig
+from infra.constructs.batch_api_access import BatchApiAccess
 from infra.constructs.batch_pipeline import INBOX_PREFIX, BatchPipeline
 from infra.constructs.fault_injection import Experiment, FaultInjection
 from infra.constructs.guardrail import GuardrailReference
@@ -45,6 +46,17 @@ class BatchPipelineStack(Stack):
             )
         guardrail = GuardrailReference.from_parameters(self, config.stage)
         self.pipeline = BatchPipeline(self, "BatchPipeline", config=config, guardrail=guardrail)
+        pipeline = self.pipeline
+        self.batch_api = BatchApiAccess(
+            self,
+            "BatchApiAccess",
+            stage=config.stage,
+            bucket_arn=pipeline.bucket.bucket_arn,
+            bucket_name=pipeline.bucket.bucket_name,
+            key_arn=pipeline.key.key_arn,
+            state_machine_arn=pipeline.state_machine.state_machine_arn,
+            state_machine_name=pipeline.state_machine.state_machine_name,
+        )
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", config=config)
         metrics = BatchPipelineMetrics(self.pipeline, config)
         self.alarms = BatchPipelineAlarms(self, "BatchPipelineAlarms", metrics=metrics, topic=self.alarm_topic)

@@ -330,6 +330,26 @@ class FakeBedrock:
         if ended:
             self._emit(job)
 
+    def list_jobs(self, name_contains: str | None = None) -> dict[str, Any]:
+        """ListModelInvocationJobs (one page, newest first): the jobs whose name contains `name_contains`."""
+        with self._lock:
+            jobs = [job for job in self.jobs.values() if name_contains is None or name_contains in job.request.job_name]
+            summaries = [_describe(job) for job in sorted(jobs, key=lambda job: job.submitted, reverse=True)]
+        return {"invocationJobSummaries": summaries}
+
+    def stop(self, identifier: str) -> None:
+        """StopModelInvocationJob: a job that runs ends Stopped (its records so far answered); an ended one is a
+        ValidationException, as Bedrock answers for a job it cannot stop."""
+        with self._lock:
+            job = self._job(identifier)
+            if job.status in TERMINAL_STATUSES:
+                raise BedrockJobError("ValidationException", f"job {job.job_id} has ended ({job.status})")
+            job.scenario = dataclasses.replace(job.scenario, status="Stopped", polls=0)
+            job.checks = 0
+            ended = self._advance(job)
+        if ended:
+            self._emit(job)
+
     def state_change_event(self, job: FakeJob) -> dict[str, Any]:
         """The PutEvents entry of a job's "Batch Inference Job State Change" event, as Bedrock sends it."""
         detail = {

@@ -22,6 +22,8 @@ from infra.config import (
     POLL_MARGIN_HOURS,
     SHARD_FIXED_EVENTS,
     DeploymentConfig,
+    batch_api_parameter_name,
+    chat_role_parameter_name,
     guardrail_parameter_names,
 )
 from infra.constructs.batch_pipeline import (
@@ -414,6 +416,8 @@ def test_the_state_machine_creates_and_reads_jobs_and_passes_only_the_batch_role
             "PrepareFunction",
             {
                 "inbox/*": {"s3:GetObject", "s3:GetObjectVersion"},
+                # A batch created through the Batch API runs on its uploaded file.
+                "openai/*/files/*": {"s3:GetObject", "s3:GetObjectVersion"},
                 "work/*": {"s3:GetObject", "s3:PutObject", "s3:AbortMultipartUpload"},
                 "rejected/*": {"s3:PutObject", "s3:AbortMultipartUpload"},
             },
@@ -816,16 +820,22 @@ def test_the_guardrail_travels_through_ssm_parameters_not_exports(
     }
     guardrail_id, _ = only(chat, "AWS::Bedrock::Guardrail")
     version_id, _ = only(chat, "AWS::Bedrock::GuardrailVersion")
+    (role_id,) = [logical_id for logical_id in resources(chat, "AWS::IAM::Role") if "ChatFunctionRole" in logical_id]
     assert published == {
         names.guardrail_id: {"Fn::GetAtt": [guardrail_id, "GuardrailId"]},
         names.guardrail_version: {"Fn::GetAtt": [version_id, "Version"]},
+        # The Batch API's contract: the batch stack grants this role its access to the pipeline.
+        chat_role_parameter_name(CONFIG.stage): {"Fn::GetAtt": [role_id, "Arn"]},
     }
     read = {
         parameter["Default"]: parameter["Type"]
         for parameter in batch["Parameters"].values()
         if parameter["Default"].startswith("/gpt-oss-bedrock/")
     }
-    assert read == dict.fromkeys((names.guardrail_id, names.guardrail_version), "AWS::SSM::Parameter::Value<String>")
+    assert read == dict.fromkeys(
+        (names.guardrail_id, names.guardrail_version, chat_role_parameter_name(CONFIG.stage)),
+        "AWS::SSM::Parameter::Value<String>",
+    )
     # No export/import pair: a new guardrail version must be able to deploy.
     assert "Fn::ImportValue" not in json.dumps(batch)
     assert not [output for output in chat["Outputs"].values() if "Export" in output]
@@ -839,7 +849,10 @@ def test_the_variant_publishes_the_existing_guardrail(variant: dict[str, Any], v
         parameter["Properties"]["Name"]: parameter["Properties"]["Value"]
         for parameter in resources(variant, "AWS::SSM::Parameter").values()
     }
-    assert published == {names.guardrail_id: "abc123def456", names.guardrail_version: "3"}
+    assert {name: value for name, value in published.items() if name != chat_role_parameter_name("prod")} == {
+        names.guardrail_id: "abc123def456",
+        names.guardrail_version: "3",
+    }
     assert VARIANT_BATCH_STACK in variant_app.templates
 
 
@@ -870,3 +883,58 @@ def test_the_prefixes_granted_are_the_layout_the_functions_write() -> None:
     }
     for prefix, written in keys.items():
         assert all(key.startswith(prefix) for key in written), prefix
+
+
+def test_the_batch_api_grants_the_chat_role_exactly_its_access(batch: dict[str, Any], bucket_id: str) -> None:
+    """The batch stack attaches one policy to the chat function's role (read from the parameter the chat stack
+    publishes) and publishes where the pipeline is for it; nothing crosses the stacks as an export."""
+    policies = {
+        logical_id: policy["Properties"]
+        for logical_id, policy in resources(batch, "AWS::IAM::Policy").items()
+        if "BatchApiAccess" in logical_id
+    }
+    ((_, policy),) = policies.items()
+    (role,) = policy["Roles"]
+    assert "chatfunctionrolearn" in json.dumps(role).lower()
+    machine_id, _ = only(batch, "AWS::StepFunctions::StateMachine")
+    bucket_encryption = resources(batch, "AWS::S3::Bucket")[bucket_id]["Properties"]["BucketEncryption"]
+    key_id = bucket_encryption["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"][
+        "KMSMasterKeyID"
+    ]["Fn::GetAtt"][0]
+    granted = {
+        statement["Sid"]: (
+            sorted(as_list(statement["Action"])),
+            sorted(render(r) for r in as_list(statement["Resource"])),
+        )
+        for statement in policy["PolicyDocument"]["Statement"]
+    }
+    bucket = f"${{{bucket_id}.Arn}}"
+    assert granted == {
+        "FilesAndBatches": (["s3:GetObject", "s3:PutObject"], [f"{bucket}/openai/*"]),
+        "ListBatches": (["s3:ListBucket"], [bucket]),
+        "RunProgressAndResults": (
+            ["s3:GetObject"],
+            [f"{bucket}/results/batch-*", f"{bucket}/work/batch-*/records.jsonl"],
+        ),
+        "BucketKey": (["kms:Decrypt", "kms:GenerateDataKey"], [f"${{{key_id}.Arn}}"]),
+        "StartRuns": (["states:StartExecution"], [f"${{{machine_id}}}"]),
+        "FollowAndCancelRuns": (
+            ["states:DescribeExecution", "states:StopExecution"],
+            [
+                f"arn:${{AWS::Partition}}:states:${{AWS::Region}}:${{AWS::AccountId}}:execution:${{{machine_id}.Name}}:batch-*"
+            ],
+        ),
+        "FindRunJobs": (["bedrock:ListModelInvocationJobs"], ["*"]),
+        "StopRunJobs": (
+            ["bedrock:StopModelInvocationJob"],
+            ["arn:${AWS::Partition}:bedrock:${AWS::Region}:${AWS::AccountId}:model-invocation-job/*"],
+        ),
+    }
+    (listing,) = [s for s in policy["PolicyDocument"]["Statement"] if s["Sid"] == "ListBatches"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["openai/*"]}}
+    published = {
+        parameter["Properties"]["Name"]: parameter["Properties"]["Value"]
+        for parameter in resources(batch, "AWS::SSM::Parameter").values()
+    }
+    value = render(published[batch_api_parameter_name(CONFIG.stage)])
+    assert value == f'{{"bucket":"${{{bucket_id}}}","stateMachineArn":"${{{machine_id}}}"}}'

@@ -53,6 +53,7 @@ BATCH_ACKNOWLEDGEMENTS = {
     # The default app reads Service Quotas: the same finding carries that second reason on this role.
     ("PrepareFunctionRole", IAM_FINDING),
     ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/inbox/*]"),
+    ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/openai/*/files/*]"),
     ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/*]"),
     ("PrepareFunctionRole", f"AwsSolutions-IAM5[Resource::{_BUCKET}/rejected/*]"),
     ("OnDemandFunctionRole", IAM_FINDING),
@@ -86,8 +87,24 @@ BATCH_ACKNOWLEDGEMENTS = {
 }
 
 
+# The chat function's role as the batch stack grants it the Batch API (reasons: batch_api_access.py): each
+# caller's files and records, the results and progress of batch-<id> runs, their executions, their jobs, and
+# ListModelInvocationJobs ('*' only).
+BATCH_API_ACKNOWLEDGEMENTS = {
+    "AwsSolutions-IAM5[Resource::*]",
+    f"AwsSolutions-IAM5[Resource::{_BUCKET}/openai/*]",
+    f"AwsSolutions-IAM5[Resource::{_BUCKET}/results/batch-*]",
+    f"AwsSolutions-IAM5[Resource::{_BUCKET}/work/batch-*/records.jsonl]",
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:execution:"
+    "<BatchPipelineStateMachine14486008.Name>:batch-*]",
+    "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock:<AWS::Region>:<AWS::AccountId>:model-invocation-job/*]",
+}
+
+
 def _batch(stage: str) -> set[tuple[str, str]]:
-    return {(f"GptOssBatch-{stage}/BatchPipeline/{path}", finding) for path, finding in BATCH_ACKNOWLEDGEMENTS}
+    return {(f"GptOssBatch-{stage}/BatchPipeline/{path}", finding) for path, finding in BATCH_ACKNOWLEDGEMENTS} | {
+        (f"GptOssBatch-{stage}/BatchApiAccess/Policy", finding) for finding in BATCH_API_ACKNOWLEDGEMENTS
+    }
 
 
 EXPECTED_DEFAULT |= _batch("dev")

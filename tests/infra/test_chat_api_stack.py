@@ -9,7 +9,7 @@ import pytest
 from aws_cdk.assertions import Match, Template
 
 from chat.settings import ChatSettings
-from infra.config import GPT_OSS_MODELS, DeploymentConfig
+from infra.config import GPT_OSS_MODELS, DeploymentConfig, batch_api_parameter_name
 from infra.constructs.chat_api import CHAT_HANDLER
 from infra.constructs.guardrail import CONTENT_FILTERS
 from infra.constructs.web_adapter import (
@@ -59,6 +59,7 @@ STAR_RESOURCE_ACTIONS: dict[str, str] = {
     "servicequotas:ListServiceQuotas": "prepare reads the Bedrock batch quotas (read-only)",
     "tag:GetResources": "AWS FIS resolves Lambda targets (faultInjection stages only; FIS actions reference)",
     "cloudwatch:PutMetricData": "the poll loop reports overdue runs; only with the cloudwatch:namespace condition",
+    "bedrock:ListModelInvocationJobs": "a Batch API cancel finds its run's jobs (no resource-level permission)",
 }
 # Actions allowed on "*" only under a condition that narrows them.
 # Metric namespaces are per stage (GptOssBedrock/<stage>): a namespace-conditioned PutMetricData stays in its own.
@@ -101,6 +102,14 @@ def test_routes_are_exactly_the_openai_ones(chat: dict[str, Any]) -> None:
         ("POST", "/v1/responses"),
         ("GET", "/v1/models"),
         ("GET", "/v1/models/{model}"),
+        # The Batch API.
+        ("POST", "/v1/files"),
+        ("GET", "/v1/files/{file_id}"),
+        ("GET", "/v1/files/{file_id}/content"),
+        ("POST", "/v1/batches"),
+        ("GET", "/v1/batches"),
+        ("GET", "/v1/batches/{batch_id}"),
+        ("POST", "/v1/batches/{batch_id}/cancel"),
     }
 
 
@@ -155,6 +164,16 @@ def test_request_validation_is_minimal_and_on_every_method(chat: dict[str, Any])
         assert schema["properties"] == {"model": {"type": "string"}, **properties}
         assert schema.get("additionalProperties", True) is not False
     assert methods[("GET", "/v1/models/{model}")]["RequestParameters"] == {"method.request.path.model": True}
+    for method, path, parameter in (
+        ("GET", "/v1/files/{file_id}", "file_id"),
+        ("GET", "/v1/files/{file_id}/content", "file_id"),
+        ("GET", "/v1/batches/{batch_id}", "batch_id"),
+        ("POST", "/v1/batches/{batch_id}/cancel", "batch_id"),
+    ):
+        assert methods[(method, path)]["RequestParameters"] == {f"method.request.path.{parameter}": True}
+    # A multipart upload and the batch requests have no body model: the function names what is wrong.
+    for method, path in (("POST", "/v1/files"), ("POST", "/v1/batches"), ("GET", "/v1/batches")):
+        assert "RequestModels" not in methods[(method, path)]
 
 
 def test_stage_logs_metadata_only(chat: dict[str, Any]) -> None:
@@ -329,6 +348,9 @@ def test_chat_environment_is_exactly_chat_settings(chat: dict[str, Any]) -> None
         "BEDROCK_BACKOFF_MAX_MS": CONFIG.chat.bedrock_backoff_max_ms,
         "RETURN_REASONING": CONFIG.chat.return_reasoning,
         "IDEMPOTENCY_TTL_SECONDS": CONFIG.chat.idempotency_ttl_seconds,
+        # The Batch API: where the batch stack publishes the pipeline, and the upload limit Lambda's payload sets.
+        "BATCH_API_PARAMETER": batch_api_parameter_name(CONFIG.stage),
+        "MAX_UPLOAD_BYTES": 4 * 1024 * 1024,
     }
 
 

@@ -97,6 +97,13 @@ def test_every_method_streams_from_the_response_streaming_invocations_uri(
         ("POST", "responses"),
         ("GET", "models"),
         ("GET", "{model}"),
+        ("POST", "files"),
+        ("GET", "{file_id}"),
+        ("GET", "content"),
+        ("POST", "batches"),
+        ("GET", "batches"),
+        ("GET", "{batch_id}"),
+        ("POST", "cancel"),
     }
     for integration in integrations.values():
         assert integration["Type"] == "AWS_PROXY"

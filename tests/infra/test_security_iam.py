@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from typing import Any
 
@@ -53,8 +54,10 @@ def _role_grants(template: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any]
     for policy_type in _IDENTITY_POLICIES:
         for resource in resources(template, policy_type).values():
             for role in resource["Properties"].get("Roles", []):
+                # A role of another stack (the chat function's, granted the Batch API): its name, as rendered.
+                role_id = role["Ref"] if "Ref" in role else json.dumps(role, sort_keys=True)
                 for statement in resource["Properties"]["PolicyDocument"]["Statement"]:
-                    yield role["Ref"], statement
+                    yield role_id, statement
     for logical_id, role in resources(template, "AWS::IAM::Role").items():
         for policy in role["Properties"].get("Policies", []):
             for statement in policy["PolicyDocument"]["Statement"]:

@@ -199,15 +199,15 @@ def test_a_body_over_api_gateways_limit_is_413(api: RunningChatApi) -> None:
 @pytest.mark.row(12)
 def test_an_idempotency_key_replays_from_the_local_table(client: openai.OpenAI, api: RunningChatApi) -> None:
     # moto's DynamoDB on loopback, never AWS: the table comes from the template, the endpoint from the runner.
-    assert api.dynamodb_url is not None
-    assert api.dynamodb_url.startswith("http://127.0.0.1:")
+    assert api.aws_url is not None
+    assert api.aws_url.startswith("http://127.0.0.1:")
     key = {"Idempotency-Key": "local-replay-1"}
     first = client.chat.completions.create(model="gpt-oss-20b", messages=MESSAGES, extra_headers=key)
     # The function (in its own process) wrote the record there.
     table = api.settings.IDEMPOTENCY_TABLE_NAME
     dynamodb = boto3.client(
         "dynamodb",
-        endpoint_url=api.dynamodb_url,
+        endpoint_url=api.aws_url,
         region_name="us-east-1",
         aws_access_key_id="x",
         aws_secret_access_key="x",

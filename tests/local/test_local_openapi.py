@@ -1,8 +1,9 @@
 """docs/openapi.yaml is the chat app's own contract, and schemathesis fuzzes the local server with it.
 
 The document is made from the function's pydantic models (local/openapi.py), so it cannot drift unseen; the
-fuzzing sends generated requests, valid and invalid, to `python -m local serve`'s chat API (the real app in its
-own process behind the local API Gateway, the offline model answering at once) and holds every answer to: no
+fuzzing sends generated requests, valid and invalid, to `python -m local up`'s chat API (the real app in its
+own process behind the local API Gateway, the offline model answering at once, the batch pipeline behind its
+Batch API) and holds every answer to: no
 5xx, every error in OpenAI's envelope, every answer of the documented shape. Bounded: a fixed number of
 examples per operation, derandomized, so the suite's time and outcome do not vary between runs.
 """
@@ -28,9 +29,11 @@ from starlette.applications import Starlette
 from starlette.routing import Route
 
 from chat.app import app
-from local.chat_server import ChatApiOptions, RunningChatApi, running_chat_api
+from local.chat_server import ChatApiOptions, RunningChatApi
 from local.openapi import DOCUMENT, document
+from local.system import SystemOptions, running_system
 from local.templates import Template
+from tests.local.system_helpers import Lines
 
 pytestmark = [pytest.mark.enable_socket]
 
@@ -57,10 +60,11 @@ def test_every_route_of_the_app_is_in_the_document() -> None:
 
 
 @pytest.fixture(scope="module")
-def api(template: Template) -> Iterator[RunningChatApi]:
-    """The local chat API with the offline model answering at once."""
-    with running_chat_api(template, ChatApiOptions(tokens_per_second=0)) as running:
-        yield running
+def api(templates: dict[str, Template]) -> Iterator[RunningChatApi]:
+    """The local chat API with the offline model answering at once, and the batch pipeline its Batch API uses."""
+    options = SystemOptions(chat=ChatApiOptions(tokens_per_second=0))
+    with running_system(templates, options, report=Lines()) as running:
+        yield running.chat
 
 
 # Invalid requests need something to make invalid: a body (any string is a valid model name).
