@@ -10,7 +10,10 @@ It runs what `up` runs (in this process), then, over real loopback HTTP:
    - `mixed.jsonl`: both JSONL shapes and lines the pipeline must reject (cut-off JSON, `n` > 1, another
      model, an empty prompt), and one prompt the guardrail stops -> on-demand path, summary PARTIAL;
    - `note.txt`: a whole file as one prompt -> on-demand path;
-3. waits for every run and prints its summary and a few results.
+   - `openai-batch.jsonl`: OpenAI batch input lines, one with a duplicate `custom_id` -> on-demand path;
+3. uploads `openai-batch.jsonl` with the `openai` SDK's `files.create` and starts a batch with
+   `batches.create` (OpenAI's Batch API: another run of the same state machine);
+4. waits for every run and the batch, and prints each summary, a few results and the batch's output file.
 
 Exit status 0 when the chat answered and every run ended with a summary (none FAILED); 1 otherwise, or
 when `--timeout` (for the whole demo, synthesis included) runs out.
@@ -33,6 +36,8 @@ from local.harness import Run
 from local.system import RunningSystem, finished_line, wait_for_run
 
 SAMPLES = Path(__file__).resolve().parent / "samples"
+BATCH_SAMPLE = SAMPLES / "openai-batch.jsonl"
+_BATCH_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 INBOX_FOLDER = "inbox/demo/"
 DEFAULT_TIMEOUT_SECONDS = 150.0
 RESULTS_SHOWN = 3
@@ -61,6 +66,7 @@ def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], Non
     chat(system, deadline=deadline, say=say)
     respond_with_a_tool(system, deadline=deadline, say=say)
     dropped = drop_samples(system, say=say)
+    batch_id = start_batch(system, deadline=deadline, say=say)
     runs = []
     for item in dropped:
         try:
@@ -78,6 +84,7 @@ def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], Non
     ]
     if failed:
         raise DemoFailed("runs that failed: " + "; ".join(failed))
+    finish_batch(system, batch_id, deadline=deadline, say=say)
     return runs
 
 
@@ -98,9 +105,7 @@ def chat(
     question = "In one sentence: what does Amazon Bedrock's batch inference do?"
     say(f"\n== Chat API ==\nPOST {system.chat.url}/chat/completions with the openai SDK (model {model}, streamed):")
     say(f"  user: {question}")
-    client = openai.OpenAI(
-        base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
-    )
+    client = _client(system, deadline)
     pieces: list[str] = []
     finish, usage = None, None
     try:
@@ -149,9 +154,7 @@ def respond_with_a_tool(system: RunningSystem, *, deadline: float, say: Callable
     }
     say(f"\n== Responses API ==\nPOST {system.chat.url}/responses with a function tool (model {model}):")
     say(f"  user: {question}")
-    client = openai.OpenAI(
-        base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
-    )
+    client = _client(system, deadline)
     try:
         with client:
             first = client.responses.create(model=model, input=question, tools=[tool])
@@ -174,6 +177,63 @@ def respond_with_a_tool(system: RunningSystem, *, deadline: float, say: Callable
         raise DemoFailed(f"the Responses API answered without text (status {final.status})")
     say(f"  assistant: {final.output_text}")
     return final.output_text
+
+
+def start_batch(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> str:
+    """Upload the OpenAI batch sample with `files.create` and start a batch on it; the batch id.
+
+    Raises:
+        DemoFailed: either call failed.
+    """
+    say(f"\n== Batch API ==\nPOST {system.chat.url}/files and /batches with the openai SDK ({BATCH_SAMPLE.name}):")
+    try:
+        with _client(system, deadline) as client:
+            uploaded = client.files.create(file=BATCH_SAMPLE, purpose="batch")
+            batch = client.batches.create(
+                input_file_id=uploaded.id, endpoint="/v1/chat/completions", completion_window="24h"
+            )
+    except openai.OpenAIError as error:
+        raise DemoFailed(f"the Batch API call failed: {error}") from None
+    say(f"  file {uploaded.id} ({uploaded.bytes} bytes) -> batch {batch.id}: {batch.status}")
+    return batch.id
+
+
+def finish_batch(system: RunningSystem, batch_id: str, *, deadline: float, say: Callable[[str], None]) -> None:
+    """Poll the batch to its end with `batches.retrieve`, then print its counts and output with `files.content`.
+
+    Raises:
+        DemoFailed: a call failed, or the batch did not complete before `deadline`.
+    """
+    say("\n== Batch API results ==")
+    try:
+        with _client(system, deadline) as client:
+            while (batch := client.batches.retrieve(batch_id)).status not in _BATCH_ENDED:
+                if time.monotonic() > deadline:
+                    raise DemoFailed(f"timed out: batch {batch_id} still {batch.status}")
+                time.sleep(0.2)
+            counts = batch.request_counts
+            say(
+                f"  {batch_id}: {batch.status}, {counts.completed if counts else 0} completed, "
+                f"{counts.failed if counts else 0} failed of {counts.total if counts else 0}"
+            )
+            if batch.status != "completed" or batch.output_file_id is None:
+                raise DemoFailed(f"batch {batch_id} ended {batch.status}: {batch.errors}")
+            for line in client.files.content(batch.output_file_id).text.splitlines():
+                output = json.loads(line)
+                message = output["response"]["body"]["choices"][0]["message"]
+                say(f"  {output['custom_id']}: {_short(str(message.get('content') or ''))}")
+            if batch.error_file_id is not None:
+                for line in client.files.content(batch.error_file_id).text.splitlines():
+                    error = json.loads(line)
+                    say(f"  {error['custom_id']} [error]: {error['error']['message']}")
+    except openai.OpenAIError as error:
+        raise DemoFailed(f"the Batch API call failed: {error}") from None
+
+
+def _client(system: RunningSystem, deadline: float) -> openai.OpenAI:
+    return openai.OpenAI(
+        base_url=system.chat.url, api_key="local", max_retries=0, timeout=max(1.0, deadline - time.monotonic())
+    )
 
 
 def drop_samples(system: RunningSystem, *, say: Callable[[str], None]) -> list[Dropped]:
@@ -215,9 +275,13 @@ def show_run(item: Dropped, run: Run, bucket: str, *, say: Callable[[str], None]
 def _answer(result: Mapping[str, Any]) -> str:
     if result["status"] != "ok":
         return str(result.get("error"))
-    text = " ".join(str(result.get("answer") or "").split())
     suffix = f" (finish_reason {result['finish_reason']})" if result.get("finish_reason") != "stop" else ""
-    return (text[:ANSWER_CHARACTERS] + ("..." if len(text) > ANSWER_CHARACTERS else "")) + suffix
+    return _short(str(result.get("answer") or "")) + suffix
+
+
+def _short(answer: str) -> str:
+    text = " ".join(answer.split())
+    return text[:ANSWER_CHARACTERS] + ("..." if len(text) > ANSWER_CHARACTERS else "")
 
 
 def fail(message: str) -> int:

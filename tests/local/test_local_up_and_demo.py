@@ -102,6 +102,12 @@ def test_demo_runs_the_whole_system_and_exits_0(tmp_path: Path) -> None:
     assert "rejected line 3: invalid JSON" in out
     assert "m-7 [ok]: " in out
     assert "(finish_reason content_filter)" in out  # the guardrail on the on-demand path
+    # OpenAI batch lines, dropped in the inbox and sent through the Batch API (the same file both ways).
+    assert "SUCCEEDED, summary PARTIAL, path on_demand: 3 ok, 0 error, 0 missing, 1 rejected" in out
+    assert "rejected line 4: custom_id 'capital' duplicates line 1" in out
+    assert "\n== Batch API ==\n" in out
+    assert re.search(r"  batch_[0-9a-f]{24}: completed, 3 completed, 1 failed of 4\n", out)
+    assert "  capital [error]: line 4: custom_id 'capital' duplicates line 1" in out
     assert "Demo finished in" in out
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in err
     assert "PUT /" in err  # the drops went through the S3 endpoint
