@@ -246,7 +246,9 @@ class BatchConfig(_Frozen):
     return_reasoning: bool = True
     read_service_quotas: bool = True
     quotas: BatchQuotas = BatchQuotas()
-    work_retention_days: Annotated[int, Field(ge=1)] = 7
+    # Above the longest run (the state machine timeout, 13 days with the defaults): a run's id map, records and
+    # task tokens under work/ must outlive it (BatchPipeline refuses a shorter one).
+    work_retention_days: Annotated[int, Field(ge=1)] = 14
     output_retention_days: Annotated[int, Field(ge=1)] = 30
     # A run still open after this long raises the "run older than expected" alarm.
     expected_run_hours: Annotated[int, Field(ge=1)] = 30

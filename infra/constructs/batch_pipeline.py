@@ -9,6 +9,8 @@ The definition is in batch_workflow.py; this module owns the resources and every
 
 from __future__ import annotations
 
+import math
+
 from aws_cdk import Acknowledgment, Arn, ArnFormat, Aws, Duration, RemovalPolicy, Stack, Validations
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -133,6 +135,7 @@ class BatchPipeline(Construct):
             removal_policy=RemovalPolicy.DESTROY,
             pending_window=Duration.days(7),
         )
+        self._check_work_retention(config)
         self.bucket = self._bucket(config)
         self.dead_letter_queue, self.queue = self._queues()
         self._trigger()
@@ -192,6 +195,17 @@ class BatchPipeline(Construct):
         self._acknowledge()
 
     # --- Storage and trigger ----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_work_retention(config: DeploymentConfig) -> None:
+        """The work/ lifecycle must not expire a run's id map, records or task tokens before the run can end."""
+        longest_days = math.ceil(run_timeout(config.batch).to_seconds() / 86_400)
+        if config.batch.work_retention_days <= longest_days:
+            raise ValueError(
+                f"batchWorkRetentionDays ({config.batch.work_retention_days}) must be more than the longest run "
+                f"({longest_days} days, the state machine timeout for these job timeouts and poll intervals): a "
+                "run reads its work/ files, and each job's task token, until it ends"
+            )
 
     def _bucket(self, config: DeploymentConfig) -> s3.Bucket:
         access_logs = s3.Bucket(

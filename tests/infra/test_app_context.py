@@ -163,3 +163,15 @@ def _tag_error(text: str) -> str:
     except ValueError as error:
         return str(error)
     return ""
+
+
+@pytest.mark.parametrize(
+    ("context", "longest_days"),
+    [({"batchWorkRetentionDays": "13"}, 13), ({"batchJobTimeoutHours": "168", "batchWorkRetentionDays": "14"}, 25)],
+)
+def test_work_files_must_outlive_the_longest_run(context: dict[str, str], longest_days: int) -> None:
+    """A run reads its id map, records and task tokens under work/ until it ends: the lifecycle must not expire them."""
+    with pytest.raises(
+        ValueError, match=rf"batchWorkRetentionDays \(\d+\) must be more than the longest run \({longest_days} days"
+    ):
+        build_app({**cli_context(), **context}).synth()

@@ -799,6 +799,10 @@ def test_dashboard_shows_the_batch_pipeline(batch: dict[str, Any]) -> None:
     body = render(dashboard["Properties"]["DashboardBody"])
     for needle in ("Batch pipeline", "ExecutionsFailed", "ApproximateNumberOfMessagesVisible", "RecordsMissing"):
         assert needle in body, needle
+    # Every function's errors and duration, the job-state event handler's too.
+    functions = _functions(batch)
+    for name in ("StarterFunction", "PrepareFunction", "OnDemandFunction", "CollectFunction", "JobEventsFunction"):
+        assert f"${{{functions[name][0]}}}" in body, name
 
 
 def test_outputs(batch: dict[str, Any], bucket_id: str) -> None:

@@ -52,6 +52,7 @@ class BatchPipelineMetrics:
             "Prepare": pipeline.prepare,
             "On demand": pipeline.on_demand,
             "Collect": pipeline.collect,
+            "Job events": pipeline.job_events,
         }
         self.function_errors = [
             function.metric_errors(period=PERIOD, statistic=cloudwatch.Stats.SUM, label=label)
@@ -76,7 +77,14 @@ class BatchPipelineAlarms(Alarms):
         self.runs_timed_out = self.count(
             "RunsTimedOut", metrics.timed_out, 1, "Batch runs hit the state machine timeout: no summary was written"
         )
-        self.runs_aborted = self.count("RunsAborted", metrics.aborted, 1, "Batch runs were stopped by hand")
+        # A Batch API cancel stops its run's execution too (the one way to be sure no shard submits another job),
+        # so this also tells the operators of each cancelled batch; CloudWatch cannot tell the two apart.
+        self.runs_aborted = self.count(
+            "RunsAborted",
+            metrics.aborted,
+            1,
+            "Batch runs were stopped: by hand, or by a Batch API cancel (execution batch-<id>, cause names the batch)",
+        )
         self.dead_letters = self.count(
             "DeadLetters",
             metrics.dead_letters,
