@@ -50,6 +50,8 @@ PER_CHUNK_TARGET_MS = 1.0
 OURS = "chat API (openai SDK)"
 FLOOR = "bare boto3 converse_stream"
 LITELLM = "LiteLLM"
+# The chat API client's key: locally it names the calling principal (local.chat_server.local_caller).
+API_KEY = "local"
 # Credentials for loopback only: the stand-in checks no signature.
 _LOCAL_KEYS = {"aws_access_key_id": "local", "aws_secret_access_key": "local"}
 
@@ -144,7 +146,7 @@ def openai_streamer(base_url: str) -> Streamer:
     if TYPE_CHECKING:
         from openai.types.chat import ChatCompletionMessageParam
 
-    client = OpenAI(base_url=base_url, api_key="local", max_retries=0, timeout=60)
+    client = OpenAI(base_url=base_url, api_key=API_KEY, max_retries=0, timeout=60)
     messages: list[ChatCompletionMessageParam] = [
         {"role": "system", "content": SYSTEM},
         {"role": "user", "content": QUESTION},
@@ -284,7 +286,7 @@ def _quiet() -> Iterator[None]:
 def measure(*, streams: int, warmup: int, with_litellm: bool) -> dict[str, list[StreamTiming]]:
     """Stream timings of every side against one paced stand-in, through the chat API served from the template."""
     from local.bedrock import BedrockStandIn, build_model
-    from local.chat_server import LOCAL_CALLER_ARN, ChatApiOptions, chat_guardrail, running_chat_api
+    from local.chat_server import ChatApiOptions, chat_guardrail, local_caller, running_chat_api
     from local.services import serving
     from local.templates import ChatFunction
 
@@ -300,7 +302,9 @@ def measure(*, streams: int, warmup: int, with_litellm: bool) -> dict[str, list[
             _quiet(),
             running_chat_api(template, options, bedrock_url=stand_in.url) as api,
         ):
-            request = floor_stream_request(guardrail, mode=api.settings.GUARDRAIL_STREAM_MODE, caller=LOCAL_CALLER_ARN)
+            # The principal the local gateway admits the chat API's client as (its API key names it).
+            caller = local_caller({"Authorization": f"Bearer {API_KEY}"})
+            request = floor_stream_request(guardrail, mode=api.settings.GUARDRAIL_STREAM_MODE, caller=caller)
             streamers = {OURS: openai_streamer(api.url), FLOOR: floor_streamer(stand_in.url, request)}
             if with_litellm:
                 streamers[LITELLM] = litellm_streamer(stand_in.url, request["guardrailConfig"])

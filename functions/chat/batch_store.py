@@ -16,7 +16,6 @@ from functools import cache
 from typing import TYPE_CHECKING, Any
 
 import boto3
-from aws_lambda_powertools.utilities import parameters
 from botocore.config import Config
 from botocore.exceptions import ClientError
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -84,6 +83,10 @@ def pipeline(parameter_name: str | None) -> PipelineLocation:
     )
     if not parameter_name:
         raise unavailable
+    # Imported here: Powertools' parameters utility loads every provider (DynamoDB's too), which a chat answer's
+    # cold start should not pay for.
+    from aws_lambda_powertools.utilities import parameters
+
     try:
         value = parameters.get_parameter(parameter_name, max_age=PARAMETER_MAX_AGE_SECONDS)
         return PipelineLocation.model_validate_json(str(value))

@@ -25,7 +25,7 @@ from chat.settings import ChatSettings
 from local.apigw import CALLER_ARN, build_event
 from local.moto_patches import unmocked
 from shared.settings import load_settings
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_event
+from tests.apigw_bridge import BridgeResponse, chat_context, invoke_event
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, http_response
 
 if TYPE_CHECKING:
@@ -61,7 +61,7 @@ def post(
         **(headers or {}),
     }
     event = build_event("POST", path, headers=sent, body=json.dumps(body), caller_arn=caller)
-    return invoke_event(app, event, FakeLambdaContext(remaining_ms=remaining_ms))
+    return invoke_event(app, event, chat_context(remaining_ms=remaining_ms))
 
 
 def error_of(response: BridgeResponse) -> dict[str, Any]:
@@ -316,7 +316,7 @@ def test_a_key_given_twice_is_400(bedrock: BedrockFake, dynamodb: DynamoDBClient
         body=json.dumps(chat()),
     )
     event["multiValueHeaders"]["Idempotency-Key"] = ["a", "b"]
-    response = invoke_event(app, event, FakeLambdaContext(remaining_ms=REMAINING_MS))
+    response = invoke_event(app, event, chat_context(remaining_ms=REMAINING_MS))
     assert response.status == 400
     assert error_of(response)["param"] == "Idempotency-Key"
     assert (bedrock.calls, store_calls.operations) == ([], [])
@@ -447,14 +447,16 @@ def test_a_failed_request_whose_record_cannot_be_cleared_keeps_its_own_error(
 
 
 def test_the_idempotency_machinery_is_not_loaded_by_requests_without_the_header() -> None:
-    # Cold start and per-request cost: Powertools' idempotency package and a DynamoDB client only with the header.
+    # Cold start and per-request cost: Powertools' idempotency package and a DynamoDB client only with the header;
+    # its parameters utility (the Batch API's, which loads a DynamoDB provider) only on a Batch API request.
     script = """
 import json, sys
 from tests.bedrock_fakes import CHAT_ENVIRONMENT
 import os
 os.environ.update(CHAT_ENVIRONMENT, IDEMPOTENCY_TABLE_NAME="chat-idempotency")
 import chat.app
-lazy = ("aws_lambda_powertools.utilities.idempotency", "boto3.dynamodb", "chat.idempotency.")
+lazy = ("aws_lambda_powertools.utilities.idempotency", "aws_lambda_powertools.utilities.parameters",
+        "boto3.dynamodb", "chat.idempotency.")
 print(json.dumps(sorted(name for name in sys.modules if name.startswith(lazy))))
 """
     environment = {"PATH": "/usr/bin:/bin", "PYTHONPATH": f"{REPO}/functions:{REPO}", "AWS_DEFAULT_REGION": "us-east-1"}
