@@ -42,7 +42,7 @@ from werkzeug.serving import ThreadedWSGIServer
 
 from infra.config import GPT_OSS_120B, guardrail_parameter_names
 from local import lambda_runtime, moto_patches
-from local.bedrock.batch_jobs import BedrockModel, FakeBedrock, FakeJob, JobScenario, OfflineModel
+from local.bedrock.batch_jobs import BedrockModel, FakeBedrock, FakeJob, JobScenario, offline_model
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
 from local.environment import applied_environment
 from local.services import S3_ENDPOINT_PURPOSE, listening_socket, repeating, serving
@@ -244,7 +244,7 @@ class OfflinePipeline:
         # What the chat stack would publish to SSM: offline, the local runner's guardrail (its models know it).
         defaults = {names.guardrail_id: LOCAL_GUARDRAIL_ID, names.guardrail_version: LOCAL_GUARDRAIL_VERSION}
         self.template = template
-        self.model = model or OfflineModel()
+        self.model = model or offline_model()
         self.resolve = _Resolver(template, {**defaults, **(ssm or {})})
         self.environment = dict(environment or {})
         # Each function's template variables, by function name (see `_environment`).

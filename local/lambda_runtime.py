@@ -13,11 +13,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
-import time
 import traceback
-import uuid
 from collections.abc import Callable
 from typing import Any
+
+from local.lambda_context import LocalLambdaContext
 
 Handler = Callable[[Any, Any], Any]
 
@@ -37,25 +37,6 @@ def clear_handlers() -> None:
     _handlers.clear()
 
 
-@dataclasses.dataclass
-class LambdaContext:
-    """The parts of the Lambda context handlers and Powertools read; the time left counts down for real."""
-
-    function_name: str
-    invoked_function_arn: str
-    memory_limit_in_mb: int
-    timeout_seconds: int
-    aws_request_id: str = dataclasses.field(default_factory=lambda: str(uuid.uuid4()))
-    function_version: str = "$LATEST"
-    log_group_name: str = ""
-    log_stream_name: str = "offline"
-    _started: float = dataclasses.field(default_factory=time.monotonic)
-
-    def get_remaining_time_in_millis(self) -> int:
-        """What Lambda reports: the timeout minus the time spent so far."""
-        return max(0, int((self.timeout_seconds - (time.monotonic() - self._started)) * 1000))
-
-
 @dataclasses.dataclass(frozen=True)
 class Invoked:
     """What an invocation answers: the response payload and, for a function error, `X-Amz-Function-Error`."""
@@ -64,17 +45,11 @@ class Invoked:
     function_error: str | None = None
 
 
-def invoke(function_name: str, function_arn: str, memory_mb: int, timeout_seconds: int, payload: Any) -> Invoked:
+def invoke(function_name: str, memory_mb: int, timeout_seconds: int, payload: Any) -> Invoked:
     """Run the handler registered for `function_name` on `payload` (JSON text or bytes; empty: `{}`)."""
     raw = payload.decode() if isinstance(payload, bytes) else payload
     event = json.loads(raw) if raw else {}
-    context = LambdaContext(
-        function_name=function_name,
-        invoked_function_arn=function_arn,
-        memory_limit_in_mb=memory_mb,
-        timeout_seconds=timeout_seconds,
-        log_group_name=f"/aws/lambda/{function_name}",
-    )
+    context = LocalLambdaContext.starting_now(function_name, timeout_seconds=timeout_seconds, memory_mb=memory_mb)
     with INVOCATION_LOCK:
         # Looked up under the lock: once `clear_handlers` ran, nothing runs or touches the environment.
         handler = _handlers.get(function_name)

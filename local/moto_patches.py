@@ -417,9 +417,7 @@ def _invoke(
 ) -> bytes:
     """`LambdaSimpleBackend.invoke`: the function's registered handler, run in process."""
     function = self.get_function(function_name, qualifier)
-    invoked = lambda_runtime.invoke(
-        function.function_name, function.function_arn, int(function.memory_size), int(function.timeout), body
-    )
+    invoked = lambda_runtime.invoke(function.function_name, int(function.memory_size), int(function.timeout), body)
     if invoked.function_error is not None:
         response_headers["x-amz-function-error"] = invoked.function_error
     return invoked.payload

@@ -5,16 +5,15 @@ Events come from local/apigw.py and reach the app as local/web_adapter.py forwar
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from typing import Any
 
 import anyio
 import httpx
 from starlette.types import ASGIApp
 
-from local.apigw import ACCOUNT_ID, CALLER_ARN, HttpResponse, build_event
+from local.apigw import CALLER_ARN, HttpResponse, build_event
+from local.lambda_context import LocalLambdaContext
 from local.web_adapter import forwarded_headers
 
 # What invoke_handler returns: the handler's answer as HTTP.
@@ -22,30 +21,17 @@ BridgeResponse = HttpResponse
 
 __all__ = [
     "BridgeResponse",
-    "FakeLambdaContext",
     "build_event",
+    "chat_context",
     "handler_transport",
     "invoke_event",
     "invoke_handler",
 ]
 
 
-@dataclass
-class FakeLambdaContext:
-    """The parts of the Lambda context object Powertools and the handler read."""
-
-    remaining_ms: int = 29_000
-    function_name: str = "chat"
-    function_version: str = "$LATEST"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT_ID}:function:chat"
-    aws_request_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    log_group_name: str = "/aws/lambda/chat"
-    log_stream_name: str = "2026/11/23/[$LATEST]0123456789abcdef"
-
-    def get_remaining_time_in_millis(self) -> int:
-        """Milliseconds the invocation has left (fixed, so budgets in tests are exact)."""
-        return self.remaining_ms
+def chat_context(remaining_ms: int = 29_000) -> LocalLambdaContext:
+    """The chat function's context with a fixed budget, so budgets in tests are exact."""
+    return LocalLambdaContext.fixed("chat", remaining_ms=remaining_ms)
 
 
 def invoke_handler(
@@ -72,7 +58,7 @@ def invoke_event(app: ASGIApp, event: Mapping[str, Any], context: Any = None) ->
 
     An exception the app lets through (a BaseException: the container dying) comes out of this call as it is.
     """
-    headers = forwarded_headers(event, context if context is not None else FakeLambdaContext())
+    headers = forwarded_headers(event, context if context is not None else chat_context())
 
     async def send() -> httpx.Response:
         transport = httpx.ASGITransport(app=app)
@@ -91,7 +77,7 @@ def invoke_event(app: ASGIApp, event: Mapping[str, Any], context: Any = None) ->
 
 
 def handler_transport(
-    app: ASGIApp, *, context: Callable[[], Any] = FakeLambdaContext, caller_arn: str | None = CALLER_ARN
+    app: ASGIApp, *, context: Callable[[], Any] = chat_context, caller_arn: str | None = CALLER_ARN
 ) -> httpx.MockTransport:
     """An httpx transport that answers every request by invoking `app` through API Gateway and the adapter, signed
     by `caller_arn` (as IAM authenticated it)."""

@@ -1,14 +1,15 @@
 """Bedrock in the batch stack's moto account: the batch-job control plane, and Converse / ApplyGuardrail.
 
 `FakeBedrock` is Bedrock of one account and Region as the batch pipeline sees it inside moto:
-`CreateModelInvocationJob` / `GetModelInvocationJob` (jobs idempotent on `clientRequestToken`, going Submitted ->
+`CreateModelInvocationJob` / `GetModelInvocationJob` / `ListModelInvocationJobs` / `StopModelInvocationJob` (jobs
+idempotent on `clientRequestToken`, going Submitted ->
 InProgress -> a terminal status over successive status checks, and on completion writing output in Bedrock's
 layout and line format, shuffled, to moto's S3), the tags a job was created with (`ListTagsForResource`), and
 `Converse` / `ApplyGuardrail`. A job reaching its terminal status (at a status check, by `finish`, or after its
 scenario's `runs_for_seconds`) emits Bedrock's "Batch Inference Job State Change" event to `publish` (the harness
 puts it on moto's EventBridge) unless `emit_events` is off (a lost event). Every answer comes from one
-`BedrockModel` (`OfflineModel`, deterministic, by default; the local runner plugs in its own, from
-`local.bedrock`). A `JobScenario` per job picks the terminal
+`BedrockModel`: the local runner's (`local.bedrock`), by default its offline model, unpaced (`offline_model`).
+A `JobScenario` per job picks the terminal
 status, failed and unprocessed records; `create_errors` / `status_errors` fail the next creates / status checks
 with the Bedrock errors named.
 
@@ -31,14 +32,15 @@ from typing import Any, Literal, Protocol
 
 import boto3
 
+from local.bedrock.backends import build_model
+from local.bedrock.shapes import ModelError
+
 TERMINAL_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
 # Bedrock's job-state events (EventBridge, default bus): source, detail-type.
 EVENT_SOURCE = "aws.bedrock"
 JOB_STATE_CHANGE = "Batch Inference Job State Change"
 # Statuses whose job wrote output files (Failed and Expired jobs write none).
 _WITH_OUTPUT = ("Completed", "PartiallyCompleted", "Stopped")
-_REASONING = re.compile(r"^\s*<reasoning>(?P<reasoning>.*?)</reasoning>(?P<answer>.*)$", re.DOTALL)
-_STOP_REASONS = {"stop": "end_turn", "length": "max_tokens", "content_filter": "guardrail_intervened"}
 _JOB_NAME = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
 _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
 
@@ -49,7 +51,7 @@ class BedrockModel(Protocol):
     """What answers for Bedrock offline; the local runner's model (local/bedrock) has the same three calls.
 
     Each raises an exception with `code` (a Bedrock error code, e.g. "ValidationException") and `message`
-    (like `ModelFailure`) to fail the way Bedrock would.
+    (like local.bedrock's `ModelError`) to fail the way Bedrock would.
     """
 
     def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -63,116 +65,6 @@ class BedrockModel(Protocol):
     def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
         """The chat.completion InvokeModel (and so a batch output line) gives for an OpenAI chat body."""
         ...
-
-
-class ModelFailure(Exception):
-    """A model call failing as Bedrock reports it: an error code and a message."""
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(f"{code}: {message}")
-        self.code = code
-        self.message = message
-
-
-class OfflineModel:
-    """A deterministic stand-in for gpt-oss: it answers with a digest of the request and the last user message.
-
-    Like gpt-oss through InvokeModel, the reasoning comes first in the content, inside <reasoning> tags;
-    through Converse it is a reasoningContent block. ApplyGuardrail never intervenes.
-    """
-
-    def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
-        """An OpenAI chat.completion.
-
-        Raises:
-            ModelFailure: the body has no messages.
-        """
-        messages = body.get("messages")
-        if not isinstance(messages, list) or not messages:
-            raise ModelFailure("ValidationException", "messages must be a non-empty array.")
-        last = messages[-1]
-        prompt = _text(last.get("content")) if isinstance(last, dict) else ""
-        digest = hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()[:8]
-        answer = f"Offline answer {digest} to: {prompt[:60]}"
-        reasoning = f"The prompt has {len(prompt)} characters; answer briefly."
-        prompt_tokens = max(1, len(json.dumps(messages)) // 4)
-        completion_tokens = max(1, (len(answer) + len(reasoning)) // 4)
-        return {
-            "id": f"chatcmpl-{digest}",
-            "object": "chat.completion",
-            "created": 1_767_225_600,
-            "model": model_id or str(body.get("model", "gpt-oss")),
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": f"<reasoning>{reasoning}</reasoning>{answer}"},
-                    "finish_reason": "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": prompt_tokens,
-                "completion_tokens": completion_tokens,
-                "total_tokens": prompt_tokens + completion_tokens,
-            },
-        }
-
-    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """The chat completion of the request's text, in Converse's response shape."""
-        return _converse_reply(self.chat_completion(_chat_body(request), model_id=request.get("modelId")))
-
-    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Nothing is blocked offline."""
-        units = dict.fromkeys(("topicPolicyUnits", "contentPolicyUnits", "wordPolicyUnits"), 1)
-        return {"usage": units, "action": "NONE", "outputs": [], "assessments": []}
-
-
-def _text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
-    return ""
-
-
-def _chat_body(converse: Mapping[str, Any]) -> dict[str, Any]:
-    """A Converse request as an OpenAI chat body (text only: what the pipeline sends)."""
-    messages = [{"role": "system", "content": block.get("text", "")} for block in converse.get("system", [])]
-    for message in converse.get("messages", []):
-        texts = [_block_text(block) for block in message.get("content", [])]
-        messages.append({"role": message["role"], "content": " ".join(text for text in texts if text)})
-    body: dict[str, Any] = {"messages": messages}
-    if "maxTokens" in converse.get("inferenceConfig", {}):
-        body["max_completion_tokens"] = converse["inferenceConfig"]["maxTokens"]
-    return body
-
-
-def _block_text(block: Mapping[str, Any]) -> str:
-    if "text" in block:
-        return str(block["text"])
-    return str(block.get("guardContent", {}).get("text", {}).get("text", ""))
-
-
-def _converse_reply(completion: Mapping[str, Any]) -> dict[str, Any]:
-    """An OpenAI chat.completion as Converse answers for gpt-oss (the reasoning in its own block)."""
-    choice = completion["choices"][0]
-    text = str(choice["message"].get("content") or "")
-    content: list[dict[str, Any]] = []
-    match = _REASONING.match(text)
-    if match:
-        content.append({"reasoningContent": {"reasoningText": {"text": match["reasoning"]}}})
-        text = match["answer"]
-    content.append({"text": text})
-    usage = completion.get("usage", {})
-    return {
-        "output": {"message": {"role": "assistant", "content": content}},
-        "stopReason": _STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn"),
-        "usage": {
-            "inputTokens": usage.get("prompt_tokens", 0),
-            "outputTokens": usage.get("completion_tokens", 0),
-            "totalTokens": usage.get("total_tokens", 0),
-        },
-        "metrics": {"latencyMs": 42},
-    }
 
 
 def _failure(error: Exception) -> tuple[str, str] | None:
@@ -255,6 +147,11 @@ class BedrockJobError(Exception):
         self.message = message
 
 
+def offline_model() -> BedrockModel:
+    """The local runner's offline model, unpaced, with its word-list guardrail: what answers when no model is given."""
+    return build_model("offline", tokens_per_second=None)
+
+
 class FakeBedrock:
     """Bedrock of one account and Region, offline: batch jobs, Converse and ApplyGuardrail from one `BedrockModel`.
 
@@ -264,7 +161,7 @@ class FakeBedrock:
     def __init__(self, account_id: str, region: str) -> None:
         self.account_id = account_id
         self.region = region
-        self.model: BedrockModel = OfflineModel()
+        self.model: BedrockModel = offline_model()
         self.scenario: Callable[[JobRequest], JobScenario] = lambda _request: JobScenario()
         # Error codes the next CreateModelInvocationJob / GetModelInvocationJob calls fail with, in order.
         self.create_errors: list[str] = []
@@ -540,7 +437,7 @@ def _output_line(
     line: dict[str, Any] = {"recordId": record.get("recordId"), "modelInput": record.get("modelInput")}
     try:
         if index < job.scenario.failed_records:
-            raise ModelFailure("ValidationException", "Malformed input request, please reformat your input.")
+            raise ModelError("ValidationException", "Malformed input request, please reformat your input.")
         output = model.chat_completion(record.get("modelInput") or {}, model_id=job.request.model_id)
     except Exception as error:
         failure = _failure(error)

@@ -108,7 +108,7 @@ def test_a_mixed_folder_runs_each_file_on_its_path(pipeline: OfflinePipeline) ->
     assert_every_prompt_accounted_once(batch, len(big))
     assert_one_job_per_shard(batch)
     assert {result["id"] for result in batch.results} == {f"p{number}" for number in range(45)}
-    assert all(result["answer"].startswith("Offline answer") and result["reasoning"] for result in batch.results)
+    assert all(result["answer"].startswith("You asked: ") and result["reasoning"] for result in batch.results)
     # The execution's output is collect's small result, not the run's state.
     assert batch.output is not None
     assert set(batch.output) == {"runId", "status", "path", "counts", "summary", "results"}

@@ -15,7 +15,7 @@ from botocore.stub import ANY
 import chat.service as chat_service
 from chat.app import app
 from chat.settings import ChatSettings
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, build_event, invoke_event, invoke_handler
+from tests.apigw_bridge import BridgeResponse, build_event, chat_context, invoke_event, invoke_handler
 from tests.bedrock_fakes import (
     GPT_OSS_20B,
     GPT_OSS_120B,
@@ -50,7 +50,7 @@ def post(
         "/v1/chat/completions",
         {**JSON, **(headers or {})},
         raw,
-        context=FakeLambdaContext(remaining_ms=remaining_ms),
+        context=chat_context(remaining_ms=remaining_ms),
     )
 
 
@@ -122,7 +122,7 @@ def test_the_canonical_event_gets_a_chat_completion(
             "requestMetadata": {"caller": "arn:aws:sts::123456789012:assumed-role/orders-service/orders-service"},
         },
     )
-    response = invoke_event(app, event, FakeLambdaContext(remaining_ms=REMAINING_MS))
+    response = invoke_event(app, event, chat_context(remaining_ms=REMAINING_MS))
     assert response.status == 200
     assert response.headers["Content-Type"] == "application/json"
     assert response.headers["x-request-id"] == event["requestContext"]["requestId"]
@@ -249,7 +249,7 @@ def test_prompts_and_answers_never_reach_the_logs(
 
 
 def test_the_canonical_list_models_event(chat_env: ChatSettings, load_event: Callable[[str], Any]) -> None:
-    response = invoke_event(app, load_event("apigw_list_models.json"), FakeLambdaContext())
+    response = invoke_event(app, load_event("apigw_list_models.json"), chat_context())
     assert response.status == 200
     body = json.loads(response.body)
     assert body["object"] == "list"

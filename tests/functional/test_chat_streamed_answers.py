@@ -16,7 +16,7 @@ import pytest
 from chat.app import app
 from chat.settings import ChatSettings
 from shared.settings import load_settings
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
+from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 from tests.bedrock_fakes import BedrockFake, converse_stream_events
 
 JSON = {"Content-Type": "application/json"}
@@ -45,7 +45,7 @@ def post(body: dict[str, Any], *, remaining_ms: int = 10_000) -> BridgeResponse:
         "/v1/chat/completions",
         JSON,
         json.dumps(body),
-        context=FakeLambdaContext(remaining_ms=remaining_ms),
+        context=chat_context(remaining_ms=remaining_ms),
     )
 
 

@@ -20,7 +20,7 @@ import shared.converse
 from chat.app import app
 from chat.settings import ChatSettings
 from shared import model_stand_in
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
+from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -35,7 +35,7 @@ def post(body: dict[str, Any]) -> BridgeResponse:
         "/v1/chat/completions",
         {"Content-Type": "application/json"},
         json.dumps(body),
-        context=FakeLambdaContext(),
+        context=chat_context(),
     )
 
 

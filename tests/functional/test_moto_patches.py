@@ -19,8 +19,10 @@ from botocore.exceptions import ClientError
 from moto import mock_aws
 
 from local import lambda_runtime, moto_patches
-from local.bedrock.batch_jobs import JobScenario, ModelFailure, OfflineModel
+from local.bedrock import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION, LocalModel, ModelError, OfflineModel
+from local.bedrock.batch_jobs import JobScenario
 from local.harness import MOTO_CONFIG
+from local.lambda_context import LocalLambdaContext
 from local.moto_patches import MotoInternalsMoved
 
 if TYPE_CHECKING:
@@ -298,26 +300,32 @@ def test_converse_answers_from_the_model_and_reports_its_errors_as_bedrock_does(
     reply = runtime.converse(
         modelId="openai.gpt-oss-20b-1:0",
         messages=[{"role": "user", "content": [{"text": "Hello?"}]}],
-        guardrailConfig={"guardrailIdentifier": "g1", "guardrailVersion": "2"},
+        guardrailConfig={"guardrailIdentifier": LOCAL_GUARDRAIL_ID, "guardrailVersion": LOCAL_GUARDRAIL_VERSION},
     )
     reasoning, text = reply["output"]["message"]["content"]
     assert reasoning["reasoningContent"]["reasoningText"]["text"]
-    assert text["text"].endswith("to: Hello?")
+    assert "Hello?" in text["text"]
     assert reply["stopReason"] == "end_turn"
     fake = moto_patches.fake_bedrock(ACCOUNT, REGION)
     (request,) = fake.converse_requests
     assert request["modelId"] == "openai.gpt-oss-20b-1:0"
-    assert request["guardrailConfig"] == {"guardrailIdentifier": "g1", "guardrailVersion": "2"}
+    assert request["guardrailConfig"] == {
+        "guardrailIdentifier": LOCAL_GUARDRAIL_ID,
+        "guardrailVersion": LOCAL_GUARDRAIL_VERSION,
+    }
 
-    class Throttled(OfflineModel):
+    class Throttled(LocalModel):
         def converse(self, request: Any) -> dict[str, Any]:
-            raise ModelFailure("ThrottlingException", "slow down")
+            raise ModelError("ThrottlingException", "slow down")
 
-    fake.model = Throttled()
+    fake.model = Throttled(OfflineModel(tokens_per_second=None))
     with pytest.raises(runtime.exceptions.ThrottlingException):
         runtime.converse(modelId="m", messages=[{"role": "user", "content": [{"text": "x"}]}])
     verdict = runtime.apply_guardrail(
-        guardrailIdentifier="g1", guardrailVersion="2", source="OUTPUT", content=[{"text": {"text": "fine"}}]
+        guardrailIdentifier=LOCAL_GUARDRAIL_ID,
+        guardrailVersion=LOCAL_GUARDRAIL_VERSION,
+        source="OUTPUT",
+        content=[{"text": {"text": "fine"}}],
     )
     assert verdict["action"] == "NONE"
 
@@ -405,8 +413,8 @@ def test_a_handler_error_is_the_error_name_retry_and_catch_see() -> None:
 
 
 def test_the_lambda_context_counts_down() -> None:
-    arn = f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f"
-    context = lambda_runtime.LambdaContext("f", arn, 128, timeout_seconds=2)
+    context = LocalLambdaContext.starting_now("f", timeout_seconds=2, memory_mb=128)
+    assert context.invoked_function_arn == f"arn:aws:lambda:{REGION}:{ACCOUNT}:function:f"
     first = context.get_remaining_time_in_millis()
     time.sleep(0.05)
     assert 0 < context.get_remaining_time_in_millis() < first <= 2000

@@ -31,7 +31,7 @@ from chat.app import app
 from local.bedrock import Generation, LocalModel
 from local.harness import OfflinePipeline
 from shared.tracing import tracer
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
+from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, error_response
 from tests.functional.conftest import OFFLINE_STAGE
 
@@ -100,7 +100,7 @@ def _post(body: Mapping[str, Any] | str) -> BridgeResponse:
         "/v1/chat/completions",
         {"Content-Type": "application/json"},
         raw,
-        context=FakeLambdaContext(remaining_ms=10_000),
+        context=chat_context(remaining_ms=10_000),
     )
 
 

@@ -16,7 +16,7 @@ from openai.types.responses import ResponseStreamEvent
 from pydantic import TypeAdapter
 
 from chat.app import app
-from tests.apigw_bridge import BridgeResponse, FakeLambdaContext, invoke_handler
+from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events
 
 JSON = {"Content-Type": "application/json"}
@@ -36,7 +36,7 @@ def body(**fields: Any) -> dict[str, Any]:
 
 def post(request: dict[str, Any]) -> BridgeResponse:
     return invoke_handler(
-        app, "POST", "/v1/responses", JSON, json.dumps(request), context=FakeLambdaContext(remaining_ms=10_000)
+        app, "POST", "/v1/responses", JSON, json.dumps(request), context=chat_context(remaining_ms=10_000)
     )
 
 

@@ -63,7 +63,7 @@ def test_a_detached_client_is_never_answered_by_moto() -> None:
         real = detached.converse(CONVERSE)
         fake = mocked.converse(CONVERSE)
     assert real == canned  # Bedrock's response as it came, without botocore's ResponseMetadata
-    assert fake["output"]["message"]["content"][-1]["text"].startswith("Offline answer")
+    assert fake["output"]["message"]["content"][-1]["text"].startswith("You asked: ")
 
 
 @pytest.mark.enable_socket

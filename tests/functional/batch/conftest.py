@@ -16,6 +16,7 @@ from moto.core.models import botocore_stubber
 from batch import bedrock as batch_bedrock
 from batch import executions, quotas, storage
 from batch.settings import BatchSettings
+from local.lambda_context import LocalLambdaContext
 from shared.settings import load_settings
 from tests.functional.batch.harness import (
     ACCOUNT,
@@ -25,7 +26,7 @@ from tests.functional.batch.harness import (
     STATE_MACHINE_NAME,
     Aws,
     FakeBedrock,
-    LambdaContext,
+    batch_context,
 )
 
 # Taken before any test patches the module attributes, so the real caches can always be cleared.
@@ -72,9 +73,9 @@ def aws(batch_env: Callable[..., BatchSettings]) -> Iterator[Aws]:
 
 
 @pytest.fixture
-def lambda_context() -> LambdaContext:
+def lambda_context() -> LocalLambdaContext:
     """A Lambda context with ten minutes left."""
-    return LambdaContext()
+    return batch_context()
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from botocore.awsrequest import AWSPreparedRequest
 from botocore.stub import Stubber
 
+from local.lambda_context import LocalLambdaContext
 from shared.converse import ConverseGateway
 from shared.model_stand_in import wire_response
 
@@ -48,19 +49,9 @@ BATCH_ENVIRONMENT = {
 }
 
 
-@dataclass
-class LambdaContext:
-    """The parts of the Lambda context the handlers and Powertools read."""
-
-    remaining_ms: int = 600_000
-    function_name: str = "batch-function"
-    memory_limit_in_mb: int = 1024
-    invoked_function_arn: str = f"arn:aws:lambda:us-east-1:{ACCOUNT}:function:batch-function"
-    aws_request_id: str = "6f1c0a52-6d8e-4c7b-a1f2-3e4d5c6b7a89"
-
-    def get_remaining_time_in_millis(self) -> int:
-        """What Lambda reports."""
-        return self.remaining_ms
+def batch_context(remaining_ms: int = 600_000) -> LocalLambdaContext:
+    """A batch function's context with a fixed budget."""
+    return LocalLambdaContext.fixed("batch-function", remaining_ms=remaining_ms)
 
 
 @dataclass

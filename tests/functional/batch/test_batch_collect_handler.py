@@ -14,13 +14,13 @@ from pydantic import ValidationError
 from batch import collect, on_demand, prepare
 from batch.names import record_id, run_id
 from batch.settings import BatchSettings
+from local.lambda_context import LocalLambdaContext
 from tests.functional.batch.harness import (
     BUCKET,
     GUARDRAIL_ID,
     GUARDRAIL_VERSION,
     Aws,
     FakeBedrock,
-    LambdaContext,
     converse_body,
     emitted_metrics,
 )
@@ -33,7 +33,7 @@ JOB_ID = "k3xq9w2m7zp1"
 JOB_ARN = f"arn:aws:bedrock:us-east-1:123456789012:model-invocation-job/{JOB_ID}"
 
 
-def _prepared(aws: Aws, context: LambdaContext, count: int, key: str = "inbox/run.jsonl", extra: str = "") -> Any:
+def _prepared(aws: Aws, context: LocalLambdaContext, count: int, key: str = "inbox/run.jsonl", extra: str = "") -> Any:
     body = "".join(json.dumps({"prompt": f"prompt {n}", "id": f"p{n}"}) + "\n" for n in range(1, count + 1))
     version = aws.put(key, body + extra)
     event = {"bucket": BUCKET, "key": key, "versionId": version, "runId": run_id(BUCKET, key, version)}
@@ -81,7 +81,7 @@ def _write_output(
 
 def _collect(
     prepared: dict[str, Any] | None,
-    context: LambdaContext,
+    context: LocalLambdaContext,
     *,
     outcomes: list[dict[str, Any]] | None = None,
     error: dict[str, str] | None = None,
@@ -117,7 +117,7 @@ def _completed(index: int = 0, status: str = "Completed", message: str | None = 
 
 
 def test_a_completed_job_with_real_shaped_output(
-    aws: Aws, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+    aws: Aws, lambda_context: LocalLambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prepared = _prepared(aws, lambda_context, 5)
     run = prepared["runId"]
@@ -191,7 +191,7 @@ def test_a_completed_job_with_real_shaped_output(
     }
 
 
-def test_every_prompt_answered_and_none_rejected_is_success(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_every_prompt_answered_and_none_rejected_is_success(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 4)
     lines = [json.dumps(_success(record_id(n))).encode() for n in (4, 2, 1, 3)]
     _write_output(aws, prepared, 0, lines, {"totalRecordCount": 4, "successRecordCount": 4, "errorRecordCount": 0})
@@ -201,7 +201,7 @@ def test_every_prompt_answered_and_none_rejected_is_success(aws: Aws, lambda_con
     assert _summary(aws, prepared["runId"])["reasons"] == []
 
 
-def test_rejected_prompts_make_a_full_success_partial(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_rejected_prompts_make_a_full_success_partial(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 3, extra='{"prompt": ""}\n')
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in (1, 2, 3)])
     result = _collect(prepared, lambda_context, outcomes=[_completed()])
@@ -223,7 +223,7 @@ def test_rejected_prompts_make_a_full_success_partial(aws: Aws, lambda_context: 
 )
 def test_job_statuses_keep_billed_output_and_name_the_missing(
     aws: Aws,
-    lambda_context: LambdaContext,
+    lambda_context: LocalLambdaContext,
     status: str,
     message: str | None,
     answered: int,
@@ -243,7 +243,7 @@ def test_job_statuses_keep_billed_output_and_name_the_missing(
     assert f"shard 0: job {status}" + (f": {message}" if message else "") in summary["reasons"]
 
 
-def test_a_job_that_could_not_be_created(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_job_that_could_not_be_created(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 3)
     outcome = {"index": 0, "jobArn": None, "status": "SubmitFailed", "message": "ServiceQuotaExceededException"}
     result = _collect(prepared, lambda_context, outcomes=[outcome])
@@ -257,7 +257,7 @@ def test_a_job_that_could_not_be_created(aws: Aws, lambda_context: LambdaContext
 
 
 def test_one_shard_failing_does_not_discard_the_others(
-    aws: Aws, lambda_context: LambdaContext, capsys: pytest.CaptureFixture[str]
+    aws: Aws, lambda_context: LocalLambdaContext, capsys: pytest.CaptureFixture[str]
 ) -> None:
     prepared = _prepared(aws, lambda_context, 10)
     assert [shard["recordCount"] for shard in prepared["shards"]] == [5, 5]
@@ -271,7 +271,9 @@ def test_one_shard_failing_does_not_discard_the_others(
     assert emitted_metrics(capsys.readouterr().out)["RecordsMissing"] == 5.0
 
 
-def test_a_run_that_failed_around_its_jobs_still_harvests_their_output(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_run_that_failed_around_its_jobs_still_harvests_their_output(
+    aws: Aws, lambda_context: LocalLambdaContext
+) -> None:
     prepared = _prepared(aws, lambda_context, 4)
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in (1, 2)])
     error = {"Error": "States.Timeout", "Cause": "The execution timed out."}
@@ -288,7 +290,7 @@ def test_a_run_that_failed_around_its_jobs_still_harvests_their_output(aws: Aws,
 
 
 @pytest.mark.row(23)
-def test_damaged_output_is_tolerated_and_reported(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_damaged_output_is_tolerated_and_reported(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 5)
     lines = [
         json.dumps(_success(record_id(4))).encode(),
@@ -326,7 +328,7 @@ def test_damaged_output_is_tolerated_and_reported(aws: Aws, lambda_context: Lamb
 
 
 def test_prepare_failing_before_any_file_ends_failed_with_its_reason(
-    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
+    aws: Aws, lambda_context: LocalLambdaContext, load_event: Callable[[str], Any], capsys: pytest.CaptureFixture[str]
 ) -> None:
     event = load_event("batch/collect_input_prepare_failed.json")
     run = event["source"]["runId"]
@@ -349,7 +351,7 @@ def test_prepare_failing_before_any_file_ends_failed_with_its_reason(
 
 
 def test_prepare_failing_after_conversion_reports_every_prompt_missing(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(MAX_FILE_BYTES="450")  # two records of 203 bytes per file at most, three needed per job
     key = "inbox/infeasible.jsonl"
@@ -379,7 +381,7 @@ def test_prepare_failing_after_conversion_reports_every_prompt_missing(
 
 
 @pytest.mark.row(18)
-def test_a_file_without_prompts_ends_empty_and_failed(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_file_without_prompts_ends_empty_and_failed(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 0, extra="\n{oops\n")
     assert prepared["path"] == "empty"
     result = _collect(prepared, lambda_context)
@@ -391,7 +393,7 @@ def test_a_file_without_prompts_ends_empty_and_failed(aws: Aws, lambda_context: 
 
 @pytest.mark.row(19)
 def test_the_on_demand_path_end_to_end(
-    aws: Aws, lambda_context: LambdaContext, bedrock: FakeBedrock, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, bedrock: FakeBedrock, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(APPLY_GUARDRAIL="true")  # on-demand answers were guarded by Converse: no second check
     prepared = _prepared(aws, lambda_context, 2)
@@ -415,7 +417,7 @@ def test_the_on_demand_path_end_to_end(
     assert "ran on demand: 2 record(s), below the batch minimum of 3" in summary["reasons"]
 
 
-def test_a_failed_on_demand_task_leaves_every_prompt_missing(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_failed_on_demand_task_leaves_every_prompt_missing(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 2)
     error = {"Error": "Lambda.Unknown", "Cause": "The function timed out."}
     result = _collect(prepared, lambda_context, error=error)
@@ -424,7 +426,7 @@ def test_a_failed_on_demand_task_leaves_every_prompt_missing(aws: Aws, lambda_co
 
 
 def test_the_guardrail_checks_batch_answers(
-    aws: Aws, lambda_context: LambdaContext, bedrock: FakeBedrock, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, bedrock: FakeBedrock, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(APPLY_GUARDRAIL="true")
     prepared = _prepared(aws, lambda_context, 3)
@@ -489,7 +491,7 @@ def test_the_guardrail_checks_batch_answers(
 
 
 def test_reasoning_is_left_out_unless_asked_for(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(RETURN_REASONING="false")
     prepared = _prepared(aws, lambda_context, 3)
@@ -500,7 +502,7 @@ def test_reasoning_is_left_out_unless_asked_for(
     assert [set(line["response"]["body"]["choices"][0]["message"]) for line in openai] == [{"role", "content"}] * 3
 
 
-def test_collect_is_repeatable(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_collect_is_repeatable(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 4)
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in (3, 1)])
     first = _collect(prepared, lambda_context, outcomes=[_completed()])
@@ -513,7 +515,7 @@ def test_collect_is_repeatable(aws: Aws, lambda_context: LambdaContext) -> None:
     assert [aws.get(key) for key in files] == written
 
 
-def test_collect_needs_to_know_the_run(lambda_context: LambdaContext, aws: Aws) -> None:
+def test_collect_needs_to_know_the_run(lambda_context: LocalLambdaContext, aws: Aws) -> None:
     with pytest.raises(ValidationError, match="collect needs"):
         collect.lambda_handler({"prepared": None, "startedAt": STARTED}, lambda_context)
     with pytest.raises(ValidationError, match="status"):
@@ -526,7 +528,7 @@ def test_collect_needs_to_know_the_run(lambda_context: LambdaContext, aws: Aws) 
         )
 
 
-def test_a_vanished_id_map_is_reported_not_hidden(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_vanished_id_map_is_reported_not_hidden(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _prepared(aws, lambda_context, 10)
     _write_output(aws, prepared, 0, [json.dumps(_success(record_id(n))).encode() for n in range(1, 6)])
     _write_output(aws, prepared, 1, [json.dumps(_success(record_id(n))).encode() for n in range(6, 11)])
@@ -546,7 +548,7 @@ def _openai_request(custom_id: str, url: str = "/v1/chat/completions") -> str:
 
 
 def test_answers_errors_and_rejections_land_in_openais_output_and_error_files(
-    aws: Aws, lambda_context: LambdaContext
+    aws: Aws, lambda_context: LocalLambdaContext
 ) -> None:
     key = "inbox/openai.jsonl"
     lines = [_openai_request(f"req-{n}") for n in range(1, 6)]
@@ -597,7 +599,7 @@ def test_answers_errors_and_rejections_land_in_openais_output_and_error_files(
     assert summary["openaiErrors"] == f"s3://{BUCKET}/results/{run}/openai-errors.jsonl"
 
 
-def test_an_openai_file_without_lines_is_not_written(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_an_openai_file_without_lines_is_not_written(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     answered = _prepared(aws, lambda_context, 3)
     _write_output(aws, answered, 0, [json.dumps(_success(record_id(n))).encode() for n in (1, 2, 3)])
     unanswered = _prepared(aws, lambda_context, 3, key="inbox/unanswered.jsonl")

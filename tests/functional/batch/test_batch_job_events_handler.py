@@ -13,8 +13,9 @@ from botocore.stub import Stubber
 
 from batch import executions, job_events
 from batch.settings import BatchSettings
+from local.lambda_context import LocalLambdaContext
 from shared import pipeline
-from tests.functional.batch.harness import BUCKET, Aws, LambdaContext
+from tests.functional.batch.harness import BUCKET, Aws
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -52,7 +53,7 @@ def settings(batch_env: Callable[..., BatchSettings]) -> BatchSettings:
 
 
 def test_the_stored_token_is_sent_with_the_events_detail(
-    aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, settings: BatchSettings, lambda_context: LocalLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=b'{"taskToken": "token-1"}')
     sent: list[tuple[str, str]] = []
@@ -75,7 +76,7 @@ def test_the_stored_token_is_sent_with_the_events_detail(
 
 
 def test_an_event_without_a_stored_token_is_ignored(
-    aws: Aws, settings: BatchSettings, lambda_context: LambdaContext
+    aws: Aws, settings: BatchSettings, lambda_context: LocalLambdaContext
 ) -> None:
     # Not one of ours, or it came before the shard stored its token (the reconciler's status check covers it).
     assert job_events.lambda_handler(state_change("dev.not-ours-00000"), lambda_context) == {"outcome": "no-token"}
@@ -83,7 +84,7 @@ def test_an_event_without_a_stored_token_is_ignored(
 
 @pytest.mark.parametrize("body", [b"not json", b'{"other": 1}', b'{"taskToken": ""}'])
 def test_an_unreadable_token_is_ignored(
-    aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, body: bytes
+    aws: Aws, settings: BatchSettings, lambda_context: LocalLambdaContext, body: bytes
 ) -> None:
     aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=body)
     assert job_events.lambda_handler(state_change(), lambda_context) == {"outcome": "no-token"}
@@ -91,7 +92,7 @@ def test_an_unreadable_token_is_ignored(
 
 @pytest.mark.parametrize("code", ["InvalidToken", "TaskDoesNotExist", "TaskTimedOut"])
 def test_a_token_no_task_waits_for_is_ignored(
-    aws: Aws, settings: BatchSettings, lambda_context: LambdaContext, code: str
+    aws: Aws, settings: BatchSettings, lambda_context: LocalLambdaContext, code: str
 ) -> None:
     # A duplicate or late event: Step Functions answers with one of these (botocore's modelled errors).
     aws.s3.put_object(Bucket=BUCKET, Key=pipeline.job_token_key(JOB_NAME), Body=b'{"taskToken": "gone"}')

@@ -11,6 +11,7 @@ import pytest
 from batch import on_demand, prepare
 from batch.names import record_id, run_id
 from batch.settings import BatchSettings
+from local.lambda_context import LocalLambdaContext
 from tests.functional.batch.harness import (
     BUCKET,
     GUARDRAIL_ID,
@@ -18,14 +19,14 @@ from tests.functional.batch.harness import (
     MODEL_ID,
     Aws,
     FakeBedrock,
-    LambdaContext,
+    batch_context,
     converse_body,
 )
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
 
-def _prepared(aws: Aws, context: LambdaContext, *prompts: dict[str, Any]) -> dict[str, Any]:
+def _prepared(aws: Aws, context: LocalLambdaContext, *prompts: dict[str, Any]) -> dict[str, Any]:
     key = "inbox/few.jsonl"
     version = aws.put(key, "".join(json.dumps(prompt) + "\n" for prompt in prompts))
     event = {"bucket": BUCKET, "key": key, "versionId": version, "runId": run_id(BUCKET, key, version)}
@@ -42,7 +43,7 @@ def _output(aws: Aws, prepared: dict[str, Any]) -> tuple[list[dict[str, Any]], d
 
 
 def test_records_are_answered_through_guarded_converse_in_batch_output_format(
-    aws: Aws, bedrock: FakeBedrock, lambda_context: LambdaContext
+    aws: Aws, bedrock: FakeBedrock, lambda_context: LocalLambdaContext
 ) -> None:
     prepared = _prepared(
         aws,
@@ -102,7 +103,7 @@ def test_records_are_answered_through_guarded_converse_in_batch_output_format(
 
 
 def test_a_throttled_record_becomes_an_error_line_not_a_crash(
-    aws: Aws, bedrock: FakeBedrock, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, bedrock: FakeBedrock, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(ON_DEMAND_CONCURRENCY="2")
     prepared = _prepared(aws, lambda_context, {"prompt": "busy"}, {"prompt": "fine"})
@@ -128,7 +129,9 @@ def test_a_throttled_record_becomes_an_error_line_not_a_crash(
     assert (manifest["successRecordCount"], manifest["errorRecordCount"]) == (1, 1)
 
 
-def test_unusable_model_output_is_an_error_line(aws: Aws, bedrock: FakeBedrock, lambda_context: LambdaContext) -> None:
+def test_unusable_model_output_is_an_error_line(
+    aws: Aws, bedrock: FakeBedrock, lambda_context: LocalLambdaContext
+) -> None:
     prepared = _prepared(aws, lambda_context, {"prompt": "x"})
     bedrock.stubber.add_response("converse", converse_body("??", stop_reason="malformed_model_output"))
     bedrock.stubber.activate()
@@ -138,11 +141,11 @@ def test_unusable_model_output_is_an_error_line(aws: Aws, bedrock: FakeBedrock, 
 
 
 def test_records_left_when_time_runs_out_are_error_lines(
-    aws: Aws, bedrock: FakeBedrock, lambda_context: LambdaContext
+    aws: Aws, bedrock: FakeBedrock, lambda_context: LocalLambdaContext
 ) -> None:
     prepared = _prepared(aws, lambda_context, {"prompt": "a"}, {"prompt": "b"})
     bedrock.stubber.activate()  # nothing queued: any call would fail the test
-    on_demand.lambda_handler(prepared, LambdaContext(remaining_ms=9_000))
+    on_demand.lambda_handler(prepared, batch_context(remaining_ms=9_000))
     lines, manifest = _output(aws, prepared)
     assert [line["error"]["errorCode"] for line in lines] == [408, 408]
     assert lines[0]["error"]["errorMessage"].startswith("NotAttempted: ")
@@ -150,7 +153,7 @@ def test_records_left_when_time_runs_out_are_error_lines(
 
 
 def test_only_on_demand_runs_and_only_with_a_guardrail(
-    aws: Aws, bedrock: FakeBedrock, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, bedrock: FakeBedrock, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     prepared = _prepared(aws, lambda_context, {"prompt": "a"})
     with pytest.raises(on_demand.NotOnDemand):

@@ -18,7 +18,8 @@ import pytest
 from botocore.stub import Stubber
 
 from batch import collect, prepare, starter
-from tests.functional.batch.harness import ACCOUNT, BUCKET, MODEL_ID, Aws, LambdaContext
+from local.lambda_context import LocalLambdaContext
+from tests.functional.batch.harness import ACCOUNT, BUCKET, MODEL_ID, Aws
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -75,7 +76,7 @@ def _run_job(aws: Aws, shard: dict[str, Any], job_id: str) -> None:
 
 
 def _drop_and_run(
-    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any], key: str, body: bytes | str
+    aws: Aws, lambda_context: LocalLambdaContext, load_event: Callable[[str], Any], key: str, body: bytes | str
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Drop a file and run it through starter, prepare, the jobs and collect: (prepared, collect's result)."""
     version = aws.put(key, body)
@@ -117,7 +118,7 @@ def _drop_and_run(
 
 
 def test_a_dropped_file_runs_through_batch_jobs_to_a_summary(
-    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any]
+    aws: Aws, lambda_context: LocalLambdaContext, load_event: Callable[[str], Any]
 ) -> None:
     body = "".join(json.dumps({"prompt": f"Ticket {n}", "id": f"T-{n}"}) + "\n" for n in range(1, 11))
     prepared, result = _drop_and_run(aws, lambda_context, load_event, "inbox/support tickets.jsonl", body)
@@ -146,7 +147,7 @@ HOSTILE_FILES = {
 
 @pytest.mark.parametrize("key", list(HOSTILE_FILES))
 def test_a_lone_surrogate_line_is_rejected_and_every_other_prompt_answered(
-    aws: Aws, lambda_context: LambdaContext, load_event: Callable[[str], Any], key: str
+    aws: Aws, lambda_context: LocalLambdaContext, load_event: Callable[[str], Any], key: str
 ) -> None:
     prepared, result = _drop_and_run(aws, lambda_context, load_event, key, HOSTILE_FILES[key])
 

@@ -16,7 +16,8 @@ from batch import prepare, storage
 from batch.names import record_id, run_id
 from batch.planner import InfeasiblePlan
 from batch.settings import BatchSettings
-from tests.functional.batch.harness import BUCKET, Aws, LambdaContext
+from local.lambda_context import LocalLambdaContext
+from tests.functional.batch.harness import BUCKET, Aws
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -41,7 +42,7 @@ def _csv(prompts: list[dict[str, Any]]) -> str:
     return out.getvalue()
 
 
-def _run(aws: Aws, key: str, body: bytes | str, context: LambdaContext) -> dict[str, Any]:
+def _run(aws: Aws, key: str, body: bytes | str, context: LocalLambdaContext) -> dict[str, Any]:
     version = aws.put(key, body)
     event = {"bucket": BUCKET, "key": key, "versionId": version, "runId": run_id(BUCKET, key, version)}
     result: dict[str, Any] = prepare.lambda_handler(event, context)
@@ -57,7 +58,7 @@ def _run(aws: Aws, key: str, body: bytes | str, context: LambdaContext) -> dict[
     ],
 )
 def test_each_format_gives_the_same_on_demand_records(
-    aws: Aws, lambda_context: LambdaContext, key: str, body: str
+    aws: Aws, lambda_context: LocalLambdaContext, key: str, body: str
 ) -> None:
     prepared = _run(aws, key, body, lambda_context)
     run = prepared["runId"]
@@ -84,7 +85,7 @@ def test_each_format_gives_the_same_on_demand_records(
     assert f"rejected/{run}/rejected.jsonl" not in aws.list_keys()
 
 
-def test_a_txt_file_is_one_prompt(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_txt_file_is_one_prompt(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prepared = _run(aws, "inbox/essay.txt", "Summarise:\nlong text\n", lambda_context)
     [record] = aws.jsonl(f"work/{prepared['runId']}/on-demand/records.jsonl")
     assert record == {
@@ -97,7 +98,7 @@ def test_a_txt_file_is_one_prompt(aws: Aws, lambda_context: LambdaContext) -> No
 
 
 @pytest.mark.row(20)
-def test_batch_shards_are_balanced_under_every_limit(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_batch_shards_are_balanced_under_every_limit(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prompts = [{"prompt": f"Prompt number {n}"} for n in range(1, 15)]
     body = _jsonl(prompts[:7]) + "{broken\n\n" + _jsonl(prompts[7:])
     prepared = _run(aws, "inbox/many prompts.jsonl", body, lambda_context)
@@ -127,7 +128,7 @@ def test_batch_shards_are_balanced_under_every_limit(aws: Aws, lambda_context: L
 
 
 def test_byte_limits_split_further(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(MAX_RECORDS_PER_JOB="100", MAX_RECORDS_PER_FILE="100", MAX_FILE_BYTES="800")
     prompts = [{"prompt": f"{n:03d} " + "words " * 10} for n in range(12)]
@@ -142,7 +143,7 @@ def test_byte_limits_split_further(
 
 
 def test_byte_limits_that_leave_jobs_below_the_minimum_fail_clearly(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(MAX_FILE_BYTES="300")
     prompts = [{"prompt": "x" * 100} for _ in range(8)]
@@ -151,7 +152,7 @@ def test_byte_limits_that_leave_jobs_below_the_minimum_fail_clearly(
 
 
 @pytest.mark.row(20)
-def test_a_rerun_writes_identical_keys_and_bytes(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_rerun_writes_identical_keys_and_bytes(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     prompts = [{"prompt": f"p{n}", "id": n} for n in range(13)]
     body = _jsonl(prompts) + '{"prompt": ""}\n'
     key = "inbox/again.jsonl"
@@ -165,7 +166,7 @@ def test_a_rerun_writes_identical_keys_and_bytes(aws: Aws, lambda_context: Lambd
     assert len(before) == 2 + 1 + 3 * 2  # all records + id map, rejected, 3 shards x (records + id map)
 
 
-def test_the_run_reads_its_own_version_not_the_latest(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_the_run_reads_its_own_version_not_the_latest(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     key = "inbox/versioned.jsonl"
     old = aws.put(key, _jsonl([{"prompt": "old"}]))
     aws.put(key, _jsonl([{"prompt": "new"}, {"prompt": "newer"}]))
@@ -201,7 +202,7 @@ def test_the_run_reads_its_own_version_not_the_latest(aws: Aws, lambda_context: 
     ],
 )
 def test_files_without_a_valid_prompt_end_empty(
-    aws: Aws, lambda_context: LambdaContext, key: str, body: bytes, rejected: list[dict[str, Any]]
+    aws: Aws, lambda_context: LocalLambdaContext, key: str, body: bytes, rejected: list[dict[str, Any]]
 ) -> None:
     prepared = _run(aws, key, body, lambda_context)
     assert (prepared["path"], prepared["recordCount"], prepared["rejectedCount"]) == ("empty", 0, len(rejected))
@@ -211,7 +212,7 @@ def test_files_without_a_valid_prompt_end_empty(
 
 
 def test_an_over_sized_file_is_refused_whole(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(MAX_SOURCE_BYTES="100")
     prepared = _run(aws, "inbox/huge.jsonl", _jsonl([{"prompt": "x" * 200}]), lambda_context)
@@ -221,7 +222,7 @@ def test_an_over_sized_file_is_refused_whole(
     ]
 
 
-def test_a_deleted_source_fails_with_a_named_error(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_a_deleted_source_fails_with_a_named_error(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     key = "inbox/gone.jsonl"
     version = aws.put(key, "x")
     aws.s3.delete_object(Bucket=BUCKET, Key=key, VersionId=version)
@@ -231,13 +232,13 @@ def test_a_deleted_source_fails_with_a_named_error(aws: Aws, lambda_context: Lam
         )
 
 
-def test_unknown_input_fields_are_refused(aws: Aws, lambda_context: LambdaContext) -> None:
+def test_unknown_input_fields_are_refused(aws: Aws, lambda_context: LocalLambdaContext) -> None:
     with pytest.raises(ValueError, match="Extra inputs"):
         prepare.lambda_handler({"bucket": BUCKET, "key": "k", "runId": "r-0", "extra": 1}, lambda_context)
 
 
 def test_large_files_stream_through_multipart_uploads(
-    aws: Aws, lambda_context: LambdaContext, batch_env: Callable[..., BatchSettings]
+    aws: Aws, lambda_context: LocalLambdaContext, batch_env: Callable[..., BatchSettings]
 ) -> None:
     batch_env(
         MAX_RECORDS_PER_JOB="5000", MAX_RECORDS_PER_FILE="5000", MAX_FILE_BYTES="1000000000", MAX_JOB_BYTES="1000000000"
@@ -255,7 +256,7 @@ def test_large_files_stream_through_multipart_uploads(
 
 
 def test_a_source_deleted_while_being_read_fails_with_the_same_error(
-    aws: Aws, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, lambda_context: LocalLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     key = "inbox/racing.jsonl"
     version = aws.put(key, _jsonl(PROMPTS))

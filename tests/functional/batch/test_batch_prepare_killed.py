@@ -13,8 +13,9 @@ import pytest
 
 from batch import prepare, storage
 from batch.names import run_id
+from local.lambda_context import LocalLambdaContext
 from shared import pipeline
-from tests.functional.batch.harness import BUCKET, Aws, LambdaContext
+from tests.functional.batch.harness import BUCKET, Aws
 
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
 
@@ -41,7 +42,7 @@ def _clear(aws: Aws) -> None:
 
 @pytest.mark.row(25)
 def test_a_converter_killed_mid_run_then_rerun_leaves_the_keys_and_bytes_of_a_clean_run(
-    aws: Aws, lambda_context: LambdaContext, monkeypatch: pytest.MonkeyPatch
+    aws: Aws, lambda_context: LocalLambdaContext, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     body = "".join(json.dumps({"prompt": f"p{n}", "id": n}) + "\n" for n in range(13)) + '{"prompt": ""}\n'
     event = _event(aws, "inbox/killed.jsonl", body)

@@ -13,7 +13,8 @@ from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingErro
 
 from batch import starter
 from batch.names import run_id
-from tests.functional.batch.harness import BUCKET, Aws, LambdaContext, emitted_metrics
+from local.lambda_context import LocalLambdaContext
+from tests.functional.batch.harness import BUCKET, Aws, emitted_metrics
 
 Event = dict[str, Any]
 pytestmark = pytest.mark.filterwarnings("ignore:No application metrics")
@@ -44,7 +45,7 @@ def sqs_event(load_event: Callable[[str], Any]) -> Callable[..., Event]:
     return build
 
 
-def _handle(event: Event, context: LambdaContext) -> list[str]:
+def _handle(event: Event, context: LocalLambdaContext) -> list[str]:
     response = starter.lambda_handler(event, context)
     return [failure["itemIdentifier"] for failure in response["batchItemFailures"]]
 
@@ -52,7 +53,7 @@ def _handle(event: Event, context: LambdaContext) -> list[str]:
 def test_the_canonical_event_starts_one_run(
     aws: Aws,
     load_event: Callable[[str], Any],
-    lambda_context: LambdaContext,
+    lambda_context: LocalLambdaContext,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     event = load_event("batch/sqs_object_created.json")
@@ -75,7 +76,7 @@ def test_the_canonical_event_starts_one_run(
 
 @pytest.mark.row(16)
 def test_duplicate_events_start_one_run(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     version = aws.put("inbox/a.jsonl", '{"prompt": "x"}\n')
     assert _handle(sqs_event(("inbox/a.jsonl", version), ("inbox/a.jsonl", version)), lambda_context) == []
@@ -84,7 +85,9 @@ def test_duplicate_events_start_one_run(
 
 
 @pytest.mark.row(16)
-def test_a_new_version_is_a_new_run(aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext) -> None:
+def test_a_new_version_is_a_new_run(
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
+) -> None:
     first = aws.put("inbox/a.jsonl", '{"prompt": "x"}\n')
     second = aws.put("inbox/a.jsonl", '{"prompt": "y"}\n')
     assert _handle(sqs_event(("inbox/a.jsonl", first), ("inbox/a.jsonl", second)), lambda_context) == []
@@ -107,7 +110,7 @@ def test_a_new_version_is_a_new_run(aws: Aws, sqs_event: Callable[..., Event], l
 )
 @pytest.mark.row(17)
 def test_keys_are_resolved_however_they_are_spelled(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext, key: str, spelled: str
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext, key: str, spelled: str
 ) -> None:
     version = aws.put(key, "x")
     assert _handle(sqs_event((spelled, version)), lambda_context) == []
@@ -117,7 +120,7 @@ def test_keys_are_resolved_however_they_are_spelled(
 
 
 def test_the_version_decides_between_two_spellings_that_both_exist(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     aws.put("inbox/a+b.jsonl", "literal plus")
     spaced = aws.put("inbox/a b.jsonl", "space")
@@ -139,7 +142,7 @@ def test_the_version_decides_between_two_spellings_that_both_exist(
     ],
 )
 def test_non_prompt_keys_are_ignored(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext, key: str
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext, key: str
 ) -> None:
     version = aws.put(key, "x")
     assert _handle(sqs_event((key, version)), lambda_context) == []
@@ -147,7 +150,7 @@ def test_non_prompt_keys_are_ignored(
 
 
 def test_other_event_types_are_ignored(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     version = aws.put("inbox/a.jsonl", "x")
     assert _handle(sqs_event(("inbox/a.jsonl", version), detail_type="Object Deleted"), lambda_context) == []
@@ -155,7 +158,7 @@ def test_other_event_types_are_ignored(
 
 
 def test_a_deleted_object_is_acknowledged_without_a_run(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     version = aws.put("inbox/gone.jsonl", "x")
     aws.s3.delete_object(Bucket=BUCKET, Key="inbox/gone.jsonl", VersionId=version)
@@ -164,7 +167,7 @@ def test_a_deleted_object_is_acknowledged_without_a_run(
 
 
 def test_an_empty_file_and_an_unversioned_event_still_start_runs(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     version = aws.put("inbox/empty.txt", b"")
     assert _handle(sqs_event(("inbox/empty.txt", None)), lambda_context) == []
@@ -174,7 +177,7 @@ def test_an_empty_file_and_an_unversioned_event_still_start_runs(
 
 
 def test_bad_messages_are_reported_and_the_rest_start(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext
 ) -> None:
     version = aws.put("inbox/a.jsonl", "x")
     event = sqs_event(("inbox/a.jsonl", version), ("inbox/b.jsonl", None))
@@ -190,7 +193,7 @@ def test_bad_messages_are_reported_and_the_rest_start(
 def test_a_failed_start_is_reported_for_retry(
     aws: Aws,
     sqs_event: Callable[..., Event],
-    lambda_context: LambdaContext,
+    lambda_context: LocalLambdaContext,
     batch_env: Callable[..., Any],
 ) -> None:
     batch_env(STATE_MACHINE_ARN="arn:aws:states:us-east-1:123456789012:stateMachine:Missing")
@@ -200,7 +203,7 @@ def test_a_failed_start_is_reported_for_retry(
 
 
 def test_a_missing_state_machine_setting_fails_every_message(
-    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LambdaContext, batch_env: Callable[..., Any]
+    aws: Aws, sqs_event: Callable[..., Event], lambda_context: LocalLambdaContext, batch_env: Callable[..., Any]
 ) -> None:
     batch_env(STATE_MACHINE_ARN="")
     version = aws.put("inbox/a.jsonl", "x")
