@@ -145,13 +145,9 @@ def floor_request(caller: str) -> dict[str, Any]:
 
 def clear_function_caches() -> None:
     """Forget the settings, the gateway and the clients the chat function caches per container."""
-    import chat.service
-    import shared.converse
-    from shared.settings import load_settings
+    from local.lambda_runtime import fresh_container
 
-    load_settings.cache_clear()
-    chat.service.converse_gateway.cache_clear()
-    shared.converse.runtime_client.cache_clear()
+    fresh_container()
 
 
 @contextlib.contextmanager

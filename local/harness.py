@@ -60,7 +60,6 @@ REGION = "us-east-1"
 BATCH_STACK_PREFIX = "GptOssBatch-"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
 # Handler packages whose module-level caches (settings, clients) are per Lambda container.
-_FUNCTION_PACKAGES = ("batch", "shared", "chat")
 # What Lambda sets for each function apart; offline the functions share one process (see `_environment`).
 _PER_FUNCTION_VARIABLES = frozenset(
     {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "POWERTOOLS_SERVICE_NAME"}
@@ -267,8 +266,8 @@ class OfflinePipeline:
         self._exit.callback(self._release)
         try:
             moto_patches.install()
-            _clear_function_caches()
-            self._exit.callback(_clear_function_caches)
+            lambda_runtime.fresh_container()
+            self._exit.callback(lambda_runtime.fresh_container)
             self._exit.enter_context(mock_aws(config=MOTO_CONFIG))
             self._exit.callback(lambda_runtime.clear_handlers)
             self._create()
@@ -564,7 +563,7 @@ class OfflinePipeline:
             Environment={"Variables": environment},
         )
         self._environments[name] = environment
-        lambda_runtime.register_handler(name, _container(import_handler(properties["Handler"])))
+        lambda_runtime.register_handler(name, lambda_runtime.import_handler(properties["Handler"]))
 
     def _environment(self) -> dict[str, str]:
         """The one environment of the functions offline: every function's variables, Lambda's runtime ones and
@@ -613,36 +612,6 @@ class OfflinePipeline:
         except self.s3.exceptions.NoSuchKey:
             return []
         return [json.loads(line) for line in body.splitlines() if line.strip()]
-
-
-def import_handler(dotted: str) -> Callable[[Any, Any], Any]:
-    """What Lambda does with a function's `Handler`: import `module.path` and take the attribute."""
-    module_name, _, attribute = dotted.rpartition(".")
-    handler: Callable[[Any, Any], Any] = getattr(importlib.import_module(module_name), attribute)
-    return handler
-
-
-def _container(handler: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
-    """Each invocation as in a fresh container: module caches (settings, clients) empty and loggers without keys
-    another function appended, since the functions share this process."""
-
-    def invoke(event: Any, context: Any) -> Any:
-        _clear_function_caches()
-        _clear_logger_keys()
-        return handler(event, context)
-
-    return invoke
-
-
-def _clear_logger_keys() -> None:
-    from aws_lambda_powertools import Logger
-
-    for name, module in list(sys.modules.items()):
-        if module is None or name.split(".", 1)[0] not in _FUNCTION_PACKAGES:
-            continue
-        for value in list(vars(module).values()):
-            if isinstance(value, Logger):
-                value.clear_state()
 
 
 def _report_to_stderr(error: BaseException) -> None:
@@ -701,15 +670,6 @@ class S3Endpoint(ThreadedWSGIServer):
             with contextlib.suppress(OSError):  # already closed by the client
                 connection.shutdown(socket.SHUT_RD)
         super().server_close()
-
-
-def _clear_function_caches() -> None:
-    for name, module in list(sys.modules.items()):
-        if module is None or name.split(".", 1)[0] not in _FUNCTION_PACKAGES:
-            continue
-        for value in list(vars(module).values()):
-            if callable(value) and hasattr(value, "cache_clear") and getattr(value, "__module__", None) == name:
-                value.cache_clear()
 
 
 def _sqs_record(message: Mapping[str, Any], queue_name: str) -> dict[str, Any]:

@@ -11,11 +11,11 @@ from typing import Any
 
 import pytest
 
-import chat.service
 import shared.converse
 from chat.settings import ChatSettings
 from local.contexts import SMALL_QUOTAS, small_run_context
 from local.harness import OfflinePipeline, synthesize_batch_stack
+from local.lambda_runtime import fresh_container
 from shared.observability import logger
 from shared.settings import load_settings
 from tests.bedrock_fakes import CHAT_ENVIRONMENT, BedrockFake
@@ -29,31 +29,22 @@ OFFLINE_CONTEXT: Mapping[str, str] = {
     "batchCostTags": json.dumps(OFFLINE_COST_TAGS),
 }
 
-# Kept before any test patches the module attribute, so the real cache can always be cleared.
-_runtime_client = shared.converse.runtime_client
-
-
-def _clear_caches() -> None:
-    load_settings.cache_clear()
-    chat.service.converse_gateway.cache_clear()
-    _runtime_client.cache_clear()
-
 
 @pytest.fixture
 def chat_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[ChatSettings]:
     """The chat function's environment, read fresh for the test."""
     for name, value in CHAT_ENVIRONMENT.items():
         monkeypatch.setenv(name, value)
-    _clear_caches()
+    fresh_container()
     settings: ChatSettings = load_settings(ChatSettings)
     yield settings
-    _clear_caches()
+    fresh_container()
 
 
 @pytest.fixture
 def bedrock(chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch) -> Iterator[BedrockFake]:
     """Bedrock offline: the gateway gets one real client (built the production way) for every call."""
-    fake = BedrockFake(_runtime_client(5))
+    fake = BedrockFake(shared.converse.runtime_client(5))
     monkeypatch.setattr(shared.converse, "runtime_client", fake.client_for)
     yield fake
     fake.stubber.assert_no_pending_responses()

@@ -14,15 +14,14 @@ import boto3
 import httpx
 import openai
 import pytest
-from aws_lambda_powertools.utilities import parameters
 from moto import mock_aws
 
 from chat.app import app
 from chat.settings import ChatSettings
 from local import moto_patches
 from local.apigw import CALLER_ARN
+from local.lambda_runtime import fresh_container
 from shared import pipeline
-from shared.settings import load_settings
 from tests.apigw_bridge import handler_transport, invoke_handler
 
 BUCKET = "pipeline-bucket"
@@ -58,9 +57,9 @@ def batch_pipeline(chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch) -> I
     monkeypatch.setenv("BATCH_API_PARAMETER", PARAMETER)
     monkeypatch.setenv("MAX_UPLOAD_BYTES", "4096")
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    load_settings.cache_clear()  # chat_env read the environment before these two variables
+    fresh_container()  # chat_env read the environment before these two variables
     moto_patches.install()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools declares no types here
+    fresh_container()
     with mock_aws():
         s3, sfn = boto3.client("s3"), boto3.client("stepfunctions")
         s3.create_bucket(Bucket=BUCKET)
@@ -75,7 +74,7 @@ def batch_pipeline(chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch) -> I
             Name=PARAMETER, Type="String", Value=json.dumps({"bucket": BUCKET, "stateMachineArn": machine})
         )
         yield Pipeline(state_machine_arn=machine, s3=s3, sfn=sfn)
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools declares no types here
+    fresh_container()
 
 
 def sdk(caller: str | None = CALLER_ARN) -> openai.OpenAI:
@@ -267,8 +266,7 @@ def test_without_a_deployed_pipeline_the_batch_api_is_unavailable(
 ) -> None:
     monkeypatch.setenv("BATCH_API_PARAMETER", PARAMETER)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-    load_settings.cache_clear()
-    parameters.clear_caches()  # type: ignore[no-untyped-call]  # Powertools declares no types here
+    fresh_container()
     with mock_aws(), sdk() as client, pytest.raises(openai.APIStatusError) as raised:
         client.batches.list()
     assert raised.value.status_code == 503

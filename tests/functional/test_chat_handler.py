@@ -15,6 +15,7 @@ from botocore.stub import ANY
 import chat.service as chat_service
 from chat.app import app
 from chat.settings import ChatSettings
+from local.lambda_runtime import fresh_container
 from tests.apigw_bridge import BridgeResponse, build_event, chat_context, invoke_event, invoke_handler
 from tests.bedrock_fakes import (
     GPT_OSS_20B,
@@ -199,10 +200,9 @@ def test_reasoning_is_returned_only_when_asked(bedrock: BedrockFake, load_event:
 def test_reasoning_can_be_on_by_configuration(
     bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch, chat_env: ChatSettings, load_event: Callable[[str], Any]
 ) -> None:
-    from shared.settings import load_settings
 
     monkeypatch.setenv("RETURN_REASONING", "true")
-    load_settings.cache_clear()
+    fresh_container()
     bedrock.reply(load_event("converse_end_turn.json"))
     assert "reasoning_content" in json.loads(post(chat()).body)["choices"][0]["message"]
 
@@ -389,10 +389,9 @@ def test_a_json_content_type_with_a_charset_is_json(bedrock: BedrockFake) -> Non
 def test_an_obviously_too_long_prompt_is_rejected_without_a_call(
     bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch, chat_env: ChatSettings
 ) -> None:
-    from shared.settings import load_settings
 
     monkeypatch.setenv("MAX_REQUEST_BYTES", "2000000")
-    load_settings.cache_clear()
+    fresh_container()
     response = post(chat("word " * 120_000))
     assert response.status == 400
     assert (error_of(response)["code"], error_of(response)["param"]) == ("context_length_exceeded", "messages")

@@ -23,8 +23,8 @@ from chat import idempotency
 from chat.app import app
 from chat.settings import ChatSettings
 from local.apigw import CALLER_ARN, build_event
+from local.lambda_runtime import fresh_container
 from local.moto_patches import unmocked
-from shared.settings import load_settings
 from tests.apigw_bridge import BridgeResponse, chat_context, invoke_event
 from tests.bedrock_fakes import BedrockFake, converse_response, converse_stream_events, http_response
 
@@ -91,8 +91,7 @@ def store_calls(bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch) -> Iterat
     """The chat function with an idempotency table in moto; every DynamoDB call of the function is recorded."""
     monkeypatch.setenv("IDEMPOTENCY_TABLE_NAME", TABLE)
     monkeypatch.setenv("IDEMPOTENCY_TTL_SECONDS", str(TTL_SECONDS))
-    load_settings.cache_clear()
-    idempotency.persistence_store.cache_clear()
+    fresh_container()
     calls = StoreCalls()
     real_store = idempotency.persistence_store
 
@@ -108,8 +107,6 @@ def store_calls(bedrock: BedrockFake, monkeypatch: pytest.MonkeyPatch) -> Iterat
     unmocked(bedrock.client)
     with mock_aws():
         yield calls
-    real_store.cache_clear()
-    load_settings.cache_clear()
 
 
 @pytest.fixture
@@ -254,7 +251,7 @@ def test_a_crashed_request_frees_its_key_when_the_invocation_would_have_timed_ou
 ) -> None:
     # No margin, so the short invocation still calls Bedrock.
     monkeypatch.setenv("DEADLINE_MARGIN_MS", "0")
-    load_settings.cache_clear()
+    fresh_container()
 
     def crash(request: AWSPreparedRequest, attempt: int) -> AWSResponse:
         if attempt == 1:

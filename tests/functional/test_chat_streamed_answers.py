@@ -15,7 +15,7 @@ import pytest
 
 from chat.app import app
 from chat.settings import ChatSettings
-from shared.settings import load_settings
+from local.lambda_runtime import fresh_container
 from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 from tests.bedrock_fakes import BedrockFake, converse_stream_events
 
@@ -88,7 +88,7 @@ def test_the_guardrail_stream_mode_is_configuration(
     bedrock: BedrockFake, chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("GUARDRAIL_STREAM_MODE", "async")
-    load_settings.cache_clear()
+    fresh_container()
     bedrock.reply_stream(converse_stream_events("Paris."))
     post(chat())
     assert bedrock.calls[0]["guardrailConfig"]["streamProcessingMode"] == "async"
@@ -159,7 +159,7 @@ def test_a_silent_stretch_gets_keepalive_comments(
     bedrock: BedrockFake, chat_env: ChatSettings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("STREAM_KEEPALIVE_SECONDS", "0.05")
-    load_settings.cache_clear()
+    fresh_container()
 
     def silence(index: int) -> None:
         if index == 2:
@@ -178,7 +178,7 @@ def test_a_stream_that_outlives_its_deadline_ends_with_a_timeout_event(
     # No margin and 2.1 s left in the invocation: the stream opens (a second to connect, one to read), then the
     # model pauses past the deadline.
     monkeypatch.setenv("DEADLINE_MARGIN_MS", "0")
-    load_settings.cache_clear()
+    fresh_container()
 
     def slow(index: int) -> None:
         if index == 2:

@@ -15,10 +15,10 @@ import pytest
 from botocore.awsrequest import AWSRequest
 from botocore.hooks import first_non_none_response
 
-import chat.service
 import shared.converse
 from chat.app import app
 from chat.settings import ChatSettings
+from local.lambda_runtime import fresh_container
 from shared import model_stand_in
 from tests.apigw_bridge import BridgeResponse, chat_context, invoke_handler
 
@@ -42,11 +42,9 @@ def post(body: dict[str, Any]) -> BridgeResponse:
 @pytest.fixture
 def fresh_clients(chat_env: ChatSettings) -> Iterator[None]:
     """Clients and gateways built anew for the test (the switch is read when a client is created)."""
-    shared.converse.runtime_client.cache_clear()
-    chat.service.converse_gateway.cache_clear()
+    fresh_container()
     yield
-    shared.converse.runtime_client.cache_clear()
-    chat.service.converse_gateway.cache_clear()
+    fresh_container()
 
 
 @pytest.mark.row(24)
@@ -90,7 +88,7 @@ def test_without_the_variable_no_stand_in_is_registered(fresh_clients: None, mon
     monkeypatch.delenv(model_stand_in.STAND_IN_VARIABLE, raising=False)
     plain = shared.converse.runtime_client(5)
     assert first_non_none_response(plain.meta.events.emit(SEND, request=request)) is None
-    shared.converse.runtime_client.cache_clear()
+    fresh_container()
     monkeypatch.setenv(model_stand_in.STAND_IN_VARIABLE, model_stand_in.CANNED)
     standing_in = shared.converse.runtime_client(5)
     answered = first_non_none_response(standing_in.meta.events.emit(SEND, request=request))

@@ -17,6 +17,7 @@ from botocore.exceptions import (
 )
 
 import shared.converse
+from local.lambda_runtime import fresh_container
 from shared.converse import (
     CONNECT_TIMEOUT_SECONDS,
     ConverseGateway,
@@ -58,9 +59,9 @@ REQUEST: dict[str, Any] = {
 
 @pytest.fixture(autouse=True)
 def fresh_clients() -> Iterator[None]:
-    runtime_client.cache_clear()
+    fresh_container()
     yield
-    runtime_client.cache_clear()
+    fresh_container()
 
 
 @pytest.fixture

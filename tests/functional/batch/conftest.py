@@ -14,9 +14,9 @@ from moto import mock_aws
 from moto.core.models import botocore_stubber
 
 from batch import bedrock as batch_bedrock
-from batch import executions, quotas, storage
 from batch.settings import BatchSettings
 from local.lambda_context import LocalLambdaContext
+from local.lambda_runtime import fresh_container
 from shared.settings import load_settings
 from tests.functional.batch.harness import (
     ACCOUNT,
@@ -29,14 +29,6 @@ from tests.functional.batch.harness import (
     batch_context,
 )
 
-# Taken before any test patches the module attributes, so the real caches can always be cleared.
-_CACHED = (load_settings, storage.client, executions.client, quotas.client, batch_bedrock.gateway)
-
-
-def _clear_caches() -> None:
-    for cached in _CACHED:
-        cached.cache_clear()
-
 
 @pytest.fixture
 def batch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., BatchSettings]]:
@@ -45,13 +37,13 @@ def batch_env(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[..., BatchSe
     def configure(**overrides: str) -> BatchSettings:
         for name, value in {**BATCH_ENVIRONMENT, **overrides}.items():
             monkeypatch.setenv(name, value)
-        _clear_caches()
+        fresh_container()
         settings: BatchSettings = load_settings(BatchSettings)
         return settings
 
     configure()
     yield configure
-    _clear_caches()
+    fresh_container()
 
 
 @pytest.fixture

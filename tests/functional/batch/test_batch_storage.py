@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from batch import executions, quotas, storage
+from local.lambda_runtime import fresh_container
 from tests.functional.batch.harness import BUCKET, Aws
 
 MIB = 1024 * 1024
@@ -90,12 +91,10 @@ def test_listing_follows_every_page(aws: Aws) -> None:
 def test_clients_honour_the_standard_endpoint_variables(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://127.0.0.1:5000")
     monkeypatch.setenv("AWS_ENDPOINT_URL_SFN", "http://127.0.0.1:8083")
-    for cached in (storage.client, executions.client, quotas.client):
-        cached.cache_clear()
+    fresh_container()
     try:
         assert storage.client().meta.endpoint_url == "http://127.0.0.1:5000"
         assert quotas.client().meta.endpoint_url == "http://127.0.0.1:5000"
         assert executions.client().meta.endpoint_url == "http://127.0.0.1:8083"
     finally:
-        for cached in (storage.client, executions.client, quotas.client):
-            cached.cache_clear()
+        fresh_container()

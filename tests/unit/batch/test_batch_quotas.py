@@ -11,6 +11,7 @@ from botocore.stub import Stubber
 from batch import quotas
 from batch.quotas import QuotaValue, default_quotas, load_quotas, match_quotas
 from batch.settings import BatchSettings
+from local.lambda_runtime import fresh_container
 
 MODEL_120B = "openai.gpt-oss-120b-1:0"
 
@@ -89,11 +90,11 @@ def test_units_duplicates_and_unusable_values() -> None:
 
 @pytest.fixture
 def stubbed() -> Iterator[Stubber]:
-    quotas.client.cache_clear()
+    fresh_container()
     with Stubber(quotas.client()) as stubber:
         yield stubber
         stubber.assert_no_pending_responses()
-    quotas.client.cache_clear()
+    fresh_container()
 
 
 def test_settings_only_when_reading_is_off(stubbed: Stubber) -> None:
