@@ -172,14 +172,6 @@ async def create_file(request: Request) -> Response:
 
 
 @openai_errors
-async def retrieve_file(request: Request) -> Response:
-    """GET /v1/files/{file_id}: an uploaded file, or a batch's output or error file."""
-    call, owner, where = await _batch_call(request)
-    found = await run_in_threadpool(batches.retrieve_file, where, owner, str(request.path_params["file_id"]))
-    return _json(HTTPStatus.OK, found.model_dump_json(), call.request_id)
-
-
-@openai_errors
 async def file_content(request: Request) -> Response:
     """GET /v1/files/{file_id}/content: the file's bytes, streamed (an output file can be far above 10 MB)."""
     call, owner, where = await _batch_call(request)
@@ -206,20 +198,16 @@ async def list_batches(request: Request) -> Response:
     return _json(HTTPStatus.OK, page.model_dump_json(), call.request_id)
 
 
-@openai_errors
-async def retrieve_batch(request: Request) -> Response:
-    """GET /v1/batches/{batch_id}: the batch as its run stands."""
-    call, owner, where = await _batch_call(request)
-    batch = await run_in_threadpool(batches.retrieve, where, owner, str(request.path_params["batch_id"]))
-    return _json(HTTPStatus.OK, batch.model_dump_json(), call.request_id)
+def _batch_object(operation: Callable[[PipelineLocation, Owner, str], BaseModel], parameter: str) -> Endpoint:
+    """A Batch API route that answers one object named by the path parameter `parameter` (a file, a batch)."""
 
+    @openai_errors
+    async def endpoint(request: Request) -> Response:
+        call, owner, where = await _batch_call(request)
+        answer = await run_in_threadpool(operation, where, owner, str(request.path_params[parameter]))
+        return _json(HTTPStatus.OK, answer.model_dump_json(), call.request_id)
 
-@openai_errors
-async def cancel_batch(request: Request) -> Response:
-    """POST /v1/batches/{batch_id}/cancel: stop the batch's run and its Bedrock jobs."""
-    call, owner, where = await _batch_call(request)
-    batch = await run_in_threadpool(batches.cancel, where, owner, str(request.path_params["batch_id"]))
-    return _json(HTTPStatus.OK, batch.model_dump_json(), call.request_id)
+    return endpoint
 
 
 async def healthz(_: Request) -> Response:
@@ -534,12 +522,15 @@ app = FlushMetrics(
             Route("/v1/models", list_models, methods=["GET"]),
             Route("/v1/models/{model:path}", retrieve_model, methods=["GET"]),
             Route("/v1/files", create_file, methods=["POST"]),
-            Route("/v1/files/{file_id}", retrieve_file, methods=["GET"]),
+            # GET /v1/files/{file_id}: an uploaded file, or a batch's output or error file.
+            Route("/v1/files/{file_id}", _batch_object(batches.retrieve_file, "file_id"), methods=["GET"]),
             Route("/v1/files/{file_id}/content", file_content, methods=["GET"]),
             Route("/v1/batches", create_batch, methods=["POST"]),
             Route("/v1/batches", list_batches, methods=["GET"]),
-            Route("/v1/batches/{batch_id}", retrieve_batch, methods=["GET"]),
-            Route("/v1/batches/{batch_id}/cancel", cancel_batch, methods=["POST"]),
+            # GET /v1/batches/{batch_id}: the batch as its run stands.
+            Route("/v1/batches/{batch_id}", _batch_object(batches.retrieve, "batch_id"), methods=["GET"]),
+            # POST /v1/batches/{batch_id}/cancel: stop the batch's run and its Bedrock jobs.
+            Route("/v1/batches/{batch_id}/cancel", _batch_object(batches.cancel, "batch_id"), methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
         ],
         exception_handlers={HTTPException: route_error},

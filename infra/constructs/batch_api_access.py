@@ -38,6 +38,7 @@ class BatchApiAccess(Construct):
         key_arn: str,
         state_machine_arn: str,
         state_machine_name: str,
+        job_arns: str,
     ) -> None:
         super().__init__(scope, construct_id)
         stack = Stack.of(self)
@@ -58,12 +59,7 @@ class BatchApiAccess(Construct):
             resource_name=f"{state_machine_name}:{BATCH_RUN_EXECUTIONS}",
             arn_format=ArnFormat.COLON_RESOURCE_NAME,
         )
-        jobs = stack.format_arn(
-            service="bedrock",
-            resource="model-invocation-job",
-            resource_name="*",
-            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
-        )
+        jobs = job_arns
         self.policy = iam.Policy(
             self,
             "Policy",

@@ -112,7 +112,7 @@ class BatchPipeline(Construct):
             resource_name=config.batch.model_id,
             arn_format=ArnFormat.SLASH_RESOURCE_NAME,
         )
-        self._job_arns = stack.format_arn(
+        self.job_arns = stack.format_arn(
             service="bedrock",
             resource="model-invocation-job",
             resource_name="*",
@@ -160,7 +160,7 @@ class BatchPipeline(Construct):
                 role_arn=self.batch_role.role_arn,
                 output_key_arn=self.key.key_arn,
                 model_arn=self._model_arn,
-                job_arns=self._job_arns,
+                job_arns=self.job_arns,
                 bucket_name=self.bucket.bucket_name,
             ),
             job_tags=config.batch_job_tags,
@@ -421,7 +421,7 @@ class BatchPipeline(Construct):
                 "bedrock.amazonaws.com",
                 conditions={
                     "StringEquals": {"aws:SourceAccount": stack.account},
-                    "ArnLike": {"aws:SourceArn": self._job_arns},
+                    "ArnLike": {"aws:SourceArn": self.job_arns},
                 },
             ),
         )
@@ -579,7 +579,7 @@ class BatchPipeline(Construct):
         )
         Validations.of(role).acknowledge(
             Acknowledgment(
-                id=wildcard_resource(self, self._job_arns),
+                id=wildcard_resource(self, self.job_arns),
                 reason="Job ARNs end in an id Bedrock assigns at creation; Create, Get and TagResource are "
                 "scoped to this account's model-invocation-job/* (Create also to the one batch model).",
             )

@@ -56,6 +56,7 @@ class BatchPipelineStack(Stack):
             key_arn=pipeline.key.key_arn,
             state_machine_arn=pipeline.state_machine.state_machine_arn,
             state_machine_name=pipeline.state_machine.state_machine_name,
+            job_arns=pipeline.job_arns,
         )
         self.alarm_topic = AlarmTopic(self, "AlarmTopic", config=config)
         metrics = BatchPipelineMetrics(self.pipeline, config)
