@@ -59,7 +59,8 @@ def workdir(tmp_path: Path) -> Path:
         "".join(json.dumps({"id": f"q{number}", "prompt": f"Question {number}?"}) + "\n" for number in range(3))
     )
     (tmp_path / "local" / "samples").mkdir(parents=True)
-    shutil.copy(ROOT / "local" / "samples" / "tickets.csv", tmp_path / "local" / "samples" / "tickets.csv")
+    for sample in ("tickets.csv", "openai-batch.jsonl"):
+        shutil.copy(ROOT / "local" / "samples" / sample, tmp_path / "local" / "samples" / sample)
     return tmp_path
 
 
@@ -162,13 +163,18 @@ def test_every_printed_aws_s3_line_works_when_pasted(system: RunningSystem, bann
 
 def test_the_printed_python_snippets_work_when_pasted(system: RunningSystem, banner: str, workdir: Path) -> None:
     snippets = HEREDOC.findall(banner)
-    assert len(snippets) == 2, banner  # the OpenAI SDK's and boto3's
+    assert len(snippets) == 3, banner  # the OpenAI SDK's (chat, then the Batch API) and boto3's
+    outputs = []
     for snippet in snippets:
         done = subprocess.run(
             [sys.executable, "-"], input=snippet, cwd=workdir, capture_output=True, text=True, timeout=60, check=False
         )
         assert done.returncode == 0, f"{snippet}\n{done.stderr}"
+        outputs.append(done.stdout)
     assert _summary_key(system, "inbox/tickets.csv")
+    # The batch completed, and its output file is OpenAI's batch output lines.
+    assert "completed BatchRequestCounts(completed=3, failed=1, total=4)" in outputs[-1]
+    assert '"custom_id":"capital"' in outputs[-1]
 
 
 @pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
