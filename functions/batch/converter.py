@@ -50,7 +50,6 @@ from batch.records import (
     id_entry,
     is_batch_request,
     parse_prompt,
-    plain_record,
 )
 from batch.text import InvalidText, NotUtf8, decode, readable, utf8
 from shared.strict_json import InvalidJson, loads
@@ -137,27 +136,12 @@ def _from_bytes(number: int, data: bytes, options: Options, custom_ids: CustomId
     except InvalidJson as error:
         # Bytes that are not text at all get that reason: more useful than where the parser stopped.
         return _reject(number, readable(data)[1] or _json_reason(error))
-    return _plain(number, value, options) or _from_value(number, value, options, custom_ids)
+    return _from_value(number, value, options, custom_ids)
 
 
 def _json_reason(error: InvalidJson) -> str:
     where = f"column {error.column}" if error.line == 1 else f"line {error.line} column {error.column} of the item"
     return f"invalid JSON at {where}: {error.problem}"
-
-
-def _plain(number: int, value: Any, options: Options) -> Accepted | None:
-    """A plain prompt converted without pydantic validation; None sends it down the precise path."""
-    try:
-        plain = plain_record(value, number, model_id=options.model_id, default_max_tokens=options.default_max_tokens)
-    except ValueError:  # an integer id str() refuses: the precise path says why
-        return None
-    if plain is None:
-        return None
-    record, entry = plain
-    line = encode(record)
-    if len(line) > options.max_record_bytes:
-        return None
-    return Accepted(line=line, entry_line=encode(entry))
 
 
 def _from_value(number: int, value: Any, options: Options, custom_ids: CustomIds | None = None) -> Item:

@@ -16,6 +16,7 @@ from batch.names import record_id
 
 MODEL = "openai.gpt-oss-120b-1:0"
 OPTIONS = Options(model_id=MODEL, default_max_tokens=4096, max_record_bytes=2048)
+ROOMY = Options(model_id=MODEL, default_max_tokens=4096, max_record_bytes=64 * 1024)
 
 
 def _convert(key: str, data: bytes, options: Options = OPTIONS) -> list[Item]:
@@ -166,6 +167,78 @@ def test_ids_come_from_the_file_or_the_line_and_label_rejections() -> None:
     ]
     [rejected] = [item.rejection for item in items if isinstance(item, Rejected)]
     assert rejected.to_json() == {"line": 3, "reason": "empty prompt", "id": "bad-1"}
+
+
+# Valid prompts of both shapes with every generation option, each in its valid range.
+_texts = st.text(st.characters(exclude_categories=["Cs"], exclude_characters="\x00"), min_size=1, max_size=12)
+_systems = st.sampled_from(["", " \n", "Be brief.", "é😀\u2028"]) | st.none()
+_contents = _texts.filter(str.strip) | st.lists(
+    st.fixed_dictionaries({"type": st.just("text"), "text": _texts.filter(str.strip)}), min_size=1, max_size=3
+)
+_turns = st.lists(
+    st.fixed_dictionaries(
+        {"role": st.sampled_from(["system", "developer", "user", "assistant"]), "content": _contents}
+    ),
+    max_size=3,
+).map(lambda turns: [*turns, {"role": "user", "content": "Why?"}])
+_options: dict[str, st.SearchStrategy[Any]] = {
+    "id": _texts | st.integers() | st.none(),
+    "model": st.sampled_from([MODEL, "gpt-oss-120b", None]),
+    "stream": st.booleans() | st.none(),
+    "n": st.just(1) | st.none(),
+    "temperature": st.floats(0, 2) | st.integers(0, 2) | st.none(),
+    "top_p": st.floats(0, 1) | st.integers(0, 1) | st.none(),
+    "stop": _texts | st.lists(_texts, min_size=1, max_size=4) | st.none(),
+    "reasoning_effort": st.sampled_from(["low", "medium", "high"]) | st.none(),
+}
+_budgets: st.SearchStrategy[dict[str, int]] = st.sampled_from(["max_completion_tokens", "max_tokens"]).flatmap(
+    lambda name: st.fixed_dictionaries({name: st.integers(1, 128_000)})
+) | st.just({})
+valid_prompts = st.tuples(
+    st.fixed_dictionaries({"prompt": _texts.filter(str.strip)}, optional={"system": _systems, **_options})
+    | st.fixed_dictionaries({"messages": _turns}, optional=_options),
+    _budgets,
+).map(lambda pair: {**pair[0], **pair[1]})
+
+
+def _text(content: str | list[dict[str, str]]) -> str:
+    return content if isinstance(content, str) else "".join(part["text"] for part in content)
+
+
+def _expected_record(value: dict[str, Any]) -> dict[str, Any]:
+    """What the rules of records.py make of a valid prompt, spelled out independently of them."""
+    if "prompt" in value:
+        system = value.get("system")
+        given = [("system", system)] if system and system.strip() else []
+        given.append(("user", value["prompt"]))
+    else:
+        turns = [
+            ("system" if turn["role"] == "developer" else turn["role"], _text(turn["content"]))
+            for turn in value["messages"]
+        ]
+        given = [(role, text) for role, text in turns if role != "system" or text.strip()]
+    model_input: dict[str, Any] = {
+        "messages": [{"role": role, "content": text} for role, text in given],
+        "max_completion_tokens": value.get("max_completion_tokens") or value.get("max_tokens") or 4096,
+    }
+    model_input.update(
+        {
+            name: value[name]
+            for name in ("temperature", "top_p", "stop", "reasoning_effort")
+            if value.get(name) is not None
+        }
+    )
+    return {"recordId": record_id(1), "modelInput": model_input}
+
+
+@given(value=valid_prompts)
+def test_every_valid_prompt_becomes_its_record_and_id_map_entry(value: dict[str, Any]) -> None:
+    [item] = _convert("inbox/p.jsonl", json.dumps(value).encode(), ROOMY)
+    assert isinstance(item, Accepted), item
+    assert json.loads(item.line) == _expected_record(value)  # model, stream and n dropped; developer -> system
+    identifier = value.get("id")
+    assert item.entry.id == ("line-1" if identifier is None else str(identifier))
+    assert (item.entry.recordId, item.entry.line) == (record_id(1), 1)
 
 
 @pytest.mark.row(18)

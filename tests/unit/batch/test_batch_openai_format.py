@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 from openai.types.chat import ChatCompletion
 
-from batch import converter
 from batch.converter import Accepted, Item, Options, Rejected, convert
 from batch.names import record_id
 from batch.records import MAX_CUSTOM_IDS, CustomIds, IdEntry, InvalidPrompt, Rejection
@@ -64,10 +63,6 @@ def test_an_openai_batch_line_becomes_a_record_with_its_custom_id() -> None:
         },
     }
     assert item.entry == IdEntry(recordId=record_id(1), id="req-1", line=1)
-
-
-def test_openai_batch_lines_take_the_precise_path_not_the_plain_one() -> None:
-    assert converter._plain(1, _line(), OPTIONS) is None
 
 
 @pytest.mark.parametrize(
