@@ -43,6 +43,9 @@ FLOOR_RUNS = 3
 TARGET_PEAK_MB = 128.0
 # The peak varies by a few MB between identical runs (allocator, import order): "flat" allows this much.
 PEAK_NOISE_MB = 8.0
+# "Well inside the timeout" for a 1 GB prompt file: a quarter of it, room for a slower CPU than this machine's
+# and for the S3 transfer these local-file runs leave out.
+TIMEOUT_SHARE = 0.25
 BUCKET = "bench"
 SOURCE_KEY = "inbox/prompts.jsonl"
 RUN_ID = "bench-0123456789abcdef01234567"
@@ -341,8 +344,8 @@ def _peak_row(area: str, label: str, ours: Measure, smallest: Measure | None, fl
     )
 
 
-def _size_rows(root: Path, size: int, first: dict[str, Measure]) -> list[Row]:
-    """Converter and parser rows of one input size; `first` keeps the smallest size's measures."""
+def _size_rows(root: Path, size: int, first: dict[str, Measure], last: dict[str, Measure]) -> list[Row]:
+    """Converter and parser rows of one input size; `first` keeps the smallest size's measures, `last` this one's."""
     label = _label(size)
     inbox = root / BUCKET / SOURCE_KEY
     inbox.parent.mkdir(parents=True, exist_ok=True)
@@ -354,6 +357,7 @@ def _size_rows(root: Path, size: int, first: dict[str, Measure]) -> list[Row]:
     parse, _ = measure("collect", root=str(root), prepared=prepared)
     first.setdefault("convert", convert)
     first.setdefault("parse", parse)
+    last.update(convert=convert, parse=parse)
     rows = [
         *_rate_rows("converter", label, convert, copy_in),
         _peak_row("converter", label, convert, None if first["convert"] is convert else first["convert"], copy_in),
@@ -361,6 +365,29 @@ def _size_rows(root: Path, size: int, first: dict[str, Measure]) -> list[Row]:
         _peak_row("parser", label, parse, None if first["parse"] is parse else first["parse"], copy_out),
     ]
     _clear(root)
+    return rows
+
+
+def _timeout_rows(convert: Measure, parse: Measure) -> list[Row]:
+    """How long 1 GB of prompts takes to prepare and to collect, scaled linearly from a measured file (per source
+    byte: collect reads that file's job output), beside the timeout prepare and collect share."""
+    from infra.constructs.batch_pipeline import LONG_TASK_TIMEOUT
+
+    timeout = LONG_TASK_TIMEOUT.to_seconds()
+    rows = []
+    for area, done, measured in (("converter", "prepared", convert), ("parser", "collected", parse)):
+        seconds = measured.seconds * 1000 * MB / convert.bytes
+        rows.append(
+            Row(
+                area,
+                f"1 GB of prompts {done}: s (scaled from the {convert.bytes / MB:,.0f} MB file)",
+                f"{seconds:.0f}",
+                f"{timeout:.0f} s function timeout",
+                f"{seconds / timeout:.2f}x",
+                f"<= {TIMEOUT_SHARE}x timeout",
+                seconds <= TIMEOUT_SHARE * timeout,
+            )
+        )
     return rows
 
 
@@ -417,11 +444,13 @@ def rows(*, quick: bool) -> list[Row]:
     """Converter, parser and planner rows (quick: ~1 and ~5 MB files and a 5,000-record join)."""
     sizes = QUICK_SIZES if quick else FULL_SIZES
     first: dict[str, Measure] = {}
+    last: dict[str, Measure] = {}
     with tempfile.TemporaryDirectory(prefix="bench-batch-") as directory:
         root = Path(directory)
         measured: list[Row] = []
         for size in sizes:
-            measured.extend(_size_rows(root, size, first))
+            measured.extend(_size_rows(root, size, first, last))
+        measured.extend(_timeout_rows(last["convert"], last["parse"]))
         measured.extend(_join_rows(root, QUICK_JOIN_RECORDS if quick else JOIN_RECORDS))
         measured.append(_plan_row(root, _copy_rate(root)))
     return measured

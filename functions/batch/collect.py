@@ -1,39 +1,30 @@
-"""Bedrock output -> results.jsonl + summary.json, on every path of the run (thin handler + its steps).
+"""Bedrock output -> results.jsonl + summary.json, on every path of the run (thin handler + orchestration).
 
 Called last on every path, failures included (`error` set, `prepared` null when prepare failed), so it
 never fails on missing pieces: absent output files, manifests, id maps or outcomes become `missing`
-records and reasons in the summary. Memory is bounded per shard (its id map and the set of recordIds
-already answered); results are streamed out. Every accepted prompt gets exactly one results line.
+records and reasons in the summary. Every accepted prompt gets exactly one results line.
 
-The same results are written in OpenAI's batch output format (results.OpenAIBatchOutput): each answer to
-`openai-output.jsonl`, each error or missing result and each rejected line (streamed from rejected/) to
-`openai-errors.jsonl`. Either file is written only when it has a line; the summary names those written.
-
-With APPLY_GUARDRAIL, batch answers (which Bedrock does not guard) go through ApplyGuardrail (source
-OUTPUT) before they are written: an intervention keeps status ok with finish_reason content_filter and
-the guardrail's text as the answer; an answer that could not be checked is withheld (status error).
-On-demand answers already went through Converse with the guardrail and are not checked twice.
+Here: which units to join (every shard, the on-demand output, or the whole id map of a failed run), what the
+summary says about each, and the summary itself. Elsewhere: the join of a unit's output with its id map, one
+unit at a time with bounded memory (join.py); the guardrail over batch answers with APPLY_GUARDRAIL
+(guard.py); results.jsonl and OpenAI's batch output and error files, which the summary names when written
+(sinks.py); the per-line rules (results.py).
 """
 
 from __future__ import annotations
 
 import json
 import time
-from array import array
-from bisect import bisect_left
 from collections import Counter
-from collections.abc import Iterator, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from itertools import chain
 from typing import Any
 
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic_core import from_json
 
 from batch import bedrock, storage
-from batch.jsonl import encode
+from batch.guard import Guard
+from batch.join import harvest
 from batch.models import (
     CollectInput,
     CollectResult,
@@ -47,31 +38,14 @@ from batch.models import (
     Timings,
     Tokens,
 )
-from batch.names import RECORD_ID_PATTERN, record_id
-from batch.records import IdEntry, Rejection
-from batch.results import (
-    OpenAIBatchOutput,
-    Result,
-    ResultError,
-    Tally,
-    join,
-    leftovers,
-    missing_reason,
-    reconcile,
-    run_status,
-)
+from batch.results import OpenAIBatchOutput, ResultError, Tally, missing_reason, reconcile, run_status
 from batch.settings import BatchSettings
+from batch.sinks import OpenAIFiles, Sink
 from shared import pipeline
-from shared.converse import ConverseGateway
-from shared.errors import BedrockError
 from shared.observability import MetricUnit, logger, metrics
 from shared.settings import load_settings
 from shared.tracing import tracer
 
-# Output lines carry the prompt and the whole answer (reasoning included): allow far more than a record.
-MAX_OUTPUT_LINE_BYTES = 32 * 1024 * 1024
-GUARD_CHUNK = 64
-GUARD_CALL_SECONDS = 30.0
 FINISH_MARGIN_SECONDS = 15.0
 _MAX_ERROR_TEXT = 500
 
@@ -105,117 +79,6 @@ class Unit:
     expects_manifest: bool
 
 
-class Guard:
-    """ApplyGuardrail (source OUTPUT) over batch answers, concurrently, within the function's time."""
-
-    def __init__(self, settings: BatchSettings, converse: ConverseGateway, deadline: float) -> None:
-        self.guardrail = (settings.GUARDRAIL_ID, settings.GUARDRAIL_VERSION)
-        self.concurrency = settings.ON_DEMAND_CONCURRENCY
-        self.with_reasoning = settings.RETURN_REASONING
-        self.converse = converse
-        self.deadline = deadline
-        self.interventions = 0
-
-    def check(self, results: list[Result]) -> list[Result]:
-        """The results as they may be shown."""
-        with ThreadPoolExecutor(max_workers=self.concurrency) as pool:
-            return list(pool.map(self._one, results))
-
-    def _one(self, result: Result) -> Result:
-        if not all(self.guardrail):
-            return result.withheld(ResultError("GuardrailNotConfigured", "APPLY_GUARDRAIL is set without a guardrail"))
-        if time.monotonic() + 1 >= self.deadline:
-            return result.withheld(ResultError("GuardrailNotApplied", "no time was left to apply the guardrail"))
-        texts = [result.answer or ""]
-        if self.with_reasoning and result.reasoning:
-            texts.append(result.reasoning)
-        try:
-            verdict = self.converse.apply_guardrail(
-                guardrail_id=self.guardrail[0],
-                guardrail_version=self.guardrail[1],
-                source="OUTPUT",
-                texts=texts,
-                deadline=min(time.monotonic() + GUARD_CALL_SECONDS, self.deadline),
-            )
-        except BedrockError as error:
-            return result.withheld(
-                ResultError("GuardrailUnavailable", f"the guardrail could not be applied ({error.code})")
-            )
-        if not verdict.intervened:
-            return result
-        self.interventions += 1
-        return result.guarded(verdict.outputs[0].text if verdict.outputs else "")
-
-
-@dataclass(frozen=True, slots=True)
-class OpenAIFiles:
-    """The run's OpenAI batch output file and error file, being written."""
-
-    form: OpenAIBatchOutput
-    output: storage.JsonlWriter
-    errors: storage.JsonlWriter
-
-    def add(self, result: Result) -> None:
-        """Write one result to the file it belongs in."""
-        (self.output if result.status == "ok" else self.errors).write(encode(self.form.result(result)))
-
-    def add_rejections(self, bucket: str, run_id: str) -> int:
-        """Stream the run's rejected lines into the error file; how many there were."""
-        count = 0
-        for frame in storage.iter_object_lines(bucket, pipeline.rejected_key(run_id), MAX_OUTPUT_LINE_BYTES):
-            if frame.data.strip():
-                self.errors.write(encode(self.form.rejection(Rejection.model_validate_json(frame.data))))
-                count += 1
-        return count
-
-    def uris(self) -> tuple[str | None, str | None]:
-        """The s3 URIs of the output and error files, None for a file without lines (not written)."""
-        output, errors = self.output, self.errors
-        return (
-            pipeline.s3_uri(output.bucket, output.key) if output.lines else None,
-            pipeline.s3_uri(errors.bucket, errors.key) if errors.lines else None,
-        )
-
-
-class Sink:
-    """Writes results (guarded in chunks when a guard is set) and counts them into their unit's tally."""
-
-    def __init__(
-        self, writer: storage.JsonlWriter, openai: OpenAIFiles, *, with_reasoning: bool, guard: Guard | None
-    ) -> None:
-        self.writer = writer
-        self.openai = openai
-        self.with_reasoning = with_reasoning
-        self.guard = guard
-        self.pending: list[tuple[Result, Tally]] = []
-        self.error_codes: Counter[str] = Counter()
-
-    def add(self, result: Result, tally: Tally) -> None:
-        """Write one result (possibly after the guardrail has seen it)."""
-        if self.guard is not None and result.status == "ok" and result.answer:
-            self.pending.append((result, tally))
-            if len(self.pending) >= GUARD_CHUNK:
-                self.flush()
-        else:
-            self._emit(result, tally)
-
-    def flush(self) -> None:
-        """Guard and write what is pending."""
-        if self.guard is None or not self.pending:
-            return
-        checked = self.guard.check([result for result, _ in self.pending])
-        for (_, tally), result in zip(self.pending, checked, strict=True):
-            self._emit(result, tally)
-        self.pending.clear()
-
-    def _emit(self, result: Result, tally: Tally) -> None:
-        tally.count(result)
-        if result.error is not None:
-            self.error_codes[result.error.code] += 1
-        self.writer.write(encode(result.to_json(with_reasoning=self.with_reasoning)))
-        self.openai.add(result)
-
-
 @logger.inject_lambda_context
 @tracer.capture_lambda_handler(capture_response=False)
 @metrics.log_metrics
@@ -245,7 +108,10 @@ def collect(request: CollectInput, settings: BatchSettings, guard: Guard | None)
         sink = Sink(
             writer, openai, with_reasoning=settings.RETURN_REASONING, guard=guard if run.path == "batch" else None
         )
-        tallies = [(unit, _harvest(run, unit, sink)) for unit in units]
+        tallies = [
+            (unit, harvest(run.bucket, run.key, unit.ids_key, unit.output_prefix, unit.missing, sink.add))
+            for unit in units
+        ]
         sink.flush()
         rejected_lines = openai.add_rejections(run.bucket, run.run_id)
     for unit, (tally, manifest) in tallies:
@@ -360,129 +226,6 @@ def _shard_unit(request: CollectInput, run: Run, shard: ShardSpec, outcome: Shar
         report=True,
         expects_manifest=status in ("Completed", "PartiallyCompleted"),
     )
-
-
-def _harvest(run: Run, unit: Unit, sink: Sink) -> tuple[Tally, dict[str, Any] | None]:
-    """Join one unit's output with its id map; every entry of the map goes to the sink once."""
-    entries = _entries(run.bucket, unit.ids_key)
-    keys = list(storage.list_keys(run.bucket, unit.output_prefix)) if unit.output_prefix else []
-    outputs = sorted(key for key in keys if key.endswith(pipeline.OUTPUT_SUFFIX))
-    manifests = [key for key in keys if key.endswith(pipeline.MANIFEST_FILE)]
-    manifest = storage.get_json(run.bucket, manifests[0]) if len(manifests) == 1 else None
-    frames = chain.from_iterable(storage.iter_object_lines(run.bucket, key, MAX_OUTPUT_LINE_BYTES) for key in outputs)
-    tally = Tally(entries=len(entries))
-    found = join(entries, frames, source_key=run.key, tally=tally)
-    for result in chain(found, leftovers(entries, source_key=run.key, missing=unit.missing, tally=tally)):
-        sink.add(result, tally)
-    tally.seen.clear()  # memory stays per shard: only the counts outlive the join
-    return tally, manifest if isinstance(manifest, dict) else None
-
-
-def _entries(bucket: str, key: str) -> IdMap:
-    entries = IdMap()
-    for frame in storage.iter_object_lines(bucket, key, MAX_OUTPUT_LINE_BYTES):
-        if frame.data.strip():
-            entries.add_fields(*_entry_fields(frame.data))
-    return entries
-
-
-class IdMap(Mapping[str, IdEntry]):
-    """One shard's id map, validated as it is read and held compactly: what bounds collect's memory is the
-    largest shard (up to 50,000 entries), so an entry costs about 20 bytes here, not the ~650 of an IdEntry.
-
-    prepare writes the map in source order with recordIds made from the line (`R` + 11 digits), so an entry is
-    its line in an array, found again by bisection, and its caller id in one UTF-8 buffer. An entry that does
-    not fit that scheme (a hand-made or damaged map) is kept as it is, apart.
-    """
-
-    def __init__(self) -> None:
-        self._lines = array("q")
-        self._ends = array("q")  # where each caller id ends in _ids
-        self._ids = bytearray()
-        self._others: dict[str, IdEntry] = {}
-
-    def add(self, entry: IdEntry) -> None:
-        """Keep an entry (the first one of a recordId wins)."""
-        self.add_fields(entry.recordId, entry.id, entry.line)
-
-    def add_fields(self, record_id: str, identifier: str, line: int) -> None:
-        """Keep an entry given by its fields (the first one of a recordId wins)."""
-        # A recordId made from a line past the last one kept cannot be among the lines already (each of those
-        # is made from its own line), so only the few kept apart need looking at.
-        if (
-            (not self._lines or line > self._lines[-1])
-            and record_id not in self._others
-            and _made_from_line(record_id, line)
-        ):
-            self._lines.append(line)
-            self._ids += identifier.encode("utf-8", "surrogatepass")
-            self._ends.append(len(self._ids))
-        elif record_id not in self:
-            self._others[record_id] = IdEntry.model_construct(recordId=record_id, id=identifier, line=line)
-
-    def __getitem__(self, key: str) -> IdEntry:
-        entry = self._find(key)
-        if entry is None:
-            raise KeyError(key)
-        return entry
-
-    def get(self, key: str, default: Any = None) -> Any:
-        """The entry of a recordId, or `default` (Mapping.get, without raising and catching KeyError per line)."""
-        entry = self._find(key)
-        return default if entry is None else entry
-
-    def __contains__(self, key: object) -> bool:
-        return (isinstance(key, str) and self._position(key) is not None) or key in self._others
-
-    def __iter__(self) -> Iterator[str]:
-        yield from (record_id(line) for line in self._lines)
-        yield from self._others
-
-    def __len__(self) -> int:
-        return len(self._lines) + len(self._others)
-
-    def _find(self, key: str) -> IdEntry | None:
-        position = self._position(key)
-        if position is None:
-            return self._others.get(key)
-        start = self._ends[position - 1] if position else 0
-        identifier = self._ids[start : self._ends[position]].decode("utf-8", "surrogatepass")
-        # Validated, not model_construct: the same entry from values of the right types, in native code (once
-        # per output line, it is a third cheaper than model_construct's Python loop).
-        return IdEntry(recordId=key, id=identifier, line=self._lines[position])
-
-    def _position(self, key: str) -> int | None:
-        if not RECORD_ID_PATTERN.fullmatch(key):
-            return None
-        line = int(key[1:])
-        position = bisect_left(self._lines, line)
-        return position if position < len(self._lines) and self._lines[position] == line else None
-
-
-def _made_from_line(key: str, line: int) -> bool:
-    try:
-        return key == record_id(line)
-    except ValueError:  # a line no source file has
-        return False
-
-
-def _entry_fields(data: bytes) -> tuple[str, str, int]:
-    """One id-map line's recordId, id and line; the lines prepare wrote skip pydantic's validation, anything
-    else goes through it (and fails the run, as a broken id map must)."""
-    try:
-        value = from_json(data, cache_strings="keys")  # ids are unique: interning them would only cost
-    except ValueError:
-        value = None
-    if (
-        type(value) is dict
-        and len(value) == 3  # recordId, id and line, and nothing else
-        and type(value.get("recordId")) is str
-        and type(value.get("id")) is str
-        and type(value.get("line")) is int
-    ):
-        return value["recordId"], value["id"], value["line"]
-    entry = IdEntry.model_validate_json(data)
-    return entry.recordId, entry.id, entry.line
 
 
 def _account(unit: Unit, tally: Tally, manifest: dict[str, Any] | None) -> tuple[JobReport | None, list[str]]:

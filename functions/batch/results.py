@@ -1,9 +1,8 @@
-"""Bedrock batch output -> one result per accepted prompt (pure).
+"""One line of Bedrock batch output -> one result; the run's counts and status (pure).
 
-Output lines are joined to the id map on `recordId`, never on position. Every id-map entry yields exactly
-one result: `ok`, `error` (Bedrock's errorCode / errorMessage, or ours) or `missing` (with the reason).
-Tolerated without losing the others: unreadable lines (a truncated last line), unknown fields, duplicate
-recordIds (the first wins), recordIds that are not in the map. All of these are counted.
+A result is `ok`, `error` (Bedrock's errorCode / errorMessage, or ours) or `missing` (with the reason). An
+output line that is not a JSON object with a string recordId (a truncated last line) is unreadable; unknown
+fields are ignored. join.py joins the lines with the id map.
 
 A result is written twice, from the same Result: as a results.jsonl line (`Result.to_json`) and as an
 object of OpenAI's batch output format (`OpenAIBatchOutput`), which rejected lines get too.
@@ -11,13 +10,12 @@ object of OpenAI's batch output format (`OpenAIBatchOutput`), which rejected lin
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, Literal, get_args
 
 from pydantic_core import from_json
 
-from batch.jsonl import Frame
 from batch.models import JobStatus, RunStatus
 from batch.names import request_digest
 from batch.records import IdEntry, Rejection
@@ -200,38 +198,18 @@ def parse_line(data: bytes) -> OutputLine | None:
     return OutputLine(record_id, succeeded=False, error=ResultError(MALFORMED_CODE, "neither modelOutput nor error"))
 
 
-def join(entries: Mapping[str, IdEntry], frames: Iterable[Frame], *, source_key: str, tally: Tally) -> Iterator[Result]:
-    """One result per id-map entry: first those found in the output (in output order), then the missing.
-
-    `tally` collects the counts; `tally.seen` holds the recordIds already answered (shared across the
-    output files of one shard).
-    """
-    for frame in frames:
-        if not frame.too_long and not frame.data.strip():
-            continue
-        line = None if frame.too_long else parse_line(frame.data)
-        if line is None:
-            tally.unreadable += 1
-            continue
-        tally.success_lines += line.succeeded
-        tally.error_lines += not line.succeeded
-        entry = entries.get(line.record_id)
-        if entry is None:
-            tally.unknown += 1
-        elif line.record_id in tally.seen:
-            tally.duplicates += 1
-        else:
-            tally.seen.add(line.record_id)
-            yield _result(entry, source_key, line)
-
-
-def leftovers(
-    entries: Mapping[str, IdEntry], *, source_key: str, missing: ResultError, tally: Tally
-) -> Iterator[Result]:
-    """A `missing` result for every entry no output line answered."""
-    for record_id in entries:
-        if record_id not in tally.seen:
-            yield Result(entry=entries[record_id], source_key=source_key, status="missing", error=missing)
+def answered(entry: IdEntry, source_key: str, line: OutputLine) -> Result:
+    """The result of an entry that an output line answers (ok, or Bedrock's error)."""
+    return Result(
+        entry=entry,
+        source_key=source_key,
+        status="error" if line.error is not None else "ok",
+        answer=line.answer,
+        reasoning=line.reasoning,
+        finish_reason=line.finish_reason,
+        usage=line.usage,
+        error=line.error,
+    )
 
 
 def missing_reason(status: JobStatus | None, message: str | None, run_error: str | None = None) -> ResultError:
@@ -342,19 +320,6 @@ def _bedrock_error(error: Any) -> ResultError:
     if isinstance(error, dict):
         return ResultError(str(error.get("errorCode", "Unknown")), _clip(str(error.get("errorMessage", ""))))
     return ResultError("Unknown", _clip(str(error)))
-
-
-def _result(entry: IdEntry, source_key: str, line: OutputLine) -> Result:
-    return Result(
-        entry=entry,
-        source_key=source_key,
-        status="error" if line.error is not None else "ok",
-        answer=line.answer,
-        reasoning=line.reasoning,
-        finish_reason=line.finish_reason,
-        usage=line.usage,
-        error=line.error,
-    )
 
 
 def _clip(text: str) -> str:

@@ -13,17 +13,16 @@ acknowledged (there is nothing to run).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from aws_lambda_powertools.utilities.parser.models import S3EventNotificationEventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field, ValidationError
+from pydantic import ValidationError
 
 from batch import executions, storage
-from batch.models import AwsShape, EventBridgeEvent
 from batch.names import run_id
 from batch.settings import BatchSettings
 from shared.observability import MetricUnit, logger, metrics
@@ -44,29 +43,9 @@ class NotConfigured(RuntimeError):
     """The function's environment lacks a value it needs."""
 
 
-class S3Bucket(AwsShape):
-    """`detail.bucket`."""
-
-    name: str
-
-
-class S3Object(AwsShape):
-    """`detail.object`; `version-id` is absent when the bucket is not versioned."""
-
-    key: str
-    size: int | None = None
-    version_id: str | None = Field(default=None, alias="version-id")
-
-
-class ObjectCreatedDetail(AwsShape):
-    """`detail` of an S3 event delivered by EventBridge."""
-
-    bucket: S3Bucket
-    object: S3Object
-
-
-# The EventBridge event in an SQS message body.
-S3Event = EventBridgeEvent[ObjectCreatedDetail]
+# The EventBridge event in an SQS message body: Powertools' model of an S3 event delivered by EventBridge
+# (`version-id` is absent when the bucket is not versioned; fields it does not know are ignored).
+S3Event = S3EventNotificationEventBridgeModel
 
 
 @logger.inject_lambda_context
@@ -87,8 +66,8 @@ def handle_record(record: SQSRecord) -> str:
         NotConfigured: STATE_MACHINE_ARN is not set.
     """
     try:
-        event = S3Event.model_validate(json.loads(record.body))
-    except (ValueError, ValidationError) as error:
+        event = S3Event.model_validate_json(record.body)
+    except ValidationError as error:
         raise InvalidMessage(f"message {record.message_id} is not an EventBridge S3 event") from error
     return start_run(event, load_settings(BatchSettings))
 

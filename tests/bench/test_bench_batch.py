@@ -31,10 +31,15 @@ def test_quick_rows_compare_each_step_with_a_line_copy_and_report_its_peak_memor
     for row in rows:
         by_area.setdefault(row.area, []).append(row)
     assert set(by_area) == {"converter", "parser", "planner"}
-    assert len(by_area["converter"]) == 2 * len(batch.QUICK_SIZES)  # a rate and a peak per size
-    assert len(by_area["parser"]) == 2 * len(batch.QUICK_SIZES) + 1  # and the job output joined
+    # A rate and a peak per size, and the time 1 GB of prompts takes; the parser's job output joined too.
+    assert len(by_area["converter"]) == 2 * len(batch.QUICK_SIZES) + 1
+    assert len(by_area["parser"]) == 2 * len(batch.QUICK_SIZES) + 2
     for row in rows:
-        if row.measure.endswith("MB/s (records/s)") or "joined" in row.measure:
+        if row.measure.startswith("1 GB of prompts"):
+            assert row.baseline == "900 s function timeout"
+            assert 0 < _ratio(row) < 1
+            assert row.met is not None
+        elif row.measure.endswith("MB/s (records/s)") or "joined" in row.measure:
             assert "line copy" in row.baseline
             assert 0 < _ratio(row) < 10
             assert row.met is not None

@@ -11,6 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from batch.join import IdMap, join, leftovers
 from batch.jsonl import Frame, iter_lines
 from batch.names import record_id
 from batch.records import IdEntry
@@ -21,8 +22,6 @@ from batch.results import (
     ResultError,
     Tally,
     Usage,
-    join,
-    leftovers,
     missing_reason,
     parse_line,
     reconcile,
@@ -56,11 +55,11 @@ def _bytes(value: dict[str, Any]) -> bytes:
     return json.dumps(value).encode()
 
 
-def _entries(count: int) -> dict[str, IdEntry]:
-    return {record_id(n): IdEntry(recordId=record_id(n), id=f"id-{n}", line=n) for n in range(1, count + 1)}
+def _entries(count: int) -> IdMap:
+    return {record_id(n): (f"id-{n}", n) for n in range(1, count + 1)}
 
 
-def _all(entries: dict[str, IdEntry], lines: list[bytes], tally: Tally) -> list[Result]:
+def _all(entries: IdMap, lines: list[bytes], tally: Tally) -> list[Result]:
     frames = iter_lines([b"\n".join(lines)], max_bytes=10_000)
     found = join(entries, frames, source_key="inbox/p.jsonl", tally=tally)
     results = list(chain(found, leftovers(entries, source_key="inbox/p.jsonl", missing=MISSING, tally=tally)))

@@ -19,11 +19,12 @@ from pathlib import Path
 import pytest
 
 from batch.converter import Accepted, Options, Rejected, convert
+from batch.join import IdMap, id_map, join, leftovers
 from batch.jsonl import iter_lines
 from batch.planner import plan
 from batch.quotas import Quotas, QuotaValue
 from batch.records import IdEntry
-from batch.results import ResultError, Tally, join, leftovers
+from batch.results import ResultError, Tally
 
 PROMPTS = 200_000
 MODEL = "openai.gpt-oss-120b-1:0"
@@ -65,13 +66,13 @@ def prompt_file() -> Iterator[bytes]:
     yield bytes(chunk)
 
 
-def output_lines(entries: dict[str, IdEntry]) -> Iterator[bytes]:
+def output_lines(entries: IdMap) -> Iterator[bytes]:
     """What a Bedrock job writes for one shard: reordered, with errors, gaps, a duplicate, an unknown id and a
     truncated last line (the whole output in memory is one shard's, as collect reads one file at a time)."""
     ids = list(entries)
     order = ids[1::2] + ids[0::2]  # a reordering: results are joined on recordId, never on position
     for record_id in order:
-        line = entries[record_id].line
+        _, line = entries[record_id]
         if line % MISSING_EVERY == 0:
             continue
         if line % ERROR_EVERY == 0:
@@ -120,10 +121,7 @@ def test_a_200k_prompt_file_streams_through_convert_plan_and_parse_in_bounded_me
         with spool.open("rb") as ids:
             for shard in chosen.shards():
                 assert shard.count * largest <= quotas().max_file_bytes.value
-                entries = {
-                    entry.recordId: entry
-                    for entry in (IdEntry.model_validate_json(line) for line in islice(ids, shard.count))
-                }
+                entries = id_map(IdEntry.model_validate_json(line) for line in islice(ids, shard.count))
                 assert len(entries) == shard.count
                 tally = Tally()
                 frames = iter_lines(output_lines(entries), max_bytes=64 * 1024)
