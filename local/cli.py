@@ -251,8 +251,9 @@ def demo(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     except (ValueError, OSError, RuntimeError) as error:
         return fail(_explained(error, arguments))
     say(
-        f"\nDemo finished in {time.monotonic() - started:.1f} s: the chat API answered and {len(runs)} runs "
-        "ended with their summaries.\nKeep it running and try your own files: python -m local up"
+        f"\nDemo finished in {time.monotonic() - started:.1f} s: the chat API answered, {len(runs)} runs ended with "
+        "their summaries and the Batch API's batch completed.\n"
+        "Keep it running and try your own files: python -m local up"
     )
     return 0
 

@@ -109,6 +109,7 @@ def test_demo_runs_the_whole_system_and_exits_0(tmp_path: Path) -> None:
     assert re.search(r"  batch_[0-9a-f]{24}: completed, 3 completed, 1 failed of 4\n", out)
     assert "  capital [error]: line 4: custom_id 'capital' duplicates line 1" in out
     assert "Demo finished in" in out
+    assert "and the Batch API's batch completed." in out
     assert '"POST /v1/chat/completions HTTP/1.1" 200' in err
     assert "PUT /" in err  # the drops went through the S3 endpoint
     assert "Traceback" not in err
