@@ -44,6 +44,10 @@ when moto fixes it:
     read from the execution's variable store. JSONata states are left as they were. Upstream: getmoto/moto#10105
     (open: the JSONata evaluator is never wired); PR getmoto/moto#10112 (open) wires a pure-Python one. Once a
     release evaluates JSONata, run tests/functional/test_moto_patches.py without (g) before dropping it.
+(h) The event envelope's `account`. moto delivers a rule's event to a target through
+    `EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE`, which leaves out `account`, a field of every EventBridge
+    event (and one Powertools' `EventBridgeModel` requires, which job_events reads events with); the template gets
+    it back. Upstream: no upstream issue found.
 
 Also relied on, not patched: moto's before-send hook (`unmocked` detaches it from one client that must reach the
 real endpoint while a mock is active) and the WSGI application moto's server is made of (local/harness.py serves
@@ -91,6 +95,15 @@ _CORE_MODELS = "moto.core.models"
 _SERVER = "moto.server"
 _STRING_EXPRESSION = "moto.stepfunctions.parser.asl.component.common.string.string_expression"
 _TIMEOUT = "moto.stepfunctions.parser.asl.component.common.timeouts.timeout"
+_EVENTS_UTILS = "moto.events.utils"
+# (h) moto's default event template, and the same with `account` (whose path its paths map already has).
+_EVENT_TEMPLATE = (
+    '{"id": "<id>", "time": <time>, "version": "0", "detail-type": "<detail-type>", "source": "<source>", '
+    '"region": "<region>", "resources": <resources>, "detail": <detail>}'
+)
+_EVENT_TEMPLATE_WITH_ACCOUNT = _EVENT_TEMPLATE.replace(
+    '"source": "<source>", ', '"source": "<source>", "account": "<account>", '
+)
 
 # The error-name prefixes Step Functions uses for the SDK services the pipeline calls.
 SERVICE_ERROR_NAMES = {"bedrock": "Bedrock", "s3": "S3", "cloudwatch": "CloudWatch"}
@@ -161,6 +174,9 @@ _TARGETS = (
     # (g) variable reads in JSONPath states.
     _Target(_STRING_EXPRESSION, "StringVariableSample._eval_body", ("self", "env"), calls="eval_jsonata_expression("),
     _Target(_STRING_EXPRESSION, "QueryLanguageMode"),
+    # (h) the event envelope's account.
+    _Target(_EVENTS_UTILS, "EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE", kind=str),
+    _Target(_EVENTS_UTILS, "EventTemplateParser.DEFAULT_EVENT_INPUT_PATHS_MAP", kind=dict),
     # Relied on: the mock's before-send hook (see `unmocked`) and the parts moto's server is made of.
     _Target(_CORE_MODELS, "botocore_stubber"),
     _Target(_SERVER, "DomainDispatcherApplication.__init__", ("self", "create_app")),
@@ -193,6 +209,12 @@ def check() -> list[str]:
         for operation, method in added.items():
             if getattr(response_class, operation, None) not in (None, method):
                 problems.append(f"moto now implements {module}.{class_name}.{operation}: drop that extension")
+    parser = getattr(import_module(_EVENTS_UTILS), "EventTemplateParser", None)
+    template = getattr(parser, "DEFAULT_EVENT_INPUT_TEMPLATE", None)
+    if template not in (_EVENT_TEMPLATE, _EVENT_TEMPLATE_WITH_ACCOUNT):
+        problems.append(
+            f"{_EVENTS_UTILS}: moto's default event template changed (does it carry account now?): {template!r}"
+        )
     return problems
 
 
@@ -222,7 +244,7 @@ def _check_target(target: _Target) -> str | None:
 
 
 def install() -> None:
-    """Apply (a)-(g) once per process.
+    """Apply (a)-(h) once per process.
 
     Raises:
         MotoInternalsMoved: a patched moto attribute is missing or changed (see `check`).
@@ -253,6 +275,7 @@ def install() -> None:
             for operation, method in added.items():
                 setattr(getattr(import_module(module), class_name), operation, method)
         _patch(import_module(_BEDROCK_RESPONSES).BedrockResponse, "list_tags_for_resource", _list_tags_for_resource)
+        import_module(_EVENTS_UTILS).EventTemplateParser.DEFAULT_EVENT_INPUT_TEMPLATE = _EVENT_TEMPLATE_WITH_ACCOUNT
         _installed = True
 
 

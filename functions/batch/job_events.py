@@ -15,11 +15,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from batch import executions, storage
-from batch.models import AwsShape, EventBridgeEvent
 from batch.settings import BatchSettings
 from shared import pipeline
 from shared.observability import MetricUnit, logger, metrics
@@ -27,16 +27,21 @@ from shared.settings import load_settings
 from shared.tracing import tracer
 
 
-class JobStateDetail(AwsShape):
-    """`detail` of a Batch Inference Job State Change event (creationTime deliberately not read)."""
+class JobStateDetail(BaseModel):
+    """`detail` of a Batch Inference Job State Change event (creationTime deliberately not read; the shape grows
+    new fields, so what is not read is ignored)."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
 
     batch_job_name: str = Field(alias="batchJobName")
     batch_job_arn: str = Field(alias="batchJobArn")
     status: str
 
 
-# The EventBridge event.
-JobStateEvent = EventBridgeEvent[JobStateDetail]
+class JobStateEvent(EventBridgeModel):
+    """The EventBridge event: Powertools' envelope, with this detail."""
+
+    detail: JobStateDetail
 
 
 @logger.inject_lambda_context

@@ -5,7 +5,7 @@ fails loudly instead of being ignored. Field names are the wire names (camelCase
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Generic, Literal, TypeVar
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -17,23 +17,6 @@ JobStatus = Literal[
 ]
 RunStatus = Literal["SUCCEEDED", "PARTIAL", "FAILED"]
 Count = Annotated[int, Field(ge=0)]
-
-
-class AwsShape(BaseModel):
-    """An event AWS sends: its shapes grow new fields, so what we do not read is ignored."""
-
-    model_config = ConfigDict(extra="ignore", frozen=True, populate_by_name=True)
-
-
-DetailT = TypeVar("DetailT", bound=AwsShape)
-
-
-class EventBridgeEvent(AwsShape, Generic[DetailT]):
-    """An EventBridge event: its source and detail-type, and the `detail` the handler reads."""
-
-    detail_type: str = Field(alias="detail-type")
-    source: str
-    detail: DetailT
 
 
 class _Payload(BaseModel):

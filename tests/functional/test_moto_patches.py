@@ -11,6 +11,7 @@ import json
 import os
 import time
 from collections.abc import Iterator
+from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
 import boto3
@@ -354,6 +355,26 @@ def _function(name: str, variables: dict[str, str]) -> None:
 
 class ShardMissing(Exception):
     """A handler's own error type."""
+
+
+@pytest.mark.usefixtures("aws")
+def test_an_event_delivered_to_a_target_carries_its_account() -> None:
+    """(h): every EventBridge event has `account`; moto's default template for a target's input left it out."""
+    events, sqs = boto3.client("events", region_name=REGION), boto3.client("sqs", region_name=REGION)
+    queue = sqs.create_queue(QueueName="events")["QueueUrl"]
+    events.put_rule(Name="jobs", EventPattern=json.dumps({"source": ["aws.bedrock"]}))
+    events.put_targets(Rule="jobs", Targets=[{"Id": "q", "Arn": f"arn:aws:sqs:{REGION}:{ACCOUNT}:events"}])
+    events.put_events(Entries=[{"Source": "aws.bedrock", "DetailType": "x", "Detail": "{}", "Resources": []}])
+    (message,) = sqs.receive_message(QueueUrl=queue)["Messages"]
+    delivered = json.loads(message["Body"])
+    assert delivered["account"] == ACCOUNT
+    assert {"id", "time", "version", "detail-type", "source", "region", "resources", "detail"} < set(delivered)
+
+
+def test_a_changed_event_template_is_reported(monkeypatch: pytest.MonkeyPatch) -> None:
+    parser = import_module("moto.events.utils").EventTemplateParser
+    monkeypatch.setattr(parser, "DEFAULT_EVENT_INPUT_TEMPLATE", '{"account": "<account>"}')
+    assert any("default event template changed" in problem for problem in moto_patches.check())
 
 
 @pytest.mark.usefixtures("aws")
