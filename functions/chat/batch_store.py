@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
+from botocore.response import StreamingBody
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from chat.errors import BatchPipelineUnavailable
@@ -109,10 +110,9 @@ def _bedrock() -> BedrockClient:
     return boto3.client("bedrock", config=_RETRIES)
 
 
-def put_object(bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str], content_type: str) -> str | None:
-    """Store an object; its version id (the bucket is versioned)."""
-    answer = _s3().put_object(Bucket=bucket, Key=key, Body=body, Metadata=dict(metadata), ContentType=content_type)
-    return answer.get("VersionId")
+def put_object(bucket: str, key: str, body: bytes, *, metadata: Mapping[str, str], content_type: str) -> None:
+    """Store an object."""
+    _s3().put_object(Bucket=bucket, Key=key, Body=body, Metadata=dict(metadata), ContentType=content_type)
 
 
 def put_json(bucket: str, key: str, value: BaseModel) -> None:
@@ -125,7 +125,7 @@ def head(bucket: str, key: str) -> StoredObject | None:
     try:
         answer = _s3().head_object(Bucket=bucket, Key=key)
     except ClientError as error:
-        if _status(error) == 404:
+        if _missing(error):
             return None
         raise
     return StoredObject(
@@ -138,19 +138,31 @@ def head(bucket: str, key: str) -> StoredObject | None:
 
 def get_json(bucket: str, key: str) -> Any | None:
     """A JSON object's value; None when there is no such object."""
-    try:
-        body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
-    except ClientError as error:
-        if _status(error) == 404 or _code(error) == "NoSuchKey":
-            return None
-        raise
+    body = _body(bucket, key)
+    if body is None:
+        return None
     with body:
         return json.loads(body.read())
 
 
-def chunks(bucket: str, key: str) -> Iterator[bytes]:
-    """The object's bytes, a chunk at a time (nothing larger than a chunk is held)."""
-    body = _s3().get_object(Bucket=bucket, Key=key)["Body"]
+def chunks(bucket: str, key: str) -> Iterator[bytes] | None:
+    """The object's bytes, a chunk at a time (nothing larger than a chunk is held); None when there is no such
+    object. It is opened here, so a missing one is known before the first chunk (no HEAD beforehand)."""
+    body = _body(bucket, key)
+    return None if body is None else _chunks_of(body)
+
+
+def _body(bucket: str, key: str) -> StreamingBody | None:
+    """GetObject's body; None when there is no such object."""
+    try:
+        return _s3().get_object(Bucket=bucket, Key=key)["Body"]
+    except ClientError as error:
+        if _missing(error):
+            return None
+        raise
+
+
+def _chunks_of(body: StreamingBody) -> Iterator[bytes]:
     with body:
         yield from body.iter_chunks(CHUNK_BYTES)
 
@@ -210,10 +222,7 @@ def stop_job(job_arn: str) -> None:
         bedrock.stop_model_invocation_job(jobIdentifier=job_arn)
 
 
-def _status(error: ClientError) -> int | None:
+def _missing(error: ClientError) -> bool:
+    """Whether S3 answered that the object does not exist (HeadObject says 404 without a code; GetObject NoSuchKey)."""
     status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-    return int(status) if status is not None else None
-
-
-def _code(error: ClientError) -> str:
-    return str(error.response.get("Error", {}).get("Code", ""))
+    return status == 404 or error.response.get("Error", {}).get("Code") == "NoSuchKey"

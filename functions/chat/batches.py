@@ -133,9 +133,10 @@ def file_content(where: PipelineLocation, owner: Owner, file_id: str) -> Iterato
         NotFound: the owner has no file of this id (checked before the first chunk).
     """
     key, _, _ = _file(where, owner, file_id)
-    if batch_store.head(where.bucket, key) is None:
+    chunks = batch_store.chunks(where.bucket, key)
+    if chunks is None:
         raise _file_not_found(file_id)
-    return batch_store.chunks(where.bucket, key)
+    return chunks
 
 
 def _file(where: PipelineLocation, owner: Owner, file_id: str) -> tuple[str, str, Any]:
@@ -166,10 +167,8 @@ def create(where: PipelineLocation, owner: Owner, request: CreateBatchRequest) -
     Raises:
         NotFound: the owner has no uploaded file `input_file_id` (naming `input_file_id`).
     """
-    if not _UPLOADED_ID.fullmatch(request.input_file_id):
-        raise NotFound(f"No such File object: {request.input_file_id[:100]}", param="input_file_id")
     input_key = pipeline.uploaded_file_key(owner.key, request.input_file_id)
-    stored = batch_store.head(where.bucket, input_key)
+    stored = batch_store.head(where.bucket, input_key) if _UPLOADED_ID.fullmatch(request.input_file_id) else None
     if stored is None:
         raise NotFound(f"No such File object: {request.input_file_id[:100]}", param="input_file_id")
     now = time.time()
