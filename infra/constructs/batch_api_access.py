@@ -13,14 +13,14 @@ from aws_cdk import aws_ssm as ssm
 from constructs import Construct
 
 from infra.config import batch_api_parameter_name, chat_role_parameter_name
+from infra.constructs.batch_pipeline import BATCH_API_PREFIX, RESULTS_PREFIX, WORK_PREFIX
 from infra.constructs.nag import wildcard_resource
 
-# The Batch API's prefixes (functions/shared/pipeline.py spells the same): its own files and batch records, the
-# results of its runs (run ids `batch-<hex>`) and the first file a run's preparation writes (its progress).
-BATCH_API_PREFIX = "openai/"
-BATCH_RUN_RESULTS = "results/batch-*"
-BATCH_RUN_RECORDS = "work/batch-*/records.jsonl"
+# What the Batch API reads of its runs (run ids `batch-<hex>`; functions/shared/pipeline.py spells the same keys):
+# their results, and the first file a run's preparation writes (its progress).
 BATCH_RUN_EXECUTIONS = "batch-*"
+BATCH_RUN_RESULTS = f"{RESULTS_PREFIX}{BATCH_RUN_EXECUTIONS}"
+BATCH_RUN_RECORDS = f"{WORK_PREFIX}{BATCH_RUN_EXECUTIONS}/records.jsonl"
 
 
 class BatchApiAccess(Construct):

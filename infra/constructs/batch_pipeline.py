@@ -56,8 +56,9 @@ WORK_PREFIX = "work/"
 OUTPUT_PREFIX = "bedrock-output/"
 RESULTS_PREFIX = "results/"
 REJECTED_PREFIX = "rejected/"
-# Files uploaded through the Batch API (openai/<owner>/files/<id>.jsonl): a batch's run reads its file there.
-BATCH_API_FILES = "openai/*/files/"
+# The Batch API's files and batch records (openai/<owner>/...); a batch's run reads its file under files/.
+BATCH_API_PREFIX = "openai/"
+BATCH_API_FILES = f"{BATCH_API_PREFIX}*/files/"
 
 STARTER_TIMEOUT = Duration.seconds(60)
 # Lambda's maximum: prepare converts and splits a whole file, collect joins every output line, on-demand
