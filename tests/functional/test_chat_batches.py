@@ -17,6 +17,7 @@ import pytest
 from moto import mock_aws
 
 from chat.app import app
+from chat.batch_store import PipelineLocation
 from chat.settings import ChatSettings
 from local import moto_patches
 from local.apigw import CALLER_ARN
@@ -47,7 +48,7 @@ class Pipeline:
     sfn: Any
 
     def execution(self, run: str) -> dict[str, Any]:
-        arn = f"{self.state_machine_arn.replace(':stateMachine:', ':execution:')}:{run}"
+        arn = PipelineLocation(bucket=BUCKET, stateMachineArn=self.state_machine_arn).execution_arn(run)
         described: dict[str, Any] = self.sfn.describe_execution(executionArn=arn)
         return described
 
