@@ -65,12 +65,12 @@ PROMPTS_PER_SHARD = DEPLOYED.quotas.max_records_per_job
 JOB_SECONDS = 24 * 3600
 # Before issue 15 a shard polled its job every 300 s (a job's results waited up to one interval).
 PREVIOUS_POLL_SECONDS = 300
-# The event run: each job ends by itself this long after its creation, once its shard waits in AwaitJob (a few
-# ms after SubmitJob); the interval then lasts EVENT_RUN_RECONCILE_SECONDS of real time, so that only the event
-# can resume the shard in time (a missing resumption fails the measurement, it does not slow it down unnoticed).
-JOB_RUNS_FOR_SECONDS = 0.5
+# The event run: each job is ended once its shard waits in AwaitJob (its task token is stored), never before: an
+# event that comes first finds no token, as deployed, and only the reconciler would resume that shard. The interval
+# lasts EVENT_RUN_RECONCILE_SECONDS of real time, so that only the event can resume a shard in time (a missing
+# resumption fails the measurement, it does not slow it down unnoticed).
 EVENT_RUN_RECONCILE_SECONDS = 30.0
-# Status checks that never end a job (it ends by itself or by its event).
+# Status checks that never end a job (the bench ends it).
 NEVER = 10_000
 SUMMARY_POLL_SECONDS = 0.02
 _TASK_ATTEMPTS = ("TaskScheduled", "LambdaFunctionScheduled")
@@ -192,8 +192,8 @@ def measure_completion(pipeline: OfflinePipeline) -> tuple[Completion, Completio
 
     answers = len(pipeline.event_answers)
     with _reconcile_lasting(EVENT_RUN_RECONCILE_SECONDS):
-        pipeline.bedrock.scenario = lambda _request: JobScenario(polls=NEVER, runs_for_seconds=JOB_RUNS_FOR_SECONDS)
-        by_event = _completion(pipeline, "inbox/bench-event.jsonl")
+        pipeline.bedrock.scenario = lambda _request: JobScenario(polls=NEVER)
+        by_event = _completion(pipeline, "inbox/bench-event.jsonl", end_waiting_jobs=True)
     resumed = pipeline.event_answers[answers:]
     if resumed != [{"outcome": "resumed"}] * SHARDS:
         raise RuntimeError(f"the jobs' events did not resume every shard: {resumed}")
@@ -221,8 +221,9 @@ def _reconcile_lasting(seconds: float) -> Iterator[None]:
         moto_patches.task_timeout_seconds = before
 
 
-def _completion(pipeline: OfflinePipeline, key: str) -> Completion:
+def _completion(pipeline: OfflinePipeline, key: str, *, end_waiting_jobs: bool = False) -> Completion:
     """Drop SHARDS shards' worth of prompts; the run's counts and the time from its last job's end to summary.json.
+    With `end_waiting_jobs`, each job is ended (its event emitted) as soon as its shard waits for it.
 
     Raises:
         RuntimeError: the run did not succeed with SHARDS jobs.
@@ -233,6 +234,8 @@ def _completion(pipeline: OfflinePipeline, key: str) -> Completion:
     dropped = pipeline.drop(key, _prompts(SHARDS * 15))
     if dropped.run_id is None:
         raise RuntimeError(f"dropping {key} started no run: {dropped.deliveries}")
+    if end_waiting_jobs:
+        _end_jobs_once_awaited(pipeline, dropped.run_id)
     summary_at = _first_seen(pipeline, f"results/{dropped.run_id}/summary.json")
     run = pipeline.wait(dropped.run_id)
     if run.status != "SUCCEEDED" or len(run.jobs) != SHARDS:
@@ -250,6 +253,26 @@ def _completion(pipeline: OfflinePipeline, key: str) -> Completion:
         reconcile_seconds=asked.pop(),
         seconds=summary_at - _last_end(run),
     )
+
+
+def _end_jobs_once_awaited(pipeline: OfflinePipeline, run_id: str) -> None:
+    """End each of the run's SHARDS jobs as soon as its shard has stored its task token (it waits in AwaitJob).
+
+    Raises:
+        TimeoutError: not every job was awaited within the harness's run timeout.
+    """
+    from local.harness import RUN_TIMEOUT_SECONDS
+
+    ended: set[str] = set()
+    deadline = time.monotonic() + RUN_TIMEOUT_SECONDS
+    while len(ended) < SHARDS:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"only {len(ended)} of {SHARDS} jobs of {run_id} were awaited")
+        for job in pipeline.bedrock.for_run(run_id):
+            if job.arn not in ended and _token_versions(pipeline, job.request.job_name):
+                pipeline.bedrock.finish(job.arn)
+                ended.add(job.arn)
+        time.sleep(SUMMARY_POLL_SECONDS)
 
 
 def _token_versions(pipeline: OfflinePipeline, job_name: str) -> int:
