@@ -192,8 +192,13 @@ def deployed_function(deployed: DeployedChat) -> Iterator[CannedConverse]:
 class _NoMetrics:
     """Stands in for the service's Metrics to measure what adding the metrics costs."""
 
+    service = "ChatFunction"
+
     def add_metric(self, **_: Any) -> None:
         """Nothing is recorded (so the app's middleware has nothing to flush either)."""
+
+    def add_dimensions(self, **_: str) -> None:
+        """Nor is the per-tier dimension set."""
 
 
 def _service_metrics(metrics: object) -> None:
@@ -277,17 +282,19 @@ def contenders(deployed: DeployedChat, client: httpx.AsyncClient) -> dict[str, A
 
 
 async def check_same_request(stand_in: CannedConverse, calls: Mapping[str, AsyncContender]) -> None:
-    """Both sides send Bedrock the same Converse body and the app answers 200, or the comparison is void.
+    """Both sides send Bedrock the same Converse body and the app and its ablations answer 200, or it is void.
 
     Raises:
         RuntimeError: the app failed or the two requests differ.
     """
     import httpx
 
-    response = await calls[APP]()()
-    assert isinstance(response, httpx.Response)
-    if response.status_code != 200 or "chat.completion" not in response.text:
-        raise RuntimeError(f"the chat app did not answer 200: {response.status_code} {response.text[:500]}")
+    # The ablations too: one that fails would time the error path instead.
+    for name in (WITHOUT_LOG, WITHOUT_METRICS, APP):
+        response = await calls[name]()()
+        assert isinstance(response, httpx.Response)
+        if response.status_code != 200 or "chat.completion" not in response.text:
+            raise RuntimeError(f"{name} did not answer 200: {response.status_code} {response.text[:500]}")
     app_body = json.loads(stand_in.last_body or b"{}")
     await calls[FLOOR]()()
     floor_body = json.loads(stand_in.last_body or b"{}")
@@ -352,7 +359,7 @@ def rows(*, quick: bool) -> list[Row]:
         Row("chat", "p99 per request (ms)", f"{ours.p99:.3f}", f"{floor.p99:.3f}", f"{p99:.2f}x",
             "<= 1.5x floor p99", p99 <= 1.5),
         part("p50 cost of the JSON log record (ms; app minus app without it)", log),
-        part("p50 cost of the EMF metrics (ms; 4 adds + flush)", emf),
+        part("p50 cost of the EMF metrics (ms; 4 adds, the tier dimension set, the flush)", emf),
         part("p50 cost of the worker-thread hop (ms; floor via anyio.to_thread minus floor)", hop),
         part("p50 cost of the rest (ms; routing, edge, validation, translation, response, transport)", rest),
         part("p50 of GET /healthz through the same client (ms; routing, middleware, in-process transport)",

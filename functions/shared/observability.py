@@ -10,14 +10,10 @@ import os
 
 from aws_lambda_powertools import Logger, Metrics
 from aws_lambda_powertools.metrics import MetricUnit
-from aws_lambda_powertools.metrics.provider.cloudwatch_emf.cloudwatch import AmazonCloudWatchEMFProvider
 
 NAMESPACE = "GptOssBedrock"
 
 logger = Logger()
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE", NAMESPACE))
 
-# Powertools' CloudWatch EMF provider on its own: metrics with a dimension set of their own, in one blob.
-TierMetrics = AmazonCloudWatchEMFProvider
-
-__all__ = ["NAMESPACE", "MetricUnit", "TierMetrics", "logger", "metrics"]
+__all__ = ["NAMESPACE", "MetricUnit", "logger", "metrics"]

@@ -78,8 +78,8 @@ def records(output: str) -> list[dict[str, Any]]:
 def metrics_in(output: str) -> dict[str, list[float]]:
     """Our EMF metrics (the cold-start blob aside), after checking their dimensions.
 
-    Every metric carries the service; the per-tier token counts also their ServiceTier, and are named here
-    `InputTokens[flex]`.
+    Every metric carries the service; a completion's metrics are also published per ServiceTier (a second
+    dimension set in the same blob), and are named here `InputTokens[flex]`.
     """
     found: dict[str, list[float]] = {}
     for record in records(output):
@@ -88,14 +88,11 @@ def metrics_in(output: str) -> dict[str, list[float]]:
             if names == ["ColdStart"]:
                 continue
             assert definition["Namespace"] == "GptOssBedrock"
-            if definition["Dimensions"] == [["ServiceTier", "service"]]:
-                assert names == ["InputTokens", "OutputTokens"]
+            assert definition["Dimensions"] in ([["service"]], [["service"], ["service", "ServiceTier"]])
+            for dimensions in definition["Dimensions"]:
+                suffix = f"[{record['ServiceTier']}]" if "ServiceTier" in dimensions else ""
                 for name in names:
-                    found.setdefault(f"{name}[{record['ServiceTier']}]", []).extend(record[name])
-                names = []
-            assert definition["Dimensions"] == [["service"]] or not names
-            for name in names:
-                found.setdefault(name, []).extend(record[name])
+                    found.setdefault(f"{name}{suffix}", []).extend(record[name])
     return found
 
 
@@ -146,9 +143,11 @@ def test_the_canonical_event_gets_a_chat_completion(
         "ChatCompletions": [1.0],
         "InputTokens": [91.0],
         "OutputTokens": [23.0],
+        "ModelLatency": [412.0],
+        "ChatCompletions[default]": [1.0],
         "InputTokens[default]": [91.0],
         "OutputTokens[default]": [23.0],
-        "ModelLatency": [412.0],
+        "ModelLatency[default]": [412.0],
     }
     [finished] = [log for log in logs_in(logs.getvalue()) if log["message"] == "chat completion finished"]
     assert finished["correlation_id"] == event["requestContext"]["requestId"]

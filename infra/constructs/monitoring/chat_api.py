@@ -25,7 +25,7 @@ class ChatApiMetrics:
     """The chat API's metrics, shared by its alarms and its dashboard.
 
     Stage metrics (dimensions ApiName + Stage) are exactly this deployment's traffic; the function's own
-    counts (Powertools EMF) carry its service name, and its token counts also each `ServiceTier` it serves.
+    counts (Powertools EMF) carry its service name, and an answer's counts also the `ServiceTier` that served it.
     """
 
     def __init__(self, chat_api: ChatApi, config: DeploymentConfig) -> None:
