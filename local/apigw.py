@@ -259,19 +259,15 @@ class ApiGateway:
         throttle = self.throttle_of(method.http_method, method.resource)
         if throttle is None:
             return True
-        key = (method.http_method, method.resource)
         with self._buckets_lock:
-            bucket = self._buckets.get(key)
-            if bucket is None:
-                bucket = self._buckets[key] = TokenBucket(throttle)
+            bucket = self._buckets.setdefault((method.http_method, method.resource), TokenBucket(throttle))
         return bucket.take()
 
-    def error(self, response_type: str, message: str, *, request_id: str | None = None) -> HttpResponse:
+    def error(self, response_type: str, message: str, *, request_id: str) -> HttpResponse:
         """A gateway response of the template (DEFAULT_4XX / DEFAULT_5XX when it defines no such type)."""
         status = int(_DEFAULT_STATUS[response_type])
         fallback = "DEFAULT_5XX" if status >= HTTPStatus.INTERNAL_SERVER_ERROR else "DEFAULT_4XX"
         response = self._responses.get(response_type) or self._responses.get(fallback)
-        request_id = request_id or str(uuid.uuid4())
         if response is None:
             return HttpResponse(status, _json_headers(request_id), json.dumps({"message": message}))
         body = response.template.replace("$context.error.messageString", json.dumps(message)).replace(

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -70,6 +69,10 @@ _BEARER = re.compile(r"Bearer\s+(\S+)", re.IGNORECASE)
 _ROLE_NAME_UNSAFE = re.compile(r"[^\w+=,.@-]")
 # Credentials that could override the stand-in's dummy ones, or name a profile that does not exist here.
 _AMBIENT_CREDENTIALS = ("AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE", "AWS_DEFAULT_PROFILE")
+NO_GUARDRAIL = (
+    "the aws backend calls Amazon Bedrock with a real guardrail: give its id and version "
+    "(--guardrail-id and --guardrail-version, or -c guardrailId=... -c guardrailVersion=...)"
+)
 
 
 @dataclass(frozen=True)
@@ -234,10 +237,7 @@ def chat_guardrail(template: Template, options: ChatApiOptions) -> WordGuardrail
     guardrail_id = options.guardrail_id or function.environment.get("GUARDRAIL_ID")
     guardrail_version = options.guardrail_version or function.environment.get("GUARDRAIL_VERSION")
     if options.backend == "aws" and not (guardrail_id and guardrail_version):
-        raise ValueError(
-            "the aws backend calls Amazon Bedrock with a real guardrail: give its id and version "
-            "(--guardrail-id and --guardrail-version, or -c guardrailId=... -c guardrailVersion=...)"
-        )
+        raise ValueError(NO_GUARDRAIL)
     messages = guardrail_messages(template)
     return WordGuardrail(
         guardrail_id=guardrail_id or LOCAL_GUARDRAIL_ID,
@@ -249,7 +249,7 @@ def chat_guardrail(template: Template, options: ChatApiOptions) -> WordGuardrail
 
 def _runtime_environment(function: ChatFunction, bedrock_url: str | None) -> tuple[dict[str, str], tuple[str, ...]]:
     """What Lambda's runtime adds to the function's environment here, and what must be unset."""
-    region = REGION if bedrock_url else _aws_region()
+    region = REGION if bedrock_url else aws_region()
     variables = {
         "AWS_REGION": region,
         "AWS_DEFAULT_REGION": region,
@@ -270,7 +270,12 @@ def _runtime_environment(function: ChatFunction, bedrock_url: str | None) -> tup
     return variables, _AMBIENT_CREDENTIALS
 
 
-def _aws_region() -> str:
+def aws_region() -> str:
+    """The Region of the user's AWS configuration, which the aws backend calls Bedrock in.
+
+    Raises:
+        ValueError: none is configured.
+    """
     region = boto3.session.Session().region_name
     if not region:
         raise ValueError("the aws backend needs a Region: set AWS_DEFAULT_REGION (or a region in your AWS profile)")
@@ -281,7 +286,8 @@ class FunctionProcess:
     """The chat function's web app in its own process, as the Lambda Web Adapter runs it: started, then ready."""
 
     def __init__(self, environment: Mapping[str, str], *, unset: Iterable[str] = ()) -> None:
-        self.port = _free_port()
+        with listening_socket(0, "the chat function") as probe:
+            self.port: int = probe.getsockname()[1]
         removed = set(unset)
         self._environment = {
             **{name: value for name, value in os.environ.items() if name not in removed},
@@ -298,7 +304,7 @@ class FunctionProcess:
         """Where the app listens."""
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self, handler: str, *, timeout_seconds: float = READINESS_TIMEOUT_SECONDS) -> None:
+    def start(self, handler: str) -> None:
         """Run the function's handler script and wait for its readiness check, as the adapter does.
 
         Raises:
@@ -313,7 +319,7 @@ class FunctionProcess:
             cwd=FUNCTIONS_DIR,
             stdout=sys.stderr,
         )
-        deadline = time.monotonic() + timeout_seconds
+        deadline = time.monotonic() + READINESS_TIMEOUT_SECONDS
         while time.monotonic() < deadline:
             if self._process.poll() is not None:
                 raise RuntimeError(f"the chat function's {handler} exited with {self._process.returncode}")
@@ -323,7 +329,7 @@ class FunctionProcess:
             except httpx.TransportError:
                 time.sleep(0.05)
         self.stop()
-        raise RuntimeError(f"the chat function was not ready within {timeout_seconds:.0f} s")
+        raise RuntimeError(f"the chat function was not ready within {READINESS_TIMEOUT_SECONDS} s")
 
     def stop(self) -> None:
         """Stop the app (as Lambda's shutdown phase does: SIGTERM, then SIGKILL) and wait for it."""
@@ -335,13 +341,6 @@ class FunctionProcess:
         except subprocess.TimeoutExpired:
             self._process.kill()
             self._process.wait()
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 # Hop-by-hop headers are the connection's, not the response's: never passed on.
@@ -443,10 +442,7 @@ class LocalGateway:
                         # Shielded: when the caller went away, this close is what tells the function so.
                         with anyio.CancelScope(shield=True):
                             await response.aclose()
-                    await send({"type": "http.response.body", "body": b"", "more_body": False})
-                    tasks.cancel_scope.cancel()
-                    return
-                # API Gateway gave up on the integration: a 504 if nothing was sent yet, else the stream just ends.
+                # The stream ends; had API Gateway given up on the integration before anything was sent, a 504.
                 if started:
                     await send({"type": "http.response.body", "body": b"", "more_body": False})
                 else:

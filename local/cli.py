@@ -15,7 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
-from local.services import CHAT_API_PURPOSE, S3_ENDPOINT_PURPOSE, PortUnavailable, reserved_ports
+from local.services import CHAT_API_PURPOSE, S3_ENDPOINT_PURPOSE, PortUnavailable, listening_socket
 
 if TYPE_CHECKING:
     from local.chat_server import ChatApiOptions, RunningChatApi
@@ -80,25 +80,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     arguments = parser.parse_args(argv)
     if arguments.command == "synth":
         return synth(arguments.outdir)
+    # Imported here, not at the top: `synth` needs none of the server's modules.
+    from local.bedrock import BACKENDS
+
+    if arguments.backend not in BACKENDS:
+        parser.error(f"--backend (or GPTOSS_BACKEND) must be one of {', '.join(BACKENDS)}, not {arguments.backend!r}")
+    # Powertools warns on every request that adds no metric (GET /v1/models); locally that is only noise.
+    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
     if arguments.command == "serve":
         return serve(parser, arguments)
-    if arguments.command == "up":
-        return up(parser, arguments)
-    if arguments.command == "demo":
-        return demo(parser, arguments)
-    return 2  # argparse already refused anything else
+    return up(arguments) if arguments.command == "up" else demo(arguments)
 
 
 def synth(outdir: Path) -> int:
     """Synthesize every stack (cdk-nag runs and fails the synth on any finding) and describe the result."""
-    # jsii prints a Node.js end-of-life banner on Node 20 unless told not to; it reads this when aws_cdk loads.
-    os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
-    from infra.app_builder import build_app, cli_context
+    from local.templates import synthesize
 
-    assembly = build_app(cli_context(), outdir=str(outdir)).synth()
+    templates = synthesize(checks=True, outdir=outdir)
     print(f"Synthesized into {outdir} (cdk-nag AwsSolutions: no unacknowledged findings)\n")
-    for stack in assembly.stacks:
-        print(describe_stack(stack.stack_name, stack.template))
+    for name, template in templates.items():
+        print(describe_stack(name, template))
     print("Deploy with: npx --yes aws-cdk@2 deploy --all   (needs AWS credentials; see README 'Deploy')")
     return 0
 
@@ -184,13 +185,11 @@ def _pace(value: str) -> float:
 
 def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     """Serve the chat API until SIGINT or SIGTERM; 0 after a clean shutdown."""
-    _check_backend(parser, arguments)
     if arguments.template is not None and arguments.context:
         parser.error("-c applies to the synthesis; with --template nothing is synthesized")
     from local.chat_server import running_chat_api
     from local.services import wait_for_stop_signal
 
-    _quiet_metrics_warnings()
     try:
         options = _chat_options(arguments)
         _check_ports(arguments)
@@ -207,17 +206,14 @@ def serve(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int
     return 0
 
 
-def up(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+def up(arguments: argparse.Namespace) -> int:
     """Serve the chat API and the batch pipeline until SIGINT or SIGTERM; 0 after a clean shutdown."""
-    _check_backend(parser, arguments)
     from local.services import wait_for_stop_signal
     from local.system import running_system
 
-    _quiet_metrics_warnings()
     started = time.monotonic()
     try:
-        options = _system_options(arguments)
-        templates = _synthesize_for_local_run(arguments, options)
+        options, templates = _synthesize_for_local_run(arguments)
         with _function_logs_to_stderr(), running_system(templates, options, report=say) as system:
             say(up_banner(system, options, seconds=time.monotonic() - started))
             received = wait_for_stop_signal()
@@ -229,18 +225,15 @@ def up(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
     return 0
 
 
-def demo(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> int:
+def demo(arguments: argparse.Namespace) -> int:
     """Run the system, chat once, drop the samples and wait for their runs; 0 when everything worked."""
-    _check_backend(parser, arguments)
     from local.demo import DemoFailed, fail, run_demo
     from local.system import running_system
 
-    _quiet_metrics_warnings()
     started = time.monotonic()
     deadline = started + arguments.timeout
     try:
-        options = _system_options(arguments)
-        templates = _synthesize_for_local_run(arguments, options)
+        options, templates = _synthesize_for_local_run(arguments)
         if time.monotonic() > deadline:
             return fail(f"timed out: the synthesis alone took longer than --timeout {arguments.timeout:g} s")
         with _function_logs_to_stderr(), running_system(templates, options, report=say) as system:
@@ -267,14 +260,6 @@ def say(line: str) -> None:
 _SAY = threading.Lock()
 
 
-def _check_backend(parser: argparse.ArgumentParser, arguments: argparse.Namespace) -> None:
-    # Imported here, not at the top: `synth` needs none of the server's modules.
-    from local.bedrock import BACKENDS
-
-    if arguments.backend not in BACKENDS:
-        parser.error(f"--backend (or GPTOSS_BACKEND) must be one of {', '.join(BACKENDS)}, not {arguments.backend!r}")
-
-
 # The command-line options that choose a port: (attribute, flag, what listens there, as the server names it).
 _PORT_OPTIONS = (("port", "--port", CHAT_API_PURPOSE), ("s3_port", "--s3-port", S3_ENDPOINT_PURPOSE))
 
@@ -295,8 +280,8 @@ def _check_ports(arguments: argparse.Namespace) -> None:
         flags = [flag for flag, _, taken in chosen if taken == port]
         if len(flags) > 1:
             raise ValueError(f"{' and '.join(flags)} both name port {port}: give each its own (0 picks a free one)")
-    with reserved_ports({purpose: port for _, purpose, port in chosen}):
-        pass
+    for _, purpose, port in chosen:
+        listening_socket(port, purpose).close()
 
 
 def _explained(error: Exception, arguments: argparse.Namespace) -> str:
@@ -306,11 +291,6 @@ def _explained(error: Exception, arguments: argparse.Namespace) -> str:
             if getattr(arguments, attribute, None) == error.port:
                 return f"{error}. Stop what uses it, or choose another port with {flag} N ({flag} 0 picks a free one)."
     return str(error)
-
-
-def _quiet_metrics_warnings() -> None:
-    # Powertools warns on every request that adds no metric (GET /v1/models); locally that is only noise.
-    warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 
 @contextmanager
@@ -330,22 +310,18 @@ def _function_logs_to_stderr() -> Iterator[None]:
             handler.setStream(previous)
 
 
-def _system_options(arguments: argparse.Namespace) -> SystemOptions:
-    from local.system import SystemOptions
-
-    return SystemOptions(chat=_chat_options(arguments), s3_port=arguments.s3_port)
-
-
-def _synthesize_for_local_run(arguments: argparse.Namespace, options: SystemOptions) -> dict[str, Any]:
-    from local.system import LOCAL_CONTEXT, check_backend, local_context
+def _synthesize_for_local_run(arguments: argparse.Namespace) -> tuple[SystemOptions, dict[str, Any]]:
+    """The system's options and the app's templates (the backend and the ports are checked before synthesizing)."""
+    from local.system import LOCAL_CONTEXT, SystemOptions, check_backend, local_context
     from local.templates import synthesize
 
+    options = SystemOptions(chat=_chat_options(arguments), s3_port=arguments.s3_port)
     context = local_context(_context(arguments))
     check_backend(options.chat, context)
     _check_ports(arguments)  # seconds before a synthesis that takes many
     overrides = ", ".join(f"{key}={value}" for key, value in LOCAL_CONTEXT.items())
     say(f"Synthesizing the app as cdk synth does, cdk-nag checks included ({overrides}: moto has no Service Quotas)...")
-    return synthesize(context, checks=True)
+    return options, synthesize(context, checks=True)
 
 
 def up_banner(system: RunningSystem, options: SystemOptions, *, seconds: float) -> str:

@@ -39,7 +39,6 @@ SAMPLES = Path(__file__).resolve().parent / "samples"
 BATCH_SAMPLE = SAMPLES / "openai-batch.jsonl"
 _BATCH_ENDED = frozenset({"completed", "failed", "expired", "cancelled"})
 INBOX_FOLDER = "inbox/demo/"
-DEFAULT_TIMEOUT_SECONDS = 150.0
 RESULTS_SHOWN = 3
 ANSWER_CHARACTERS = 100
 
@@ -88,13 +87,7 @@ def run_demo(system: RunningSystem, *, deadline: float, say: Callable[[str], Non
     return runs
 
 
-def chat(
-    system: RunningSystem,
-    *,
-    deadline: float,
-    say: Callable[[str], None],
-    write: Callable[[str], None] = lambda text: print(text, end="", flush=True),
-) -> str:
+def chat(system: RunningSystem, *, deadline: float, say: Callable[[str], None]) -> str:
     """Ask the chat API one question with the openai SDK, streamed: each piece is written as it arrives; the answer.
 
     Raises:
@@ -105,11 +98,10 @@ def chat(
     question = "In one sentence: what does Amazon Bedrock's batch inference do?"
     say(f"\n== Chat API ==\nPOST {system.chat.url}/chat/completions with the openai SDK (model {model}, streamed):")
     say(f"  user: {question}")
-    client = _client(system, deadline)
     pieces: list[str] = []
     finish, usage = None, None
     try:
-        with client:
+        with _client(system, deadline) as client:
             stream = client.chat.completions.create(
                 model=model,
                 messages=[{"role": "user", "content": question}],
@@ -117,15 +109,15 @@ def chat(
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            write("  assistant: ")
+            print("  assistant: ", end="", flush=True)
             for chunk in stream:
                 usage = chunk.usage or usage
                 for choice in chunk.choices:
                     finish = choice.finish_reason or finish
                     if choice.delta.content:
                         pieces.append(choice.delta.content)
-                        write(choice.delta.content)
-            write("\n")
+                        print(choice.delta.content, end="", flush=True)
+            print(flush=True)
     except openai.OpenAIError as error:
         raise DemoFailed(f"the chat API call failed: {error}") from None
     answer = "".join(pieces)
@@ -154,9 +146,8 @@ def respond_with_a_tool(system: RunningSystem, *, deadline: float, say: Callable
     }
     say(f"\n== Responses API ==\nPOST {system.chat.url}/responses with a function tool (model {model}):")
     say(f"  user: {question}")
-    client = _client(system, deadline)
     try:
-        with client:
+        with _client(system, deadline) as client:
             first = client.responses.create(model=model, input=question, tools=[tool])
             calls = [item for item in first.output if item.type == "function_call"]
             if not calls:

@@ -6,7 +6,7 @@ resolves its intrinsic functions to fake physical ids, and creates what it decla
 every Lambda function (its `Handler` string imported as Lambda would; the functions' `Environment`s, which
 must agree, make the one environment the pipeline sets at its start, so no invocation ever changes `os.environ`
 while other threads read it) and the state machine with its `DefinitionString`. Bedrock (batch jobs, Converse,
-ApplyGuardrail) is `local.bedrock.batch_jobs`'s, answering from one `BedrockModel`. `drop()` puts an object; moto's
+ApplyGuardrail) is `local.bedrock.batch_jobs`'s, answering from one `Model`. `drop()` puts an object; moto's
 S3 -> EventBridge -> SQS delivers the event, and the function the template maps to the queue (the
 starter) gets it as Lambda's event source mapping would hand it over. Bedrock's job-state events go to moto's
 EventBridge too (`publish`); what a rule with a Lambda target matches is handed to that function, as EventBridge
@@ -25,16 +25,14 @@ import hashlib
 import importlib
 import json
 import socket
-import sys
 import threading
 import time
-import traceback
 import uuid
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Literal, Self, cast
+from typing import TYPE_CHECKING, Any, Literal, Self, cast
 
 import boto3
 from moto import mock_aws
@@ -42,10 +40,12 @@ from werkzeug.serving import ThreadedWSGIServer
 
 from infra.config import GPT_OSS_120B, guardrail_parameter_names
 from local import lambda_runtime, moto_patches
-from local.bedrock.batch_jobs import BedrockModel, FakeBedrock, FakeJob, JobScenario, offline_model
+from local.bedrock.batch_jobs import FakeBedrock, FakeJob, JobScenario, offline_model
 from local.bedrock.guardrail import LOCAL_GUARDRAIL_ID, LOCAL_GUARDRAIL_VERSION
+from local.bedrock.model import Model
 from local.environment import applied_environment
 from local.services import S3_ENDPOINT_PURPOSE, listening_socket, repeating, serving
+from local.templates import batch_template, synthesize
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -57,27 +57,20 @@ ACCOUNT = "123456789012"
 # The batch stack's default model: what a shard run on its own is submitted with.
 DEFAULT_MODEL_ID = GPT_OSS_120B
 REGION = "us-east-1"
-BATCH_STACK_PREFIX = "GptOssBatch-"
 MOTO_CONFIG: Any = {"stepfunctions": {"execute_state_machine": True}, "lambda": {"use_docker": False}}
-# Handler packages whose module-level caches (settings, clients) are per Lambda container.
 # What Lambda sets for each function apart; offline the functions share one process (see `_environment`).
 _PER_FUNCTION_VARIABLES = frozenset(
     {"AWS_LAMBDA_FUNCTION_NAME", "AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "POWERTOOLS_SERVICE_NAME"}
 )
-# One pipeline at a time: moto's backends are per process.
-_ACTIVE_LOCK = threading.Lock()
+# Held while a pipeline runs: one at a time, as moto's backends are per process.
+_ACTIVE = threading.Lock()
 # How often the background trigger polls the queue (Lambda's event source mapping long-polls it).
 TRIGGER_INTERVAL_SECONDS = 0.2
 
 
 def synthesize_batch_stack(context: Mapping[str, Any], outdir: Path) -> dict[str, Any]:
     """Synthesize the app as `cdk synth` would with this context (cdk-nag included); the batch stack's template."""
-    from infra.app_builder import build_app  # loads aws_cdk (seconds): only when synthesizing
-
-    assembly = build_app(context, outdir=str(outdir)).synth()
-    (stack,) = [stack for stack in assembly.stacks if stack.stack_name.startswith(BATCH_STACK_PREFIX)]
-    template: dict[str, Any] = stack.template
-    return template
+    return batch_template(synthesize(context, checks=True, outdir=outdir))
 
 
 @dataclass(frozen=True)
@@ -228,14 +221,12 @@ class OfflinePipeline:
     function name, memory) and `environment` (e.g. `AWS_ENDPOINT_URL_BEDROCK_RUNTIME` of a local stand-in).
     """
 
-    _active: ClassVar[bool] = False
-
     def __init__(
         self,
         template: Mapping[str, Any],
         *,
         stage: str,
-        model: BedrockModel | None = None,
+        model: Model | None = None,
         ssm: Mapping[str, str] | None = None,
         environment: Mapping[str, str] | None = None,
     ) -> None:
@@ -256,14 +247,10 @@ class OfflinePipeline:
         self.event_answers: list[Any] = []
         self._exit = ExitStack()
 
-    # --- lifecycle --------------------------------------------------------------------------------
-
     def __enter__(self) -> Self:
-        with _ACTIVE_LOCK:
-            if OfflinePipeline._active:
-                raise RuntimeError("a pipeline is already running in this process (moto's state is per process)")
-            OfflinePipeline._active = True
-        self._exit.callback(self._release)
+        if not _ACTIVE.acquire(blocking=False):
+            raise RuntimeError("a pipeline is already running in this process (moto's state is per process)")
+        self._exit.callback(_ACTIVE.release)
         try:
             moto_patches.install()
             lambda_runtime.fresh_container()
@@ -277,8 +264,7 @@ class OfflinePipeline:
             self.bedrock.model = self.model
             self.bedrock.publish = self.publish
             # Before the mock ends: a job ending later (its scenario's timer) must not publish to real AWS.
-            bedrock = self.bedrock
-            self._exit.callback(setattr, bedrock, "publish", None)
+            self._exit.callback(setattr, self.bedrock, "publish", None)
         except BaseException:
             self._exit.close()  # __exit__ is not called when __enter__ fails
             raise
@@ -288,11 +274,6 @@ class OfflinePipeline:
         self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
     ) -> None:
         self._exit.close()
-
-    @staticmethod
-    def _release() -> None:
-        with _ACTIVE_LOCK:
-            OfflinePipeline._active = False
 
     @property
     def bedrock(self) -> FakeBedrock:
@@ -308,8 +289,6 @@ class OfflinePipeline:
     def sfn(self) -> SFNClient:
         """A Step Functions client of the offline account."""
         return cast("SFNClient", _client("stepfunctions"))
-
-    # --- what users do ----------------------------------------------------------------------------
 
     def drop(self, key: str, body: bytes | str) -> Drop:
         """Upload a file and deliver what S3 -> EventBridge -> SQS makes of it to the queue's function."""
@@ -365,23 +344,15 @@ class OfflinePipeline:
             yield endpoint.url
 
     @contextmanager
-    def triggering(
-        self,
-        *,
-        interval_seconds: float = TRIGGER_INTERVAL_SECONDS,
-        on_error: Callable[[BaseException], None] | None = None,
-    ) -> Iterator[None]:
+    def triggering(self, *, on_error: Callable[[Exception], None]) -> Iterator[None]:
         """Deliver queued messages in the background for the duration, as the event source mapping does.
 
-        A delivery that fails (the starter raised) is reported to `on_error` (default: stderr) and its messages
-        stay queued, to be received again once their visibility timeout ends, as with SQS. Once the block
-        ends, the delivery in progress (if any) finishes unreported. Use it inside the pipeline's block.
+        A delivery that fails (the starter raised) is reported to `on_error` and its messages stay queued, to be
+        received again once their visibility timeout ends, as with SQS. Once the block ends, the delivery in
+        progress (if any) finishes unreported. Use it inside the pipeline's block.
         """
         with repeating(
-            self.deliver,
-            interval_seconds=interval_seconds,
-            name="sqs-event-source",
-            on_error=on_error or _report_to_stderr,
+            self.deliver, interval_seconds=TRIGGER_INTERVAL_SECONDS, name="sqs-event-source", on_error=on_error
         ):
             yield
 
@@ -418,6 +389,7 @@ class OfflinePipeline:
             for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
             for event in page["events"]
         ]
+        summary = self._object(f"results/{run_id}/summary.json")
         return Run(
             run_id=run_id,
             status=described["status"],
@@ -425,7 +397,7 @@ class OfflinePipeline:
             error=described.get("error"),
             cause=described.get("cause"),
             history=history,
-            summary=self._json(f"results/{run_id}/summary.json"),
+            summary=None if summary is None else json.loads(summary),
             results=self._jsonl(f"results/{run_id}/results.jsonl"),
             rejected=self._jsonl(f"rejected/{run_id}/rejected.jsonl"),
             jobs=self.bedrock.for_run(run_id),
@@ -441,8 +413,6 @@ class OfflinePipeline:
         if dropped.run_id is None:
             raise LookupError(f"dropping {key} started no run: {dropped.deliveries}")
         return self.wait(dropped.run_id, timeout_seconds=timeout_seconds)
-
-    # --- building the stack in moto ---------------------------------------------------------------
 
     def _create(self) -> None:
         resources: Mapping[str, Any] = self.template["Resources"]
@@ -598,24 +568,14 @@ class OfflinePipeline:
             raise RuntimeError(f"{function_name} failed: {answer}")
         return answer
 
-    def _json(self, key: str) -> dict[str, Any] | None:
+    def _object(self, key: str) -> bytes | None:
         try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
+            return self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
         except self.s3.exceptions.NoSuchKey:
             return None
-        value: dict[str, Any] = json.loads(body)
-        return value
 
     def _jsonl(self, key: str) -> list[dict[str, Any]]:
-        try:
-            body = self.s3.get_object(Bucket=self.bucket, Key=key)["Body"].read()
-        except self.s3.exceptions.NoSuchKey:
-            return []
-        return [json.loads(line) for line in body.splitlines() if line.strip()]
-
-
-def _report_to_stderr(error: BaseException) -> None:
-    print(f"delivery failed: {''.join(traceback.format_exception(error))}", file=sys.stderr, flush=True)
+        return [json.loads(line) for line in (self._object(key) or b"").splitlines() if line.strip()]
 
 
 class S3Endpoint(ThreadedWSGIServer):

@@ -38,16 +38,6 @@ class LocalLambdaContext:
         """The function's ARN, in the local account and Region."""
         return f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{self.function_name}"
 
-    @property
-    def log_group_name(self) -> str:
-        """The log group Lambda would write to."""
-        return f"/aws/lambda/{self.function_name}"
-
-    @property
-    def log_stream_name(self) -> str:
-        """A log stream name in Lambda's format."""
-        return f"{time.strftime('%Y/%m/%d')}/[{self.function_version}]local"
-
     def get_remaining_time_in_millis(self) -> int:
         """Milliseconds left before the invocation times out."""
         if self.fixed_remaining_ms is not None:

@@ -79,15 +79,13 @@ class Invoked:
 
 def invoke(function_name: str, memory_mb: int, timeout_seconds: int, payload: Any) -> Invoked:
     """Run the handler registered for `function_name` on `payload` (JSON text or bytes; empty: `{}`)."""
-    raw = payload.decode() if isinstance(payload, bytes) else payload
-    event = json.loads(raw) if raw else {}
+    event = json.loads(payload) if payload else {}
     context = LocalLambdaContext.starting_now(function_name, timeout_seconds=timeout_seconds, memory_mb=memory_mb)
     with INVOCATION_LOCK:
         # Looked up under the lock: once `clear_handlers` ran, nothing runs or touches the environment.
         handler = _handlers.get(function_name)
         if handler is None:
             return _function_error("HandlerNotRegistered", f"no offline handler for {function_name}", [])
-        # The environment is the pipeline's, set once (local/harness.py `_environment`): never swapped here.
         fresh_container()
         try:
             result = handler(event, context)

@@ -64,7 +64,7 @@ import inspect
 import json
 import re
 import threading
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, MutableMapping
 from importlib import import_module
 from importlib.metadata import version
 from types import ModuleType
@@ -78,7 +78,8 @@ from botocore.exceptions import ClientError
 from botocore.model import OperationModel, ServiceModel
 
 from local import lambda_runtime
-from local.bedrock.batch_jobs import BedrockJobError, FakeBedrock
+from local.bedrock.batch_jobs import FakeBedrock
+from local.bedrock.shapes import ModelError
 
 MOTO_VERSION = "5.2.5"
 
@@ -194,14 +195,8 @@ def check() -> list[str]:
     installed_version = version("moto")
     if installed_version != MOTO_VERSION:
         problems.append(f"moto {installed_version} is installed; the extensions were written for {MOTO_VERSION}")
-    for target in _TARGETS:
-        problem = _check_target(target)
-        if problem:
-            problems.append(problem)
-    for module, class_name, added in (
-        (_BEDROCK_RESPONSES, "BedrockResponse", _ADDED),
-        (_RUNTIME_RESPONSES, "BedrockRuntimeResponse", _ADDED_RUNTIME),
-    ):
+    problems.extend(problem for target in _TARGETS if (problem := _check_target(target)))
+    for module, class_name, added in _ADDED:
         try:
             response_class = getattr(import_module(module), class_name, None)
         except ImportError:
@@ -268,10 +263,7 @@ def install() -> None:
         retrier.time = _InstantTime(retrier.time)
         _patch(import_module(_LAMBDA_SIMPLE).LambdaSimpleBackend, "invoke", _invoke)
         _patch(import_module(_LAMBDA_TASK).StateTaskLambda, "_from_error", _lambda_task_error)
-        for module, class_name, added in (
-            (_BEDROCK_RESPONSES, "BedrockResponse", _ADDED),
-            (_RUNTIME_RESPONSES, "BedrockRuntimeResponse", _ADDED_RUNTIME),
-        ):
+        for module, class_name, added in _ADDED:
             for operation, method in added.items():
                 setattr(getattr(import_module(module), class_name), operation, method)
         _patch(import_module(_BEDROCK_RESPONSES).BedrockResponse, "list_tags_for_resource", _list_tags_for_resource)
@@ -326,14 +318,9 @@ def _normalise_response(
 
 
 def _timestamps_as_text(value: Any) -> None:
-    items: Iterator[tuple[Any, Any]]
-    if isinstance(value, dict):
-        items = iter(list(value.items()))
-    elif isinstance(value, list):
-        items = iter(list(enumerate(value)))
-    else:
+    if not isinstance(value, dict | list):
         return
-    for key, item in items:
+    for key, item in list(value.items() if isinstance(value, dict) else enumerate(value)):
         if isinstance(item, datetime.datetime):
             value[key] = item.isoformat()
         else:
@@ -353,41 +340,56 @@ def fake_bedrock(account_id: str, region: str) -> FakeBedrock:
     return store  # type: ignore[no-any-return]
 
 
-def _bedrock_error(error: BedrockJobError) -> Exception:
-    json_error = import_module(_EXCEPTIONS).JsonRESTError
-    answer: Exception = json_error(error.code, error.message)
-    answer.code = BedrockJobError.STATUS.get(error.code, 400)  # type: ignore[attr-defined]
+def _answering(call: Callable[[Any, FakeBedrock], dict[str, Any]]) -> Callable[[Any], str]:
+    """A method of moto's responses class answered by the account's fake Bedrock: `call`'s result as JSON, its
+    ModelError as moto's JSON error with the code and HTTP status Bedrock answers with."""
+
+    def answer(self: Any) -> str:
+        try:
+            return json.dumps(call(self, fake_bedrock(self.current_account, self.region)))
+        except ModelError as error:
+            refused: Exception = import_module(_EXCEPTIONS).JsonRESTError(error.code, error.message)
+            refused.code = error.status  # type: ignore[attr-defined]
+            raise refused from None
+
     return answer
 
 
-def _create_model_invocation_job(self: Any) -> str:
-    try:
-        arn = fake_bedrock(self.current_account, self.region).create(json.loads(self.body))
-    except BedrockJobError as error:
-        raise _bedrock_error(error) from None
-    return json.dumps({"jobArn": arn})
+@_answering
+def _create_model_invocation_job(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    return {"jobArn": bedrock.create(json.loads(self.body))}
 
 
-def _get_model_invocation_job(self: Any) -> str:
-    identifier = unquote(self.uri_match.get("jobIdentifier") or self.path.rsplit("/", 1)[-1])
-    try:
-        return json.dumps(fake_bedrock(self.current_account, self.region).get(identifier))
-    except BedrockJobError as error:
-        raise _bedrock_error(error) from None
+@_answering
+def _get_model_invocation_job(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    return bedrock.get(unquote(self.uri_match.get("jobIdentifier") or self.path.rsplit("/", 1)[-1]))
 
 
-def _list_model_invocation_jobs(self: Any) -> str:
-    name_contains = self.querystring.get("nameContains", [None])[0]
-    return json.dumps(fake_bedrock(self.current_account, self.region).list_jobs(name_contains))
+@_answering
+def _list_model_invocation_jobs(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    return bedrock.list_jobs(self.querystring.get("nameContains", [None])[0])
 
 
-def _stop_model_invocation_job(self: Any) -> str:
-    identifier = unquote(self.path.rstrip("/").rsplit("/", 2)[-2])
-    try:
-        fake_bedrock(self.current_account, self.region).stop(identifier)
-    except BedrockJobError as error:
-        raise _bedrock_error(error) from None
-    return "{}"
+@_answering
+def _stop_model_invocation_job(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    bedrock.stop(unquote(self.path.rstrip("/").rsplit("/", 2)[-2]))
+    return {}
+
+
+@_answering
+def _converse(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    return bedrock.converse({**json.loads(self.body), "modelId": unquote(self.uri_match.get("modelId", ""))})
+
+
+@_answering
+def _apply_guardrail(self: Any, bedrock: FakeBedrock) -> dict[str, Any]:
+    return bedrock.apply_guardrail(
+        {
+            **json.loads(self.body),
+            "guardrailIdentifier": unquote(self.uri_match.get("guardrailIdentifier", "")),
+            "guardrailVersion": unquote(self.uri_match.get("guardrailVersion", "")),
+        }
+    )
 
 
 def _list_tags_for_resource(self: Any) -> str:
@@ -398,33 +400,20 @@ def _list_tags_for_resource(self: Any) -> str:
     return json.dumps({"tags": [{"key": key, "value": value} for key, value in tags.items()]})
 
 
-def _converse(self: Any) -> str:
-    request = {**json.loads(self.body), "modelId": unquote(self.uri_match.get("modelId", ""))}
-    try:
-        return json.dumps(fake_bedrock(self.current_account, self.region).converse(request))
-    except BedrockJobError as error:
-        raise _bedrock_error(error) from None
-
-
-def _apply_guardrail(self: Any) -> str:
-    request = {
-        **json.loads(self.body),
-        "guardrailIdentifier": unquote(self.uri_match.get("guardrailIdentifier", "")),
-        "guardrailVersion": unquote(self.uri_match.get("guardrailVersion", "")),
-    }
-    try:
-        return json.dumps(fake_bedrock(self.current_account, self.region).apply_guardrail(request))
-    except BedrockJobError as error:
-        raise _bedrock_error(error) from None
-
-
-_ADDED: dict[str, Callable[[Any], str]] = {
-    "create_model_invocation_job": _create_model_invocation_job,
-    "get_model_invocation_job": _get_model_invocation_job,
-    "list_model_invocation_jobs": _list_model_invocation_jobs,
-    "stop_model_invocation_job": _stop_model_invocation_job,
-}
-_ADDED_RUNTIME: dict[str, Callable[[Any], str]] = {"converse": _converse, "apply_guardrail": _apply_guardrail}
+# The operations added to moto's responses classes: (module, class, {operation: method}).
+_ADDED: tuple[tuple[str, str, dict[str, Callable[[Any], str]]], ...] = (
+    (
+        _BEDROCK_RESPONSES,
+        "BedrockResponse",
+        {
+            "create_model_invocation_job": _create_model_invocation_job,
+            "get_model_invocation_job": _get_model_invocation_job,
+            "list_model_invocation_jobs": _list_model_invocation_jobs,
+            "stop_model_invocation_job": _stop_model_invocation_job,
+        },
+    ),
+    (_RUNTIME_RESPONSES, "BedrockRuntimeResponse", {"converse": _converse, "apply_guardrail": _apply_guardrail}),
+)
 
 
 # --- (d) Lambda in process, run by local.lambda_runtime ----------------------------------------------

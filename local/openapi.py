@@ -37,31 +37,31 @@ def _ref(model: type[BaseModel]) -> dict[str, str]:
 
 
 def _answer(request: type[BaseModel], answer: type[BaseModel], summary: str) -> dict[str, Any]:
-    return {
-        "post": {
-            "summary": summary,
-            "requestBody": {"required": True, "content": {"application/json": {"schema": _ref(request)}}},
-            "responses": {
-                "200": {
-                    "description": "The answer; with `stream: true`, server-sent events as it is generated.",
-                    "content": {
-                        "application/json": {"schema": _ref(answer)},
-                        "text/event-stream": {"schema": {"type": "string"}},
-                    },
-                },
-                "default": _error(),
-            },
-        }
-    }
+    return _operation(
+        summary,
+        {**_json(answer), "text/event-stream": {"schema": {"type": "string"}}},
+        method="post",
+        body=_json(request),
+        description="The answer; with `stream: true`, server-sent events as it is generated.",
+    )
 
 
-def _read(summary: str, answer: dict[str, Any], *parameters: dict[str, Any], method: str = "get") -> dict[str, Any]:
-    """An operation without a JSON body: its parameters, its answer's content and the error envelope."""
+def _operation(
+    summary: str,
+    answer: dict[str, Any],
+    *parameters: dict[str, Any],
+    method: str = "get",
+    body: dict[str, Any] | None = None,
+    description: str | None = None,
+) -> dict[str, Any]:
+    """One operation: its parameters or request body, its answer's content (described by `description`, else by
+    `summary`) and the error envelope."""
     return {
         method: {
             "summary": summary,
             **({"parameters": list(parameters)} if parameters else {}),
-            "responses": {"200": {"description": summary, "content": answer}, "default": _error()},
+            **({"requestBody": {"required": True, "content": body}} if body else {}),
+            "responses": {"200": {"description": description or summary, "content": answer}, "default": _error()},
         }
     }
 
@@ -82,42 +82,41 @@ def _batch_api() -> dict[str, Any]:
         "properties": {"file": {"type": "string", "format": "binary"}, "purpose": {"type": "string"}},
     }
     return {
-        "/files": {
-            "post": {
-                "summary": "Upload a batch input file (JSONL, OpenAI batch lines)",
-                "requestBody": {"required": True, "content": {"multipart/form-data": {"schema": upload}}},
-                "responses": {"200": {"description": "The file.", "content": _json(FileObject)}, "default": _error()},
-            }
-        },
-        "/files/{file_id}": _read("One file", _json(FileObject), _path_id("file_id")),
-        "/files/{file_id}/content": _read(
+        "/files": _operation(
+            "Upload a batch input file (JSONL, OpenAI batch lines)",
+            _json(FileObject),
+            method="post",
+            body={"multipart/form-data": {"schema": upload}},
+            description="The file.",
+        ),
+        "/files/{file_id}": _operation("One file", _json(FileObject), _path_id("file_id")),
+        "/files/{file_id}/content": _operation(
             "A file's bytes",
             {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
             _path_id("file_id"),
         ),
         "/batches": {
-            "post": {
-                "summary": "Create a batch: one run of the batch pipeline on an uploaded file",
-                "requestBody": {"required": True, "content": _json(CreateBatchRequest)},
-                "responses": {"200": {"description": "The batch.", "content": _json(Batch)}, "default": _error()},
-            },
-            **_read(
+            **_operation(
+                "Create a batch: one run of the batch pipeline on an uploaded file",
+                _json(Batch),
+                method="post",
+                body=_json(CreateBatchRequest),
+                description="The batch.",
+            ),
+            **_operation(
                 "The caller's batches, newest first",
                 _json(BatchList),
                 {"name": "after", "in": "query", "required": False, "schema": {"type": "string"}},
                 {"name": "limit", "in": "query", "required": False, "schema": {"type": "integer"}},
             ),
         },
-        "/batches/{batch_id}": _read("One batch", _json(Batch), _path_id("batch_id")),
-        "/batches/{batch_id}/cancel": _read("Cancel a batch", _json(Batch), _path_id("batch_id"), method="post"),
+        "/batches/{batch_id}": _operation("One batch", _json(Batch), _path_id("batch_id")),
+        "/batches/{batch_id}/cancel": _operation("Cancel a batch", _json(Batch), _path_id("batch_id"), method="post"),
     }
 
 
 def _error() -> dict[str, Any]:
-    return {
-        "description": "An error, in OpenAI's envelope.",
-        "content": {"application/json": {"schema": _ref(ErrorEnvelope)}},
-    }
+    return {"description": "An error, in OpenAI's envelope.", "content": _json(ErrorEnvelope)}
 
 
 def document() -> dict[str, Any]:
@@ -139,32 +138,9 @@ def document() -> dict[str, Any]:
         "paths": {
             "/chat/completions": _answer(ChatCompletionRequest, ChatCompletion, "A chat completion"),
             "/responses": _answer(ResponsesRequest, Response, "A response (stateless)"),
-            "/models": {
-                "get": {
-                    "summary": "The deployed models and their aliases",
-                    "responses": {
-                        "200": {
-                            "description": "The models.",
-                            "content": {"application/json": {"schema": _ref(ModelList)}},
-                        },
-                        "default": _error(),
-                    },
-                }
-            },
+            "/models": _operation("The deployed models and their aliases", _json(ModelList), description="The models."),
             **_batch_api(),
-            "/models/{model}": {
-                "get": {
-                    "summary": "One model",
-                    "parameters": [{"name": "model", "in": "path", "required": True, "schema": {"type": "string"}}],
-                    "responses": {
-                        "200": {
-                            "description": "The model.",
-                            "content": {"application/json": {"schema": _ref(ModelCard)}},
-                        },
-                        "default": _error(),
-                    },
-                }
-            },
+            "/models/{model}": _operation("One model", _json(ModelCard), _path_id("model"), description="The model."),
         },
         "components": {"schemas": schemas["$defs"]},
     }

@@ -7,8 +7,8 @@ import signal
 import socket
 import socketserver
 import threading
-from collections.abc import Callable, Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import TypeVar
 
@@ -52,20 +52,6 @@ def listening_socket(port: int, purpose: str) -> socket.socket:
         listener.close()
         raise PortUnavailable(port, purpose, error) from None
     return listener
-
-
-@contextmanager
-def reserved_ports(ports: Mapping[str, int]) -> Iterator[None]:
-    """Listen on each non-zero port (by purpose) for the duration of the block: proof that each is free now.
-
-    Raises:
-        PortUnavailable: one of them cannot be listened on (the first such).
-    """
-    with ExitStack() as stack:
-        for purpose, port in ports.items():
-            if port:
-                stack.enter_context(listening_socket(port, purpose))
-        yield
 
 
 @contextmanager

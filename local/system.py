@@ -25,15 +25,15 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any
 
 import boto3
 from botocore.config import Config
 
 from infra.config import guardrail_parameter_names
 from local import lambda_runtime, moto_patches
-from local.bedrock import AmazonBedrock, BedrockStandIn, Model, WordGuardrail, build_model, pace_words
-from local.chat_server import ChatApiOptions, RunningChatApi, chat_guardrail, running_chat_api
+from local.bedrock import AmazonBedrock, BedrockStandIn, LocalModel, WordGuardrail, build_model, pace_words
+from local.chat_server import NO_GUARDRAIL, ChatApiOptions, RunningChatApi, aws_region, chat_guardrail, running_chat_api
 from local.harness import OfflinePipeline, Run
 from local.services import repeating, serving
 from local.templates import Template, batch_template, chat_template, stage_of
@@ -41,7 +41,6 @@ from local.templates import Template, batch_template, chat_template, stage_of
 # What the local synthesis sets on top of cdk.json and -c: moto has no Service Quotas for bedrock, so the
 # pipeline plans with the batchQuotas values (the deployed default reads Service Quotas first).
 LOCAL_CONTEXT: Mapping[str, str] = {"batchReadServiceQuotas": "false"}
-DEFAULT_S3_PORT = 8001
 MONITOR_INTERVAL_SECONDS = 0.25
 
 Report = Callable[[str], None]
@@ -90,14 +89,9 @@ def check_backend(options: ChatApiOptions, context: Mapping[str, str]) -> None:
     if not (options.guardrail_id or context.get("guardrailId")) or not (
         options.guardrail_version or context.get("guardrailVersion")
     ):
-        raise ValueError(
-            "the aws backend calls Amazon Bedrock with a real guardrail: give its id and version "
-            "(--guardrail-id and --guardrail-version, or -c guardrailId=... -c guardrailVersion=...)"
-        )
-    session = boto3.session.Session()
-    if not session.region_name:
-        raise ValueError("the aws backend needs a Region: set AWS_DEFAULT_REGION (or a region in your AWS profile)")
-    if session.get_credentials() is None:
+        raise ValueError(NO_GUARDRAIL)
+    aws_region()
+    if boto3.session.Session().get_credentials() is None:
         raise ValueError("the aws backend needs AWS credentials (environment, profile or SSO), and found none")
 
 
@@ -174,15 +168,7 @@ def _stop_functions(report: Report) -> None:
     lambda_runtime.INVOCATION_LOCK.release()
 
 
-class ClosableModel(Model, Protocol):
-    """A model that holds connections to release at the end."""
-
-    def close(self) -> None:
-        """Release them."""
-        ...
-
-
-def _model(options: ChatApiOptions, guardrail: WordGuardrail) -> tuple[ClosableModel, str]:
+def _model(options: ChatApiOptions, guardrail: WordGuardrail) -> tuple[LocalModel | AmazonBedrock, str]:
     """The model every call goes to, and who answers, in words."""
     if options.backend != "aws":
         model = build_model(
@@ -204,9 +190,6 @@ def _model(options: ChatApiOptions, guardrail: WordGuardrail) -> tuple[ClosableM
     )
 
 
-# --- progress of the runs -----------------------------------------------------------------------
-
-
 @dataclass
 class _Progress:
     finished: bool = False
@@ -217,12 +200,9 @@ class _Progress:
 class RunMonitor:
     """Reports each run of the pipeline as it goes: started, the path prepare chose, its jobs, how it ended."""
 
-    def __init__(
-        self, pipeline: OfflinePipeline, report: Report, *, interval_seconds: float = MONITOR_INTERVAL_SECONDS
-    ):
+    def __init__(self, pipeline: OfflinePipeline, report: Report) -> None:
         self.pipeline = pipeline
         self.report = report
-        self.interval_seconds = interval_seconds
         self._runs: dict[str, _Progress] = {}
         self._polling = threading.Lock()
 
@@ -231,7 +211,7 @@ class RunMonitor:
         """Poll in a background thread for the duration of the block (a last poll reports what just ended)."""
         # The monitor only reports: a failed poll never stops the system.
         with repeating(
-            self.poll, interval_seconds=self.interval_seconds, name="run-monitor", on_error=self._report_error
+            self.poll, interval_seconds=MONITOR_INTERVAL_SECONDS, name="run-monitor", on_error=self._report_error
         ):
             yield
 

@@ -16,19 +16,21 @@ CHAT_HANDLER = "chat/run.sh"
 Template = dict[str, Any]
 
 
-def synthesize(context: Mapping[str, Any] | None = None, *, checks: bool = False) -> dict[str, Template]:
+def synthesize(
+    context: Mapping[str, Any] | None = None, *, checks: bool = False, outdir: Path | None = None
+) -> dict[str, Template]:
     """Each stack's template by stack name, synthesized as `cdk synth` does (cdk.json's context, then `context`).
 
-    The cloud assembly goes to a temporary folder. cdk-nag's checks run only with `checks` (any
+    The cloud assembly goes to `outdir` (by default a temporary folder). cdk-nag's checks run only with `checks` (any
     unacknowledged finding then fails the synthesis, as with `cdk synth`): reading templates does not need them.
     """
     # jsii prints a Node.js end-of-life banner on Node 20 unless told not to; it reads this when aws_cdk loads.
     os.environ.setdefault("JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION", "20")
     from infra.app_builder import build_app, cli_context
 
-    with tempfile.TemporaryDirectory(prefix="gpt-oss-synth-") as outdir:
-        assembly = build_app({**cli_context(), **(context or {})}, outdir=outdir).synth(skip_validation=not checks)
-        return {stack.stack_name: stack.template for stack in assembly.stacks}
+    with tempfile.TemporaryDirectory(prefix="gpt-oss-synth-") as temporary:
+        app = build_app({**cli_context(), **(context or {})}, outdir=str(outdir or temporary))
+        return {stack.stack_name: stack.template for stack in app.synth(skip_validation=not checks).stacks}
 
 
 def load_template(path: Path) -> Template:
@@ -43,7 +45,7 @@ def chat_template(templates: Mapping[str, Template]) -> Template:
     Raises:
         ValueError: no template, or more than one, holds it.
     """
-    holding = [template for template in templates.values() if _functions(template, CHAT_HANDLER)]
+    holding = [template for template in templates.values() if _chat_functions(template)]
     if len(holding) != 1:
         raise ValueError(f"expected one stack with the chat function ({CHAT_HANDLER}), found {len(holding)}")
     return holding[0]
@@ -102,10 +104,7 @@ class ChatFunction:
         Raises:
             ValueError: the template holds no chat function, or more than one.
         """
-        found = _functions(template, CHAT_HANDLER)
-        if len(found) != 1:
-            raise ValueError(f"expected one function with handler {CHAT_HANDLER}, found {len(found)}")
-        [(logical_id, properties)] = found.items()
+        logical_id, properties = _chat_function(template)
         variables: Mapping[str, Any] = properties.get("Environment", {}).get("Variables", {})
         return cls(
             logical_id=logical_id,
@@ -124,10 +123,7 @@ def chat_table(template: Template, variable: str) -> Mapping[str, Any] | None:
     Raises:
         ValueError: the template holds no chat function, or more than one.
     """
-    found = _functions(template, CHAT_HANDLER)
-    if len(found) != 1:
-        raise ValueError(f"expected one function with handler {CHAT_HANDLER}, found {len(found)}")
-    [properties] = found.values()
+    _, properties = _chat_function(template)
     value = properties.get("Environment", {}).get("Variables", {}).get(variable)
     if not isinstance(value, dict) or set(value) != {"Ref"}:
         return None
@@ -146,9 +142,16 @@ def guardrail_messages(template: Template) -> tuple[str, str] | None:
     return guardrails[0]["BlockedInputMessaging"], guardrails[0]["BlockedOutputsMessaging"]
 
 
-def _functions(template: Template, handler: str) -> dict[str, Mapping[str, Any]]:
-    return {
-        logical_id: resource["Properties"]
+def _chat_functions(template: Template) -> list[tuple[str, Mapping[str, Any]]]:
+    return [
+        (logical_id, resource["Properties"])
         for logical_id, resource in template.get("Resources", {}).items()
-        if resource["Type"] == "AWS::Lambda::Function" and resource["Properties"].get("Handler") == handler
-    }
+        if resource["Type"] == "AWS::Lambda::Function" and resource["Properties"].get("Handler") == CHAT_HANDLER
+    ]
+
+
+def _chat_function(template: Template) -> tuple[str, Mapping[str, Any]]:
+    found = _chat_functions(template)
+    if len(found) != 1:
+        raise ValueError(f"expected one function with handler {CHAT_HANDLER}, found {len(found)}")
+    return found[0]

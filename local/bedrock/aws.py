@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 import urllib3
 from botocore.exceptions import BotoCoreError, ClientError, EventStreamError, ParamValidationError
 
+from local.bedrock.model import close_if_closable
 from local.bedrock.shapes import ModelError
 from shared.eventstream import CONVERSE_STREAM_EXCEPTIONS
 
@@ -29,18 +30,13 @@ class AmazonBedrock:
     def __init__(self, client: BedrockRuntimeClient) -> None:
         self.client = client
 
-    @property
-    def region(self) -> str:
-        """The Region the client calls."""
-        return str(self.client.meta.region_name)
-
     def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """Bedrock's Converse response to the request (`modelId` included).
 
         Raises:
             ModelError: Bedrock refused or failed the call (its error code and message).
         """
-        return _call(self.client.converse, dict(request))
+        return _call(self.client.converse, **request)
 
     def converse_stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
         """Bedrock's ConverseStream events for the request, each as it arrives; closing the iterator ends the call.
@@ -48,7 +44,7 @@ class AmazonBedrock:
         Raises:
             ModelError: Bedrock refused or failed the call before its stream started.
         """
-        response = _call(self.client.converse_stream, dict(request))
+        response = _call(self.client.converse_stream, **request)
         return _events(response["stream"])
 
     def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -57,7 +53,7 @@ class AmazonBedrock:
         Raises:
             ModelError: Bedrock refused or failed the call.
         """
-        return _call(self.client.apply_guardrail, dict(request))
+        return _call(self.client.apply_guardrail, **request)
 
     def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
         """InvokeModel with an OpenAI chat body: the chat.completion a batch job writes for that record.
@@ -70,12 +66,10 @@ class AmazonBedrock:
             raise ModelError("ValidationException", "The model of the call is missing.")
         response = _call(
             self.client.invoke_model,
-            {
-                "modelId": str(model),
-                "body": json.dumps(dict(body)).encode(),
-                "contentType": "application/json",
-                "accept": "application/json",
-            },
+            modelId=str(model),
+            body=json.dumps(dict(body)).encode(),
+            contentType="application/json",
+            accept="application/json",
         )
         completion: dict[str, Any] = json.loads(response["body"].read())
         return completion
@@ -99,12 +93,10 @@ def _events(stream: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
         # is read): what Bedrock calls a model stream error.
         yield {"modelStreamErrorException": {"message": f"The stream from Amazon Bedrock broke: {error}"}}
     finally:
-        close = getattr(stream, "close", None)
-        if callable(close):
-            close()
+        close_if_closable(stream)
 
 
-def _call(operation: Callable[..., Mapping[str, Any]], arguments: dict[str, Any]) -> dict[str, Any]:
+def _call(operation: Callable[..., Mapping[str, Any]], /, **arguments: Any) -> dict[str, Any]:
     try:
         response = dict(operation(**arguments))
     except ClientError as error:

@@ -2,19 +2,17 @@
 
 `FakeBedrock` is Bedrock of one account and Region as the batch pipeline sees it inside moto:
 `CreateModelInvocationJob` / `GetModelInvocationJob` / `ListModelInvocationJobs` / `StopModelInvocationJob` (jobs
-idempotent on `clientRequestToken`, going Submitted ->
-InProgress -> a terminal status over successive status checks, and on completion writing output in Bedrock's
-layout and line format, shuffled, to moto's S3), the tags a job was created with (`ListTagsForResource`), and
-`Converse` / `ApplyGuardrail`. A job reaching its terminal status (at a status check, by `finish`, or after its
-scenario's `runs_for_seconds`) emits Bedrock's "Batch Inference Job State Change" event to `publish` (the harness
-puts it on moto's EventBridge) unless `emit_events` is off (a lost event). Every answer comes from one
-`BedrockModel`: the local runner's (`local.bedrock`), by default its offline model, unpaced (`offline_model`).
-A `JobScenario` per job picks the terminal
-status, failed and unprocessed records; `create_errors` / `status_errors` fail the next creates / status checks
-with the Bedrock errors named.
+idempotent on `clientRequestToken`, going Submitted -> InProgress -> a terminal status over successive status
+checks, and on completion writing output in Bedrock's layout and line format, shuffled, to moto's S3), the tags a
+job was created with (`ListTagsForResource`), and `Converse` / `ApplyGuardrail`. A job reaching its terminal status
+(at a status check, by `finish`, or after its scenario's `runs_for_seconds`) emits Bedrock's "Batch Inference Job
+State Change" event to `publish` (the harness puts it on moto's EventBridge) unless `emit_events` is off (a lost
+event). Every answer comes from one `Model`: the local runner's (`local.bedrock`), by default its offline model,
+unpaced (`offline_model`). A `JobScenario` per job picks the terminal status, failed and unprocessed records;
+`create_errors` / `status_errors` fail the next creates / status checks with the Bedrock errors named.
 
 Nothing here knows moto: `local.moto_patches` adds the operations to moto's responses, keeps one `FakeBedrock` per
-account and Region on moto's bedrock backend (`fake_bedrock`) and turns a `BedrockJobError` into moto's error.
+account and Region on moto's bedrock backend (`fake_bedrock`) and turns a `ModelError` into moto's error.
 """
 
 from __future__ import annotations
@@ -28,11 +26,12 @@ import re
 import threading
 import uuid
 from collections.abc import Callable, Mapping
-from typing import Any, Literal, Protocol
+from typing import Any, Literal
 
 import boto3
 
 from local.bedrock.backends import build_model
+from local.bedrock.model import Model
 from local.bedrock.shapes import ModelError
 
 TERMINAL_STATUSES = ("Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired")
@@ -47,34 +46,6 @@ _S3_URI = re.compile(r"^s3://(?P<bucket>[^/]+)/(?P<key>.*)$")
 JobStatus = Literal["Completed", "PartiallyCompleted", "Failed", "Stopped", "Expired"]
 
 
-class BedrockModel(Protocol):
-    """What answers for Bedrock offline; the local runner's model (local/bedrock) has the same three calls.
-
-    Each raises an exception with `code` (a Bedrock error code, e.g. "ValidationException") and `message`
-    (like local.bedrock's `ModelError`) to fail the way Bedrock would.
-    """
-
-    def converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """A Converse response for a Converse request (`modelId` included)."""
-        ...
-
-    def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """An ApplyGuardrail response (`guardrailIdentifier` and `guardrailVersion` included in the request)."""
-        ...
-
-    def chat_completion(self, body: Mapping[str, Any], *, model_id: str | None = None) -> dict[str, Any]:
-        """The chat.completion InvokeModel (and so a batch output line) gives for an OpenAI chat body."""
-        ...
-
-
-def _failure(error: Exception) -> tuple[str, str] | None:
-    """(code, message) of an exception a model raised the Bedrock way, else None."""
-    code, message = getattr(error, "code", None), getattr(error, "message", None)
-    if isinstance(code, str) and isinstance(message, str):
-        return code, message
-    return None
-
-
 @dataclasses.dataclass(frozen=True)
 class JobScenario:
     """How one fake job ends.
@@ -83,14 +54,13 @@ class JobScenario:
     than the state machine's lap limit keeps a job running forever). `failed_records`: the first N records
     of each input file get an `error` line. `unprocessed_records`: the last N get no line at all (what a
     PartiallyCompleted or Stopped job leaves). Failed and Expired jobs write no output. `runs_for_seconds`:
-    the job also ends by itself that long after its creation.
+    the job also ends by itself that long after its creation, as a real job does (None: only status checks, or
+    `FakeBedrock.finish`, end it).
     """
 
     status: JobStatus = "Completed"
     message: str | None = None
     polls: int = 1
-    # The job also ends by itself this long after its creation, as a real job does (None: only status checks, or
-    # `FakeBedrock.finish`, end it).
     runs_for_seconds: float | None = None
     failed_records: int = 0
     unprocessed_records: int = 0
@@ -127,33 +97,13 @@ class FakeJob:
     counts: dict[str, int] = dataclasses.field(default_factory=dict)
 
 
-class BedrockJobError(Exception):
-    """An error the fake Bedrock API answers with (code and HTTP status as Bedrock's)."""
-
-    STATUS: Mapping[str, int] = {
-        "ThrottlingException": 429,
-        "ModelTimeoutException": 408,
-        "ServiceQuotaExceededException": 400,
-        "ValidationException": 400,
-        "ConflictException": 400,
-        "ResourceNotFoundException": 404,
-        "InternalServerException": 500,
-        "AccessDeniedException": 403,
-    }
-
-    def __init__(self, code: str, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-
-
-def offline_model() -> BedrockModel:
+def offline_model() -> Model:
     """The local runner's offline model, unpaced, with its word-list guardrail: what answers when no model is given."""
     return build_model("offline", tokens_per_second=None)
 
 
 class FakeBedrock:
-    """Bedrock of one account and Region, offline: batch jobs, Converse and ApplyGuardrail from one `BedrockModel`.
+    """Bedrock of one account and Region, offline: batch jobs, Converse and ApplyGuardrail from one `Model`.
 
     Thread-safe (shards run in parallel). Set `model`, `scenario` and `create_errors` before a run.
     """
@@ -161,16 +111,13 @@ class FakeBedrock:
     def __init__(self, account_id: str, region: str) -> None:
         self.account_id = account_id
         self.region = region
-        self.model: BedrockModel = offline_model()
+        self.model: Model = offline_model()
         self.scenario: Callable[[JobRequest], JobScenario] = lambda _request: JobScenario()
-        # Error codes the next CreateModelInvocationJob / GetModelInvocationJob calls fail with, in order.
         self.create_errors: list[str] = []
         self.status_errors: list[str] = []
         self.create_calls = 0
         self.jobs: dict[str, FakeJob] = {}
-        # Every Converse / ApplyGuardrail request received (what was sent, guardrail configuration included).
         self.converse_requests: list[dict[str, Any]] = []
-        self.guardrail_requests: list[dict[str, Any]] = []
         # Where a job's terminal state-change event goes (EventBridge's PutEvents entry; None: nowhere), whether
         # it goes at all (False: the event is lost, as best-effort delivery may), and every event emitted.
         self.publish: Callable[[dict[str, Any]], object] | None = None
@@ -185,13 +132,13 @@ class FakeBedrock:
             self.create_calls += 1
             if self.create_errors:
                 code = self.create_errors.pop(0)
-                raise BedrockJobError(code, f"{code} (simulated)")
+                raise ModelError(code, f"{code} (simulated)")
             request = _job_request(params)
             token = request.client_request_token
             if token is not None and token in self._tokens:
                 return self.jobs[self._tokens[token]].arn
             if any(job.request.job_name == request.job_name for job in self.jobs.values()):
-                raise BedrockJobError("ConflictException", f"a job named {request.job_name} already exists")
+                raise ModelError("ConflictException", f"a job named {request.job_name} already exists")
             seed = token or uuid.uuid4().hex
             job_id = hashlib.sha256(f"{self.account_id}/{seed}".encode()).hexdigest()[:12]
             arn = f"arn:aws:bedrock:{self.region}:{self.account_id}:model-invocation-job/{job_id}"
@@ -210,7 +157,7 @@ class FakeBedrock:
         with self._lock:
             if self.status_errors:
                 code = self.status_errors.pop(0)
-                raise BedrockJobError(code, f"{code} (simulated)")
+                raise ModelError(code, f"{code} (simulated)")
             job = self._job(identifier)
             ended = self._advance(job)
             described = _describe(job)
@@ -240,7 +187,7 @@ class FakeBedrock:
         with self._lock:
             job = self._job(identifier)
             if job.status in TERMINAL_STATUSES:
-                raise BedrockJobError("ValidationException", f"job {job.job_id} has ended ({job.status})")
+                raise ModelError("ValidationException", f"job {job.job_id} has ended ({job.status})")
             job.scenario = dataclasses.replace(job.scenario, status="Stopped", polls=0)
             job.checks = 0
             ended = self._advance(job)
@@ -278,7 +225,7 @@ class FakeBedrock:
     def _job(self, identifier: str) -> FakeJob:
         job = self.jobs.get(identifier.rsplit("/", 1)[-1])
         if job is None:
-            raise BedrockJobError("ResourceNotFoundException", f"no model invocation job {identifier}")
+            raise ModelError("ResourceNotFoundException", f"no model invocation job {identifier}")
         return job
 
     def tags(self, arn: str) -> dict[str, str] | None:
@@ -310,26 +257,14 @@ class FakeBedrock:
         """Converse, answered by the model (every request is recorded in `converse_requests`)."""
         with self._lock:
             self.converse_requests.append(dict(request))
-        return _model_call(self.model.converse, request)
+        return self.model.converse(request)
 
     def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """ApplyGuardrail, answered by the model (every request is recorded in `guardrail_requests`)."""
-        with self._lock:
-            self.guardrail_requests.append(dict(request))
-        return _model_call(self.model.apply_guardrail, request)
+        """ApplyGuardrail, answered by the model."""
+        return self.model.apply_guardrail(request)
 
     def __repr__(self) -> str:
         return f"FakeBedrock({self.account_id}, {self.region}, jobs={len(self.jobs)})"
-
-
-def _model_call(call: Callable[[Mapping[str, Any]], dict[str, Any]], request: Mapping[str, Any]) -> dict[str, Any]:
-    try:
-        return call(request)
-    except Exception as error:
-        failure = _failure(error)
-        if failure is None:
-            raise
-        raise BedrockJobError(*failure) from None
 
 
 def _job_request(params: Mapping[str, Any]) -> JobRequest:
@@ -350,13 +285,13 @@ def _job_request(params: Mapping[str, Any]) -> JobRequest:
             invocation_type=str(params.get("modelInvocationType", "InvokeModel")),
         )
     except (KeyError, TypeError, ValueError) as error:
-        raise BedrockJobError("ValidationException", f"invalid request: missing or malformed {error}") from None
+        raise ModelError("ValidationException", f"invalid request: missing or malformed {error}") from None
     if not _JOB_NAME.fullmatch(job_name):
-        raise BedrockJobError("ValidationException", f"jobName {job_name!r} does not match the required pattern")
+        raise ModelError("ValidationException", f"jobName {job_name!r} does not match the required pattern")
     if not 24 <= request.timeout_hours <= 168:
-        raise BedrockJobError("ValidationException", "timeoutDurationInHours must be between 24 and 168")
+        raise ModelError("ValidationException", "timeoutDurationInHours must be between 24 and 168")
     if inputs.get("s3InputFormat", "JSONL") != "JSONL" or not _S3_URI.match(request.input_uri):
-        raise BedrockJobError("ValidationException", "the input must be JSONL at an s3:// URI")
+        raise ModelError("ValidationException", "the input must be JSONL at an s3:// URI")
     return request
 
 
@@ -384,13 +319,11 @@ def _describe(job: FakeJob) -> dict[str, Any]:
         described["endTime"] = job.ended.isoformat()
     if job.status in TERMINAL_STATUSES and job.scenario.message is not None:
         described["message"] = job.scenario.message
-    for name in ("totalRecordCount", "processedRecordCount", "successRecordCount", "errorRecordCount"):
-        if name in job.counts:
-            described[name] = job.counts[name]
+    described.update(job.counts)
     return described
 
 
-def _write_output(job: FakeJob, model: BedrockModel, region: str) -> dict[str, int]:
+def _write_output(job: FakeJob, model: Model, region: str) -> dict[str, int]:
     """Write `<outputUri><jobId>/<input file>.out` (lines shuffled) and `manifest.json.out`; return the counts."""
     s3 = boto3.client("s3", region_name=region)
     source = _S3_URI.match(job.request.input_uri)
@@ -428,7 +361,7 @@ def _jsonl_keys(s3: Any, bucket: str, prefix: str) -> list[str]:
 
 
 def _output_line(
-    index: int, record: Mapping[str, Any], job: FakeJob, total: int, model: BedrockModel, counts: dict[str, int]
+    index: int, record: Mapping[str, Any], job: FakeJob, total: int, model: Model, counts: dict[str, int]
 ) -> dict[str, Any] | None:
     counts["total"] += 1
     if index >= total - job.scenario.unprocessed_records:
@@ -439,13 +372,9 @@ def _output_line(
         if index < job.scenario.failed_records:
             raise ModelError("ValidationException", "Malformed input request, please reformat your input.")
         output = model.chat_completion(record.get("modelInput") or {}, model_id=job.request.model_id)
-    except Exception as error:
-        failure = _failure(error)
-        if failure is None:
-            raise
+    except ModelError as error:
         counts["error"] += 1
-        status = BedrockJobError.STATUS.get(failure[0], 500)
-        line["error"] = {"errorCode": status, "errorMessage": failure[1]}
+        line["error"] = {"errorCode": error.status, "errorMessage": error.message}
         return line
     counts["success"] += 1
     usage = output.get("usage") or {}

@@ -56,10 +56,6 @@ class WordGuardrail:
         """Whether an id (or ARN) and version name this guardrail version."""
         return identifier.rsplit("/", 1)[-1] == self.guardrail_id and version == self.guardrail_version
 
-    def blocked_message(self, source: str) -> str:
-        """The text that replaces blocked content (source INPUT or OUTPUT)."""
-        return self.blocked_input_message if source == "INPUT" else self.blocked_output_message
-
     def apply(self, request: Mapping[str, Any]) -> dict[str, Any]:
         """An ApplyGuardrail response for an ApplyGuardrail request (with its URI's id and version).
 
@@ -73,11 +69,12 @@ class WordGuardrail:
             raise ModelError("ValidationException", "source must be INPUT or OUTPUT.")
         texts = [str(block["text"]["text"]) for block in request.get("content", ()) if "text" in block]
         verdict = self.check(texts)
+        blocked = self.blocked_input_message if source == "INPUT" else self.blocked_output_message
         return {
             "usage": self.usage(verdict),
             "action": "GUARDRAIL_INTERVENED" if verdict.intervened else "NONE",
             "actionReason": "Guardrail blocked." if verdict.intervened else "No action.",
-            "outputs": [{"text": self.blocked_message(source)}] if verdict.intervened else [],
+            "outputs": [{"text": blocked}] if verdict.intervened else [],
             "assessments": [self.assessment(verdict)],
             "guardrailCoverage": self.coverage(verdict),
         }
@@ -191,11 +188,8 @@ class StreamGuard:
         """The `trace` of the stream's metadata event when the request asked for one, else None."""
         if not self._trace:
             return None
-        return {
-            "guardrail": self.guardrail.converse_trace(
-                input_verdict=self.input_verdict, output_verdict=self.output_verdict
-            )
-        }
+        trace = self.guardrail.converse_trace(input_verdict=self.input_verdict, output_verdict=self.output_verdict)
+        return {"guardrail": trace}
 
     def _judge(self, length: int) -> None:
         if length != self._judged:

@@ -13,6 +13,7 @@ import itertools
 import json
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol, runtime_checkable
 
 from infra.config import GPT_OSS_MODELS
@@ -33,7 +34,6 @@ from local.bedrock.shapes import (
     generation_deltas,
     prompt_tokens,
     service_tier,
-    usage,
 )
 from shared.gpt_oss import estimate_tokens
 
@@ -126,18 +126,11 @@ class LocalModel:
         Raises:
             ModelError: the model or the guardrail does not exist, the request is invalid, or the backend failed.
         """
-        response = self._converse(request)
-        tier = service_tier(request)
-        return response if tier is None else {**response, "serviceTier": tier}
-
-    def _converse(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """The Converse response without its service tier."""
         model_id, config = self._checked(request)
-        if config is None:
-            return converse_response(self.generator.generate(chat_body(request), model_id=model_id))
         guardrail = self.guardrail
-        input_verdict = guardrail.check(guarded_input(request))
-        if input_verdict.intervened:
+        if config is None:
+            response = converse_response(self.generator.generate(chat_body(request), model_id=model_id))
+        elif (input_verdict := guardrail.check(guarded_input(request))).intervened:
             # The model never runs: nothing is generated, and nothing is counted.
             response = _blocked(guardrail.blocked_input_message, Generation(answer=""))
             output_verdict = None
@@ -146,9 +139,12 @@ class LocalModel:
             output_verdict = guardrail.check([generation.answer])
             blocked = _blocked(guardrail.blocked_output_message, generation)
             response = blocked if output_verdict.intervened else converse_response(generation)
-        if config.get("trace") in _TRACE_ON:
+        if config is not None and config.get("trace") in _TRACE_ON:
             trace = guardrail.converse_trace(input_verdict=input_verdict, output_verdict=output_verdict)
             response["trace"] = {"guardrail": trace}
+        tier = service_tier(request)
+        if tier is not None:
+            response["serviceTier"] = tier
         return response
 
     def converse_stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
@@ -178,15 +174,11 @@ class LocalModel:
         if guard.input_verdict.intervened:
             # As in converse: the model never runs, nothing is generated and nothing is counted.
             events = StreamEvents(tier)
-            return iter(
-                [
-                    *events.start(),
-                    *events.text(self.guardrail.blocked_input_message),
-                    *events.stop(
-                        "guardrail_intervened", input_tokens=0, output_tokens=0, latency_ms=0, trace=guard.trace()
-                    ),
-                ]
+            message = [*events.start(), *events.text(self.guardrail.blocked_input_message)]
+            end = events.stop(
+                "guardrail_intervened", input_tokens=0, output_tokens=0, latency_ms=0, trace=guard.trace()
             )
+            return iter([*message, *end])
         return self._stream(body, model_id, guard, tier)
 
     def apply_guardrail(self, request: Mapping[str, Any]) -> dict[str, Any]:
@@ -225,9 +217,7 @@ class LocalModel:
 
     def close(self) -> None:
         """Release the backend's connections, if it holds any."""
-        close = getattr(self.generator, "close", None)
-        if callable(close):
-            close()
+        close_if_closable(self.generator)
 
     def _checked(self, request: Mapping[str, Any]) -> tuple[str, Mapping[str, Any] | None]:
         """The model id and the guardrail config of a valid Converse(Stream) request.
@@ -278,7 +268,7 @@ class LocalModel:
                 yield error.stream_event()
         finally:
             # Also when the caller closes this iterator early: the generation stops with it.
-            _close(deltas)
+            close_if_closable(deltas)
 
     def _known_model(self, model_id: str) -> str:
         # Callers may name a model by its id or by its foundation-model ARN.
@@ -295,16 +285,10 @@ def guarded_input(request: Mapping[str, Any]) -> list[str]:
     every message.
     """
     blocks = [block for turn in request.get("messages", ()) for block in turn.get("content", ())]
-    blocks += list(request.get("system", ()))
-    guarded = [block["guardContent"] for block in blocks if "guardContent" in block]
+    guarded = [block["guardContent"] for block in [*blocks, *request.get("system", ())] if "guardContent" in block]
     if guarded:
         return [str(content["text"]["text"]) for content in guarded if "text" in content]
-    return [
-        str(block["text"])
-        for turn in request.get("messages", ())
-        for block in turn.get("content", ())
-        if "text" in block
-    ]
+    return [str(block["text"]) for block in blocks if "text" in block]
 
 
 def _delta_events(events: StreamEvents, delta: Delta, guard: StreamGuard | None) -> list[dict[str, Any]]:
@@ -335,16 +319,13 @@ def _delta_events(events: StreamEvents, delta: Delta, guard: StreamGuard | None)
     ]
 
 
-def _close(iterator: Iterator[Any]) -> None:
-    close = getattr(iterator, "close", None)
+def close_if_closable(resource: object) -> None:
+    """Close an iterator or a backend that can be closed (generators can; a list's iterator cannot)."""
+    close = getattr(resource, "close", None)
     if callable(close):
         close()
 
 
 def _blocked(message: str, generation: Generation) -> dict[str, Any]:
-    return {
-        "output": {"message": {"role": "assistant", "content": [{"text": message}]}},
-        "stopReason": "guardrail_intervened",
-        "usage": usage(generation.input_tokens, generation.output_tokens),
-        "metrics": {"latencyMs": generation.latency_ms},
-    }
+    answer = replace(generation, answer=message, reasoning="", tool_calls=())
+    return {**converse_response(answer), "stopReason": "guardrail_intervened"}

@@ -26,7 +26,7 @@ import json
 import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any
 
 from local.bedrock.shapes import (
@@ -34,7 +34,6 @@ from local.bedrock.shapes import (
     Finish,
     Generation,
     ModelError,
-    StopReason,
     ToolCall,
     characters,
     generation_deltas,
@@ -61,14 +60,6 @@ _FILLER = (
 )
 
 
-@dataclass(frozen=True)
-class _Draft:
-    reasoning: str
-    answer: str
-    tool_calls: tuple[ToolCall, ...] = ()
-    stop_reason: StopReason = "end_turn"
-
-
 class OfflineModel:
     """A deterministic local model in gpt-oss's manner (see the module docstring)."""
 
@@ -92,11 +83,8 @@ class OfflineModel:
         draft = _stop_at_sequences(draft, body.get("stop"))
         draft = _within_budget(draft, max_tokens)
         output_tokens = _tokens(draft)
-        return Generation(
-            answer=draft.answer,
-            reasoning=draft.reasoning,
-            tool_calls=draft.tool_calls,
-            stop_reason=draft.stop_reason,
+        return replace(
+            draft,
             input_tokens=prompt_tokens(body),
             output_tokens=output_tokens,
             latency_ms=_BASE_LATENCY_MS + _LATENCY_MS_PER_TOKEN * output_tokens,
@@ -174,7 +162,7 @@ def _question(body: Mapping[str, Any]) -> str:
     return next((message_text(m) for m in reversed(messages) if m.get("role") == "user"), "")
 
 
-def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
+def _draft(body: Mapping[str, Any], model_id: str) -> Generation:
     messages: Sequence[Mapping[str, Any]] = body.get("messages", ())
     if messages and messages[-1].get("role") == "tool":
         return _after_tools(messages)
@@ -187,7 +175,7 @@ def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
     if isinstance(schema, Mapping):
         reasoning = f"{about} The answer must follow the given JSON schema, so I fill it in."
         # Strings take what the question is about (a place, a name), as a model would fill `city` or `name`.
-        return _Draft(reasoning, json.dumps(sample_value(schema, _subject(question))))
+        return Generation(answer=json.dumps(sample_value(schema, _subject(question))), reasoning=reasoning)
     system = " ".join(message_text(m) for m in messages if m.get("role") in ("system", "developer"))
     instructions = f' The instructions say: "{summary(system, 60)}".' if system.strip() else ""
     # Short, as gpt-oss reasons on a simple question: streamed at the default pace, the answer's first token
@@ -198,7 +186,7 @@ def _draft(body: Mapping[str, Any], model_id: str) -> _Draft:
         "For real answers, run the local server with --backend openai (any OpenAI-compatible server, such as "
         "gpt-oss-20b in Ollama or vLLM) or --backend aws (Amazon Bedrock, with your AWS credentials)."
     )
-    return _Draft(reasoning, answer)
+    return Generation(answer=answer, reasoning=reasoning)
 
 
 def _tool_to_call(body: Mapping[str, Any], question: str) -> Mapping[str, Any] | None:
@@ -229,17 +217,18 @@ def _subject(question: str) -> str:
     return runs[-1] if runs else summary(question, 60)
 
 
-def _call(tool: Mapping[str, Any], question: str) -> _Draft:
+def _call(tool: Mapping[str, Any], question: str) -> Generation:
     arguments = sample_value(tool.get("parameters") or {"type": "object"}, _subject(question))
     if not isinstance(arguments, dict):
         arguments = {"input": arguments}
     name = str(tool["name"])
     digest = hashlib.sha256(json.dumps([name, arguments, question], sort_keys=True).encode()).hexdigest()
     reasoning = f'The user asks: "{summary(question)}". The tool {name} can answer that, so I call it.'
-    return _Draft(reasoning, "", (ToolCall(id=f"tooluse_{digest[:22]}", name=name, arguments=arguments),), "tool_use")
+    call = ToolCall(id=f"tooluse_{digest[:22]}", name=name, arguments=arguments)
+    return Generation(answer="", reasoning=reasoning, tool_calls=(call,), stop_reason="tool_use")
 
 
-def _after_tools(messages: Sequence[Mapping[str, Any]]) -> _Draft:
+def _after_tools(messages: Sequence[Mapping[str, Any]]) -> Generation:
     names = {
         call["id"]: call["function"]["name"]
         for message in messages
@@ -252,10 +241,10 @@ def _after_tools(messages: Sequence[Mapping[str, Any]]) -> _Draft:
             break
         name = names.get(message.get("tool_call_id"), "the tool")
         results.insert(0, f"{name} returned {summary(message_text(message), 120)}")
-    return _Draft("The tools answered; I pass their results on.", "; ".join(results) + ".")
+    return Generation(answer="; ".join(results) + ".", reasoning="The tools answered; I pass their results on.")
 
 
-def _at_length(draft: _Draft, tokens: int) -> _Draft:
+def _at_length(draft: Generation, tokens: int) -> Generation:
     """The answer, followed by filler sentences until the output is `tokens` long (cut at a word boundary)."""
     characters = tokens * CHARS_PER_TOKEN_ESTIMATE - len(draft.reasoning)
     if characters <= len(draft.answer):
@@ -272,7 +261,7 @@ def _at_length(draft: _Draft, tokens: int) -> _Draft:
     return replace(draft, answer=answer)
 
 
-def _stop_at_sequences(draft: _Draft, stop: Any) -> _Draft:
+def _stop_at_sequences(draft: Generation, stop: Any) -> Generation:
     stops = [stop] if isinstance(stop, str) else list(stop or ())
     found = [draft.answer.find(sequence) for sequence in stops if sequence and sequence in draft.answer]
     if not found:
@@ -280,16 +269,16 @@ def _stop_at_sequences(draft: _Draft, stop: Any) -> _Draft:
     return replace(draft, answer=draft.answer[: min(found)], tool_calls=(), stop_reason="stop_sequence")
 
 
-def _within_budget(draft: _Draft, max_tokens: Any) -> _Draft:
+def _within_budget(draft: Generation, max_tokens: Any) -> Generation:
     """Cut the output to `max_tokens`: like gpt-oss, the reasoning spends the budget before the answer."""
     if not isinstance(max_tokens, int) or _tokens(draft) <= max_tokens:
         return draft
     characters = max_tokens * CHARS_PER_TOKEN_ESTIMATE
     reasoning = draft.reasoning[:characters]
     answer = draft.answer[: max(0, characters - len(draft.reasoning))]
-    return _Draft(reasoning, answer, (), "max_tokens")
+    return Generation(answer=answer, reasoning=reasoning, stop_reason="max_tokens")
 
 
-def _tokens(draft: _Draft) -> int:
+def _tokens(draft: Generation) -> int:
     arguments = sum(len(json.dumps(call.arguments)) for call in draft.tool_calls)
     return max(1, estimate_tokens(len(draft.reasoning) + len(draft.answer) + arguments))

@@ -74,14 +74,13 @@ class OpenAIServer:
 class OpenAICompatibleModel:
     """Answers chat bodies through an OpenAI-compatible server's `POST /chat/completions`, whole or streamed."""
 
-    def __init__(self, server: OpenAIServer, *, transport: httpx.BaseTransport | None = None) -> None:
+    def __init__(self, server: OpenAIServer) -> None:
         self.server = server
         headers = {"Authorization": f"Bearer {server.api_key}"} if server.api_key else {}
         self._client = httpx.Client(
             base_url=server.base_url.rstrip("/") + "/",
             headers=headers,
             timeout=server.timeout_seconds,
-            transport=transport,
         )
 
     def close(self) -> None:
@@ -181,27 +180,29 @@ def _generation(completion: Mapping[str, Any], body: Mapping[str, Any], latency_
     separate = message.get("reasoning_content") or message.get("reasoning") or ""
     reasoning = "\n\n".join(part for part in (str(separate).strip(), split.reasoning or "") if part)
     calls, malformed = _tool_calls(message.get("tool_calls") or ())
-    stop_reason = _STOP_REASONS.get(str(choice.get("finish_reason")), "end_turn")
-    if malformed:
-        stop_reason, calls = "malformed_tool_use", ()
-    elif calls:
-        stop_reason = "tool_use"
     counted = completion.get("usage") or {}
-    input_tokens = counted.get("prompt_tokens")
-    output_tokens = counted.get("completion_tokens")
     return Generation(
         answer=split.answer,
         reasoning=reasoning,
         tool_calls=calls,
-        stop_reason=stop_reason,
-        input_tokens=input_tokens if isinstance(input_tokens, int) else prompt_tokens(body),
-        output_tokens=(
-            output_tokens
-            if isinstance(output_tokens, int)
-            else max(1, estimate_tokens(len(reasoning) + len(split.answer)))
-        ),
+        stop_reason=_stop_reason(choice.get("finish_reason"), calls=bool(calls), malformed=malformed),
+        input_tokens=_counted(counted, "prompt_tokens", prompt_tokens(body)),
+        output_tokens=_counted(counted, "completion_tokens", estimate_tokens(len(reasoning) + len(split.answer))),
         latency_ms=latency_ms,
     )
+
+
+def _stop_reason(finish_reason: Any, *, calls: bool, malformed: bool) -> StopReason:
+    """Bedrock's stop reason: tool calls, well-formed or not, decide it over the server's finish reason."""
+    if malformed:
+        return "malformed_tool_use"
+    return "tool_use" if calls else _STOP_REASONS.get(str(finish_reason), "end_turn")
+
+
+def _counted(usage: Mapping[str, Any], name: str, estimate: int) -> int:
+    """A token count from the server's usage, else the estimate (at least 1): not every server reports usage."""
+    count = usage.get(name)
+    return count if isinstance(count, int) else max(1, estimate)
 
 
 def _tool_calls(raw: Any) -> tuple[tuple[ToolCall, ...], bool]:
@@ -256,20 +257,11 @@ class _StreamReader:
         """
         if self._finish_reason is None:
             raise ModelError("ModelStreamErrorException", f"the stream from {self._where} ended before the answer did")
-        calls = list(self._calls.values())
-        stop_reason = _STOP_REASONS.get(str(self._finish_reason), "end_turn")
-        if any(not call.is_valid() for call in calls):
-            stop_reason = "malformed_tool_use"
-        elif calls:
-            stop_reason = "tool_use"
-        input_tokens = self._usage.get("prompt_tokens")
-        output_tokens = self._usage.get("completion_tokens")
+        malformed = any(not call.is_valid() for call in self._calls.values())
         return Finish(
-            stop_reason=stop_reason,
-            input_tokens=input_tokens if isinstance(input_tokens, int) else prompt_tokens(self._body),
-            output_tokens=output_tokens
-            if isinstance(output_tokens, int)
-            else max(1, estimate_tokens(self._characters)),
+            stop_reason=_stop_reason(self._finish_reason, calls=bool(self._calls), malformed=malformed),
+            input_tokens=_counted(self._usage, "prompt_tokens", prompt_tokens(self._body)),
+            output_tokens=_counted(self._usage, "completion_tokens", estimate_tokens(self._characters)),
             latency_ms=latency_ms,
         )
 

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Literal
 from urllib.parse import unquote
 
-from local.bedrock.model import Model
+from local.bedrock.model import Model, close_if_closable
 from local.bedrock.shapes import ModelError
 from shared.eventstream import CONTENT_TYPE, CONVERSE_STREAM_EXCEPTIONS, converse_stream_message
 
@@ -38,6 +38,7 @@ _CONVERSE_STREAM = re.compile(r"^/model/(?P<modelId>[^/]+)/converse-stream$")
 _APPLY_GUARDRAIL = re.compile(r"^/guardrail/(?P<guardrailIdentifier>[^/]+)/version/(?P<guardrailVersion>[^/]+)/apply$")
 # What a write raises once the caller has closed its end of the connection (or stopped reading for `timeout`).
 _GONE = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
+_FAILED = "The Bedrock stand-in failed; see its log."
 
 StreamOutcome = Literal["streaming", "completed", "abandoned", "stopped"]
 
@@ -77,8 +78,8 @@ class BedrockStandIn(ThreadingHTTPServer):
     daemon_threads = False
     block_on_close = True
 
-    def __init__(self, model: Model, *, port: int = 0, log: Callable[[str], None] | None = None) -> None:
-        super().__init__(("127.0.0.1", port), _BedrockRequestHandler)
+    def __init__(self, model: Model, *, log: Callable[[str], None] | None = None) -> None:
+        super().__init__(("127.0.0.1", 0), _BedrockRequestHandler)
         self.model = model
         self.log = log or _to_stderr
         self.streams: list[StreamRecord] = []
@@ -90,23 +91,20 @@ class BedrockStandIn(ThreadingHTTPServer):
         """The endpoint URL (for AWS_ENDPOINT_URL_BEDROCK_RUNTIME or boto3's endpoint_url)."""
         return f"http://127.0.0.1:{self.server_address[1]}"
 
-    def answer(self, path: str, body: bytes) -> tuple[int, dict[str, str], dict[str, Any]]:
-        """Status, headers and JSON body for one POST."""
-        operations: tuple[tuple[re.Pattern[str], Callable[[Mapping[str, Any]], dict[str, Any]]], ...] = (
-            (_CONVERSE, self.model.converse),
-            (_APPLY_GUARDRAIL, self.model.apply_guardrail),
-        )
-        try:
-            for pattern, operation in operations:
-                match = pattern.match(path.split("?", 1)[0])
-                if match:
-                    request = _request(body)
-                    request.update({name: unquote(value) for name, value in match.groupdict().items()})
-                    return 200, {}, operation(request)
-            raise ModelError("UnknownOperationException", f"No operation at POST {path[:200]}.")
-        except ModelError as error:
-            self.log(f"bedrock stand-in: {error.code} for POST {path[:200]}: {error.message}")
-            return error.status, {"x-amzn-ErrorType": error.code}, {"message": error.message}
+    def answer(self, path: str, body: bytes) -> dict[str, Any]:
+        """The JSON body of a Converse or ApplyGuardrail POST.
+
+        Raises:
+            ModelError: there is no operation at the path, or the operation failed.
+        """
+        route = path.split("?", 1)[0]
+        for pattern, operation in ((_CONVERSE, self.model.converse), (_APPLY_GUARDRAIL, self.model.apply_guardrail)):
+            match = pattern.match(route)
+            if match:
+                request = _request(body)
+                request.update({name: unquote(value) for name, value in match.groupdict().items()})
+                return operation(request)
+        raise ModelError("UnknownOperationException", f"No operation at POST {path[:200]}.")
 
     def server_close(self) -> None:
         """Stop the streams in flight at their next event, then close (joining the request threads)."""
@@ -150,20 +148,6 @@ def _to_stderr(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
-def _is_converse_stream(path: str) -> bool:
-    """Whether a POST path is ConverseStream's."""
-    return _CONVERSE_STREAM.match(path.split("?", 1)[0]) is not None
-
-
-def _stream_failure(error: Exception, log: Callable[[str], None]) -> dict[str, Any]:
-    """The exception event for a failure after the stream started."""
-    if isinstance(error, ModelError):
-        log(f"bedrock stand-in: the stream failed with {error.code}: {error.message}")
-        return error.stream_event()
-    log("bedrock stand-in: the stream failed:\n" + "".join(traceback.format_exception(error)))
-    return {"internalServerException": {"message": "The Bedrock stand-in failed; see its log."}}
-
-
 class _BedrockRequestHandler(BaseHTTPRequestHandler):
     server: BedrockStandIn
     # A connection that sends nothing is dropped after this long, so shutdown never waits on it for longer;
@@ -173,54 +157,50 @@ class _BedrockRequestHandler(BaseHTTPRequestHandler):
     def do_POST(self) -> None:
         """Answer one bedrock-runtime operation."""
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        if _is_converse_stream(self.path):
+        if _CONVERSE_STREAM.match(self.path.split("?", 1)[0]):
             self._converse_stream(body)
             return
         try:
-            status, headers, answer = self.server.answer(self.path, body)
-        except Exception:
-            # A bug of the stand-in, not of the caller: say so the way Bedrock reports its own failures.
-            self.server.log("bedrock stand-in failed:\n" + traceback.format_exc())
-            status, headers = 500, {"x-amzn-ErrorType": "InternalServerException"}
-            answer = {"message": "The Bedrock stand-in failed; see its log."}
-        self._send_json(status, headers, answer)
+            answer = self.server.answer(self.path, body)
+        except Exception as error:
+            self._send_error(error)
+            return
+        self._send_json(200, {}, answer)
+
+    def _send_error(self, error: Exception) -> None:
+        """Answer a call that failed before its first byte: a `ModelError` as Bedrock would, anything else as a 500."""
+        if isinstance(error, ModelError):
+            self.server.log(f"bedrock stand-in: {error.code} for POST {self.path[:200]}: {error.message}")
+            self._send_json(error.status, {"x-amzn-ErrorType": error.code}, {"message": error.message})
+            return
+        # A bug of the stand-in, not of the caller: say so the way Bedrock reports its own failures.
+        self.server.log("bedrock stand-in failed:\n" + traceback.format_exc())
+        self._send_json(500, {"x-amzn-ErrorType": "InternalServerException"}, {"message": _FAILED})
 
     def _send_json(self, status: int, headers: Mapping[str, str], answer: Mapping[str, Any]) -> None:
         payload = json.dumps(answer).encode()
-        self.send_response(status)
-        for name, value in {
-            "Content-Type": "application/json",
-            "x-amzn-RequestId": str(uuid.uuid4()),
-            **headers,
-        }.items():
-            self.send_header(name, value)
+        self._send_head(status, {"Content-Type": "application/json", **headers})
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
 
+    def _send_head(self, status: int, headers: Mapping[str, str]) -> None:
+        self.send_response(status)
+        for name, value in {**headers, "x-amzn-RequestId": str(uuid.uuid4())}.items():
+            self.send_header(name, value)
+
     def _converse_stream(self, body: bytes) -> None:
         try:
             record, events, first = self.server.open_stream(self.path, body)
-        except ModelError as error:
-            self.server.log(f"bedrock stand-in: {error.code} for POST {self.path[:200]}: {error.message}")
-            self._send_json(error.status, {"x-amzn-ErrorType": error.code}, {"message": error.message})
-            return
-        except Exception:
-            self.server.log("bedrock stand-in failed:\n" + traceback.format_exc())
-            self._send_json(
-                500,
-                {"x-amzn-ErrorType": "InternalServerException"},
-                {"message": "The Bedrock stand-in failed; see its log."},
-            )
+        except Exception as error:
+            self._send_error(error)
             return
         outcome: StreamOutcome = "abandoned"
         try:
             outcome = self._send_events(events, first, record)
         finally:
             # However the stream ends, the generation behind it stops now.
-            close = getattr(events, "close", None)
-            if callable(close):
-                close()
+            close_if_closable(events)
             record.end(outcome)
 
     def _send_events(
@@ -229,14 +209,7 @@ class _BedrockRequestHandler(BaseHTTPRequestHandler):
         """Write the events as chunks while they come; how the stream ended."""
         # Chunked transfer encoding needs HTTP/1.1; the connection closes after the stream, like HTTP/1.0's.
         self.protocol_version = "HTTP/1.1"
-        self.send_response(200)
-        for name, value in {
-            "Content-Type": CONTENT_TYPE,
-            "Transfer-Encoding": "chunked",
-            "Connection": "close",
-            "x-amzn-RequestId": str(uuid.uuid4()),
-        }.items():
-            self.send_header(name, value)
+        self._send_head(200, {"Content-Type": CONTENT_TYPE, "Transfer-Encoding": "chunked", "Connection": "close"})
         event: dict[str, Any] | None = first
         try:
             self.end_headers()
@@ -260,8 +233,12 @@ class _BedrockRequestHandler(BaseHTTPRequestHandler):
         """The next event (None at the end); a failure of the model becomes an exception event."""
         try:
             return next(events, None)
-        except Exception as error:  # the stream has started: an exception event is the only way to say it
-            return _stream_failure(error, self.server.log)
+        except ModelError as error:
+            self.server.log(f"bedrock stand-in: the stream failed with {error.code}: {error.message}")
+            return error.stream_event()
+        except Exception:  # the stream has started: an exception event is the only way to say it
+            self.server.log("bedrock stand-in: the stream failed:\n" + traceback.format_exc())
+            return {"internalServerException": {"message": _FAILED}}
 
     def _write_chunk(self, data: bytes) -> None:
         self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))

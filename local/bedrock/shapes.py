@@ -20,6 +20,8 @@ StopReason = Literal["end_turn", "max_tokens", "stop_sequence", "tool_use", "con
 # Bedrock's error codes (x-amzn-ErrorType) and the HTTP status each comes with.
 ERROR_STATUS: Mapping[str, int] = {
     "ValidationException": 400,
+    "ConflictException": 400,
+    "ServiceQuotaExceededException": 400,
     "AccessDeniedException": 403,
     "ResourceNotFoundException": 404,
     "ModelTimeoutException": 408,
