@@ -8,19 +8,18 @@ the before-send stand-in, so each side does all of its own work except the netwo
 
 from __future__ import annotations
 
+import importlib.metadata
 import importlib.util
-import json
 import os
 import statistics
-import subprocess
-import sys
 from collections.abc import Callable
+from unittest import mock
 
-from bench.chat import CONVERSE_RESPONSE, MAX_TOKENS, MODEL_ID, QUESTION, SYSTEM, TEMPERATURE, CannedConverse
+from bench.chat import CONVERSE_RESPONSE, MAX_TOKENS, MESSAGES, MODEL_ID, TEMPERATURE, CannedConverse, floor_request
 from bench.cold import FLOOR, child_environment, fresh_start
 from bench.deployed import REGION, deployed_chat
 from bench.table import Row
-from bench.timing import interleaved, ratio
+from bench.timing import Contender, child_report, interleaved, ratio
 
 # LiteLLM's model string for Bedrock's Converse API.
 LITELLM_MODEL = f"bedrock/converse/{MODEL_ID}"
@@ -40,7 +39,7 @@ def litellm_installed() -> bool:
     return importlib.util.find_spec("litellm") is not None
 
 
-def litellm_contender() -> Callable[[], Callable[[], object]]:
+def litellm_contender() -> Contender:
     """LiteLLM's completion() for the bench request, its HTTP answered by an httpx MockTransport."""
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     import httpx
@@ -51,12 +50,11 @@ def litellm_contender() -> Callable[[], Callable[[], object]]:
 
     litellm.sync_transport = httpx.MockTransport(answer)
     litellm.telemetry = False
-    messages = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
 
     def call() -> Callable[[], object]:
         return lambda: litellm.completion(
             model=LITELLM_MODEL,
-            messages=messages,
+            messages=MESSAGES,
             max_tokens=MAX_TOKENS,
             temperature=TEMPERATURE,
             guardrailConfig=GUARDRAIL_CONFIG,
@@ -69,11 +67,10 @@ def litellm_contender() -> Callable[[], Callable[[], object]]:
     return call
 
 
-def floor_contender() -> Callable[[], Callable[[], object]]:
+def floor_contender() -> Contender:
     """The bare boto3 Converse call of bench.chat, with its before-send stand-in."""
     import boto3
 
-    from bench.chat import floor_request
     from local.apigw import CALLER_ARN
 
     client = boto3.client("bedrock-runtime", region_name=REGION)
@@ -84,11 +81,7 @@ def floor_contender() -> Callable[[], Callable[[], object]]:
 
 def litellm_import_seconds(environment: dict[str, str]) -> float:
     """Seconds a fresh interpreter takes to `import litellm` (measured inside it)."""
-    done = subprocess.run(  # noqa: S603 - our own interpreter
-        [sys.executable, "-c", _LITELLM_IMPORT], env=environment, check=True, capture_output=True, text=True
-    )
-    seconds: float = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-    return seconds
+    return float(child_report("-c", _LITELLM_IMPORT, env=environment)["seconds"])
 
 
 def rows(*, quick: bool) -> list[Row]:
@@ -96,39 +89,24 @@ def rows(*, quick: bool) -> list[Row]:
     if not litellm_installed():
         why = "not installed: run with `--group bench`"
         return [Row("alternative", "LiteLLM (bedrock/converse)", why, "-", "-", "-", None)]
-    environment = child_environment(dict(deployed_chat(quick=quick).environment))
+    environment = child_environment(deployed_chat(quick=quick).environment)
     requests, warmup, repeats = (100, 20, 1) if quick else (2000, 300, 5)
-    saved = dict(os.environ)
-    os.environ.update({name: value for name, value in environment.items() if name.startswith("AWS_")})
-    try:
+    with mock.patch.dict(os.environ, {name: value for name, value in environment.items() if name.startswith("AWS_")}):
         timings = interleaved(
             {"litellm": litellm_contender(), "floor": floor_contender()}, requests=requests, warmup=warmup
         )
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
     imports: dict[str, list[float]] = {"litellm": [], "floor": []}
     for _ in range(repeats):
         imports["litellm"].append(litellm_import_seconds(environment))
         imports["floor"].append(fresh_start(FLOOR, environment))
     cold = {name: statistics.median(values) for name, values in imports.items()}
     theirs, floor = timings["litellm"], timings["floor"]
-    p50, p99, imported = (
-        ratio(theirs.p50, floor.p50),
-        ratio(theirs.p99, floor.p99),
-        ratio(cold["litellm"], cold["floor"]),
-    )
+    version = importlib.metadata.version("litellm")
     return [
-        Row("alternative", f"LiteLLM {_version()} p50 per request (ms) vs bare boto3", f"{theirs.p50:.3f}",
-            f"{floor.p50:.3f}", f"{p50:.2f}x", "-", None),
+        Row("alternative", f"LiteLLM {version} p50 per request (ms) vs bare boto3", f"{theirs.p50:.3f}",
+            f"{floor.p50:.3f}", f"{ratio(theirs.p50, floor.p50):.2f}x", "-", None),
         Row("alternative", "LiteLLM p99 per request (ms) vs bare boto3", f"{theirs.p99:.3f}", f"{floor.p99:.3f}",
-            f"{p99:.2f}x", "-", None),
+            f"{ratio(theirs.p99, floor.p99):.2f}x", "-", None),
         Row("alternative", "LiteLLM cold import (ms) vs import boto3 + client", f"{cold['litellm'] * 1000:.0f}",
-            f"{cold['floor'] * 1000:.0f}", f"{imported:.2f}x", "-", None),
+            f"{cold['floor'] * 1000:.0f}", f"{ratio(cold['litellm'], cold['floor']):.2f}x", "-", None),
     ]  # fmt: skip
-
-
-def _version() -> str:
-    from importlib.metadata import version
-
-    return version("litellm")

@@ -18,11 +18,10 @@ import os
 import random
 import resource
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -73,8 +72,6 @@ class Measure:
         return self.records / self.seconds
 
 
-# --- generated inputs ----------------------------------------------------------------------------------
-
 _VOCABULARY = (
     "summarise the following customer message and list the actions it asks for in order of urgency please "
     "translate into French keeping the tone explain why the build failed given this log extract classify "
@@ -103,9 +100,9 @@ def _prompt_lines(rng: random.Random) -> list[bytes]:
     return lines
 
 
-def write_prompts(path: Path, target_bytes: int, *, seed: int = 7) -> int:
+def write_prompts(path: Path, target_bytes: int) -> int:
     """A .jsonl prompt file of about `target_bytes` (every line with its own id); the number of lines."""
-    pool = _prompt_lines(random.Random(seed))  # noqa: S311 - deterministic test data
+    pool = _prompt_lines(random.Random(7))  # noqa: S311 - deterministic test data
     written = count = 0
     with path.open("wb", buffering=8 * MIB) as out:
         while written < target_bytes:
@@ -140,16 +137,15 @@ def _answers(rng: random.Random) -> list[bytes]:
     return outputs
 
 
-def write_job_outputs(root: Path, prepared: dict[str, Any], *, seed: int = 11) -> int:
+def write_job_outputs(root: Path, prepared: dict[str, Any]) -> int:
     """What Bedrock writes for each shard of a prepared run (every record answered); the bytes written."""
-    answers = _answers(random.Random(seed))  # noqa: S311 - deterministic test data
+    answers = _answers(random.Random(11))  # noqa: S311 - deterministic test data
     total = 0
     for shard in prepared["shards"]:
         index = shard["index"]
         records = root / BUCKET / f"work/{RUN_ID}/shard-{index:05d}/records.jsonl"
-        folder = (
-            root / BUCKET / f"bedrock-output/{RUN_ID}/shard-{index:05d}/{JOB_ARN.format(index=index).rsplit('/', 1)[1]}"
-        )
+        job_id = JOB_ARN.format(index=index).rsplit("/", 1)[1]
+        folder = root / BUCKET / f"bedrock-output/{RUN_ID}/shard-{index:05d}/{job_id}"
         folder.mkdir(parents=True, exist_ok=True)
         lines = 0
         with records.open("rb") as source, (folder / "records.jsonl.out").open("wb", buffering=8 * MIB) as out:
@@ -167,9 +163,6 @@ def output_files(root: Path) -> list[Path]:
     return sorted((root / BUCKET / f"bedrock-output/{RUN_ID}").rglob("*.jsonl.out"))
 
 
-# --- the steps (each in its own process) ---------------------------------------------------------------
-
-
 def line_copy(sources: list[Path], target: Path) -> tuple[int, int]:
     """The floor: every line of `sources` read and written, 1 MiB reads and 8 MiB writes; (bytes, lines)."""
     size = lines = 0
@@ -183,6 +176,7 @@ def line_copy(sources: list[Path], target: Path) -> tuple[int, int]:
     return size, lines
 
 
+# Not unittest.mock.patch: importing it would raise the peak memory of the steps that use this.
 @contextmanager
 def local_storage(root: Path) -> Iterator[None]:
     """batch.storage talking to `root` instead of S3."""
@@ -229,8 +223,7 @@ def run_plan(prompts: int, record_bytes: int) -> int:
     from batch.quotas import load_quotas
     from batch.settings import BatchSettings
 
-    settings = BatchSettings()
-    chosen = plan(prompts, prompts * record_bytes, record_bytes, load_quotas(settings), max_jobs=1_000)
+    chosen = plan(prompts, prompts * record_bytes, record_bytes, load_quotas(BatchSettings()), max_jobs=1_000)
     return sum(1 for _ in chosen.shards())
 
 
@@ -253,12 +246,11 @@ def _child(step: str, args: dict[str, Any]) -> dict[str, Any]:
     if step == "copy":
         size, records = line_copy([Path(path) for path in args["sources"]], root / "copy.out")
     elif step == "prepare":
-        prepared = run_prepare(root)
-        size, records, extra = (root / BUCKET / SOURCE_KEY).stat().st_size, prepared["recordCount"], prepared
+        extra = run_prepare(root)
+        size, records = (root / BUCKET / SOURCE_KEY).stat().st_size, extra["recordCount"]
     elif step == "collect":
-        result = run_collect(root, args["prepared"])
-        size, records = sum(path.stat().st_size for path in output_files(root)), result["counts"]["ok"]
-        extra = result
+        extra = run_collect(root, args["prepared"])
+        size, records = sum(path.stat().st_size for path in output_files(root)), extra["counts"]["ok"]
     else:
         extra = {"shards": run_plan(args["prompts"], args["record_bytes"])}
         records = args["prompts"]
@@ -286,48 +278,36 @@ def measure(step: str, **args: Any) -> tuple[Measure, dict[str, Any]]:
     The functions' steps run with the allocator settings their Lambda functions are deployed with; the line
     copy, the floor, runs with the same, so the two differ in our code only.
     """
+    from bench.timing import child_report
     from infra.constructs.batch_pipeline import STREAMING_MALLOC_ENVIRONMENT  # aws_cdk: loaded once, here
 
-    completed = subprocess.run(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "bench.batch", step, json.dumps(args)],
-        capture_output=True,
-        check=False,
-        text=True,
-        env={**os.environ, **_CHILD_ENV, **STREAMING_MALLOC_ENVIRONMENT},
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"bench step {step} failed:\n{completed.stderr[-4000:]}")
-    report = json.loads(completed.stdout.strip().splitlines()[-1])
+    environment = {**os.environ, **_CHILD_ENV, **STREAMING_MALLOC_ENVIRONMENT}
+    report = child_report("-m", "bench.batch", step, json.dumps(args), env=environment)
     extra = report.pop("extra")
     return Measure(**report), extra
 
 
-def fastest(step: str, runs: int, **args: Any) -> tuple[Measure, dict[str, Any]]:
-    """The fastest of `runs` runs of one step: a single copy of a file in the page cache swings 5-10x here."""
-    measured = [measure(step, **args) for _ in range(runs)]
+def fastest(step: str, **args: Any) -> tuple[Measure, dict[str, Any]]:
+    """The fastest of FLOOR_RUNS runs of one step: a single copy of a file in the page cache swings 5-10x here."""
+    measured = [measure(step, **args) for _ in range(FLOOR_RUNS)]
     return min(measured, key=lambda pair: pair[0].seconds)
-
-
-# --- rows ----------------------------------------------------------------------------------------------
 
 
 def _label(size: int) -> str:
     return f"{size // 1000 // MB} GB" if size >= 1000 * MB else f"{size // MB} MB"
 
 
-def _rate_rows(area: str, label: str, ours: Measure, floor: Measure) -> list[Row]:
+def _rate_row(area: str, label: str, ours: Measure, floor: Measure) -> Row:
     ratio = ours.mb_per_s / floor.mb_per_s
-    return [
-        Row(
-            area,
-            f"{label}: MB/s (records/s)",
-            f"{ours.mb_per_s:.1f} ({ours.records_per_s:,.0f})",
-            f"{floor.mb_per_s:.1f} ({floor.records_per_s:,.0f}) line copy",
-            f"{ratio:.2f}x",
-            f">= {TARGET_RATIO}x line copy",
-            ratio >= TARGET_RATIO,
-        ),
-    ]
+    return Row(
+        area,
+        f"{label}: MB/s (records/s)",
+        f"{ours.mb_per_s:.1f} ({ours.records_per_s:,.0f})",
+        f"{floor.mb_per_s:.1f} ({floor.records_per_s:,.0f}) line copy",
+        f"{ratio:.2f}x",
+        f">= {TARGET_RATIO}x line copy",
+        ratio >= TARGET_RATIO,
+    )
 
 
 def _peak_row(area: str, label: str, ours: Measure, smallest: Measure | None, floor: Measure) -> Row:
@@ -350,18 +330,18 @@ def _size_rows(root: Path, size: int, first: dict[str, Measure], last: dict[str,
     inbox = root / BUCKET / SOURCE_KEY
     inbox.parent.mkdir(parents=True, exist_ok=True)
     write_prompts(inbox, size)
-    copy_in, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(inbox)])
+    copy_in, _ = fastest("copy", root=str(root), sources=[str(inbox)])
     convert, prepared = measure("prepare", root=str(root))
     write_job_outputs(root, prepared)
-    copy_out, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(path) for path in output_files(root)])
+    copy_out, _ = fastest("copy", root=str(root), sources=[str(path) for path in output_files(root)])
     parse, _ = measure("collect", root=str(root), prepared=prepared)
     first.setdefault("convert", convert)
     first.setdefault("parse", parse)
     last.update(convert=convert, parse=parse)
     rows = [
-        *_rate_rows("converter", label, convert, copy_in),
+        _rate_row("converter", label, convert, copy_in),
         _peak_row("converter", label, convert, None if first["convert"] is convert else first["convert"], copy_in),
-        *_rate_rows("parser", f"{label} prompts' output ({_label(copy_out.bytes)})", parse, copy_out),
+        _rate_row("parser", f"{label} prompts' output ({_label(copy_out.bytes)})", parse, copy_out),
         _peak_row("parser", label, parse, None if first["parse"] is parse else first["parse"], copy_out),
     ]
     _clear(root)
@@ -391,7 +371,7 @@ def _timeout_rows(convert: Measure, parse: Measure) -> list[Row]:
     return rows
 
 
-def _join_rows(root: Path, records: int) -> list[Row]:
+def _join_row(root: Path, records: int) -> Row:
     """One job's output of `records` records, parsed and joined (collect), beside its line copy."""
     inbox = root / BUCKET / SOURCE_KEY
     inbox.parent.mkdir(parents=True, exist_ok=True)
@@ -399,31 +379,32 @@ def _join_rows(root: Path, records: int) -> list[Row]:
     size = 600 * records
     while lines < records:  # the file size that gives exactly `records` prompts, found by growing it
         lines = write_prompts(inbox, size)
-        size = int(size * records / lines) + 1000 if lines < records else size
+        size = int(size * records / lines) + 1000
     _, prepared = measure("prepare", root=str(root))
     write_job_outputs(root, prepared)
-    copy_out, _ = fastest("copy", FLOOR_RUNS, root=str(root), sources=[str(path) for path in output_files(root)])
+    copy_out, _ = fastest("copy", root=str(root), sources=[str(path) for path in output_files(root)])
     # Short enough to take the fastest of a few as well (collect rewrites the same keys each time).
-    parse, _ = fastest("collect", FLOOR_RUNS, root=str(root), prepared=prepared)
+    parse, _ = fastest("collect", root=str(root), prepared=prepared)
     ratio = parse.mb_per_s / copy_out.mb_per_s
     _clear(root)
-    return [
-        Row(
-            "parser",
-            f"{prepared['recordCount']:,}-record job output joined: records/s",
-            f"{parse.records_per_s:,.0f}",
-            f"{copy_out.records_per_s:,.0f} line copy",
-            f"{ratio:.2f}x",
-            f">= {TARGET_RATIO}x line copy",
-            ratio >= TARGET_RATIO,
-        )
-    ]
+    return Row(
+        "parser",
+        f"{prepared['recordCount']:,}-record job output joined: records/s",
+        f"{parse.records_per_s:,.0f}",
+        f"{copy_out.records_per_s:,.0f} line copy",
+        f"{ratio:.2f}x",
+        f">= {TARGET_RATIO}x line copy",
+        ratio >= TARGET_RATIO,
+    )
 
 
-def _plan_row(root: Path, copy_rate: float) -> Row:
-    """The planner on 1,000,000 prompts, beside the time a line copy of that many prompts takes."""
+def _plan_row(root: Path) -> Row:
+    """The planner on 1,000,000 prompts, beside the time a line copy of them takes (at a 20 MB file's rate)."""
+    inbox = root / "plan.jsonl"
+    write_prompts(inbox, 20 * MB)
+    copied, _ = measure("copy", root=str(root), sources=[str(inbox)])
     planned, extra = measure("plan", root=str(root), prompts=PLAN_PROMPTS, record_bytes=1000)
-    copy_seconds = PLAN_PROMPTS / copy_rate
+    copy_seconds = PLAN_PROMPTS / copied.records_per_s
     return Row(
         "planner",
         f"plan {PLAN_PROMPTS:,} prompts ({extra['shards']} shards): ms",
@@ -451,23 +432,10 @@ def rows(*, quick: bool) -> list[Row]:
         for size in sizes:
             measured.extend(_size_rows(root, size, first, last))
         measured.extend(_timeout_rows(last["convert"], last["parse"]))
-        measured.extend(_join_rows(root, QUICK_JOIN_RECORDS if quick else JOIN_RECORDS))
-        measured.append(_plan_row(root, _copy_rate(root)))
+        measured.append(_join_row(root, QUICK_JOIN_RECORDS if quick else JOIN_RECORDS))
+        measured.append(_plan_row(root))
     return measured
 
 
-def _copy_rate(root: Path) -> float:
-    inbox = root / "plan.jsonl"
-    write_prompts(inbox, 20 * MB)
-    copied, _ = measure("copy", root=str(root), sources=[str(inbox)])
-    return copied.records_per_s
-
-
-def main(argv: list[str], emit: Callable[[str], None] = print) -> None:
-    """Child entry point: `python -m bench.batch <step> <json args>` prints one JSON report line."""
-    step, args = argv[0], json.loads(argv[1])
-    emit(json.dumps(_child(step, args)))
-
-
-if __name__ == "__main__":
-    main(sys.argv[1:])
+if __name__ == "__main__":  # `python -m bench.batch <step> <json args>`: one JSON report line
+    print(json.dumps(_child(sys.argv[1], json.loads(sys.argv[2]))))

@@ -43,14 +43,10 @@ SYSTEM = "You are a concise assistant for an internal support team. Answer in on
 QUESTION = "Our nightly export to S3 failed with AccessDenied after a key rotation. What should we check first?"
 MAX_TOKENS = 512
 TEMPERATURE = 0.2
+MESSAGES = [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}]
 # What an OpenAI SDK sends for the request above.
 REQUEST_BODY = json.dumps(
-    {
-        "model": MODEL_ID,
-        "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
-        "max_tokens": MAX_TOKENS,
-        "temperature": TEMPERATURE,
-    }
+    {"model": MODEL_ID, "messages": MESSAGES, "max_tokens": MAX_TOKENS, "temperature": TEMPERATURE}
 )
 HEADERS = {
     "Accept": "application/json",
@@ -131,6 +127,21 @@ class CannedConverse:
         )
 
 
+def adapter_headers(deployed: DeployedChat) -> list[tuple[bytes, bytes]]:
+    """The headers of the bench's POST as the web adapter forwards it to the app, in a Lambda context starting now."""
+    from local.apigw import build_event
+    from local.lambda_context import LocalLambdaContext
+    from local.web_adapter import forwarded_headers
+
+    event = build_event("POST", PATH, headers=HEADERS, body=REQUEST_BODY)
+    context = LocalLambdaContext.starting_now(
+        deployed.environment["AWS_LAMBDA_FUNCTION_NAME"],
+        timeout_seconds=deployed.timeout_seconds,
+        memory_mb=deployed.memory_mb,
+    )
+    return [(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)]
+
+
 def floor_request(caller: str) -> dict[str, Any]:
     """The Converse request the app sends for REQUEST_BODY, written out by hand for the bare call."""
     return {
@@ -141,13 +152,6 @@ def floor_request(caller: str) -> dict[str, Any]:
         "guardrailConfig": {"guardrailIdentifier": "gr7benchguard", "guardrailVersion": "1", "trace": "enabled"},
         "requestMetadata": {"caller": caller},
     }
-
-
-def clear_function_caches() -> None:
-    """Forget the settings, the gateway and the clients the chat function caches per container."""
-    from local.lambda_runtime import fresh_container
-
-    fresh_container()
 
 
 @contextlib.contextmanager
@@ -162,6 +166,7 @@ def deployed_function(deployed: DeployedChat) -> Iterator[CannedConverse]:
     import boto3
 
     from local.environment import applied_environment
+    from local.lambda_runtime import fresh_container
 
     stand_in = CannedConverse()
     previous_session = boto3.DEFAULT_SESSION
@@ -172,7 +177,7 @@ def deployed_function(deployed: DeployedChat) -> Iterator[CannedConverse]:
         import chat.app
         from shared.observability import logger
 
-        clear_function_caches()
+        fresh_container()
         boto3.setup_default_session(region_name=REGION)
         assert boto3.DEFAULT_SESSION is not None
         boto3.DEFAULT_SESSION.events.register("before-send.bedrock-runtime.Converse", stand_in)
@@ -186,7 +191,7 @@ def deployed_function(deployed: DeployedChat) -> Iterator[CannedConverse]:
             if previous_stream is not None and hasattr(handler, "setStream"):
                 handler.setStream(previous_stream)
             boto3.DEFAULT_SESSION = previous_session
-            clear_function_caches()
+            fresh_container()
 
 
 class _NoMetrics:
@@ -227,15 +232,11 @@ def contenders(deployed: DeployedChat, client: httpx.AsyncClient) -> dict[str, A
     import anyio.to_thread
     import boto3
 
-    from local.apigw import CALLER_ARN, build_event
-    from local.lambda_context import LocalLambdaContext
-    from local.web_adapter import forwarded_headers
+    from local.apigw import CALLER_ARN
     from shared.observability import logger, metrics
 
-    function_name = deployed.environment["AWS_LAMBDA_FUNCTION_NAME"]
     floor_client = boto3.client("bedrock-runtime", region_name=REGION)
     request = floor_request(CALLER_ARN)
-    body = REQUEST_BODY.encode()
     # The standard logger under Powertools' (whose setLevel defers to AWS_LAMBDA_LOG_LEVEL in Lambda).
     standard = logging.getLogger(logger.service)
     level = standard.level
@@ -245,27 +246,16 @@ def contenders(deployed: DeployedChat, client: httpx.AsyncClient) -> dict[str, A
             # State is set for every call: the contenders alternate.
             standard.setLevel(level if log else logging.WARNING)
             _service_metrics(metrics if emf else _NoMetrics())
-            event = build_event("POST", PATH, headers=HEADERS, body=REQUEST_BODY)
-            context = LocalLambdaContext.starting_now(
-                function_name, timeout_seconds=deployed.timeout_seconds, memory_mb=deployed.memory_mb
-            )
-            headers = [(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)]
-            sent = client.build_request("POST", PATH, headers=headers, content=body)
+            sent = client.build_request("POST", PATH, headers=adapter_headers(deployed), content=REQUEST_BODY.encode())
             return lambda: client.send(sent)
 
         return prepare
 
-    def floor_call() -> Callable[[], Awaitable[object]]:
-        async def call() -> object:
-            return floor_client.converse(**request)
+    async def floor() -> object:
+        return floor_client.converse(**request)
 
-        return call
-
-    def floor_in_thread() -> Callable[[], Awaitable[object]]:
-        async def call() -> object:
-            return await anyio.to_thread.run_sync(lambda: floor_client.converse(**request))
-
-        return call
+    async def floor_in_thread() -> object:
+        return await anyio.to_thread.run_sync(lambda: floor_client.converse(**request))
 
     def healthz() -> Callable[[], Awaitable[httpx.Response]]:
         sent = client.build_request("GET", "/healthz")
@@ -273,10 +263,10 @@ def contenders(deployed: DeployedChat, client: httpx.AsyncClient) -> dict[str, A
 
     return {
         APP: app_call(),
-        FLOOR: floor_call,
+        FLOOR: lambda: floor,
         WITHOUT_LOG: app_call(log=False),
         WITHOUT_METRICS: app_call(emf=False),
-        FLOOR_IN_THREAD: floor_in_thread,
+        FLOOR_IN_THREAD: lambda: floor_in_thread,
         HEALTHZ: healthz,
     }
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 # Only what a bare interpreter has loaded anyway: the child times its imports, and a module this file
 # loaded first would be free for both sides.
+import contextlib
 import json
 import os
 import sys
@@ -25,7 +26,7 @@ import time
 from typing import TYPE_CHECKING, NamedTuple
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Iterator, Mapping
 
     from bench.deployed import DeployedChat
     from bench.table import Row
@@ -70,21 +71,15 @@ def start(side: str, *, no_network: bool = False) -> float:
     return time.perf_counter() - started
 
 
-def fresh_start(side: str, environment: dict[str, str], *, no_network: bool = False) -> float:
-    """Seconds one fresh interpreter took to import and create what `side` needs (measured inside it).
+def fresh_start(side: str, environment: Mapping[str, str], *, no_network: bool = False) -> float:
+    """Seconds one fresh interpreter took to import and create what `side` needs (measured inside it)."""
+    from bench.timing import child_report
 
-    Raises:
-        subprocess.CalledProcessError: the child failed (its stderr is in the exception).
-    """
-    import subprocess
-
-    command = [sys.executable, "-m", "bench.cold", side, *(["--no-network"] if no_network else [])]
-    done = subprocess.run(command, env=environment, check=True, capture_output=True, text=True)  # noqa: S603
-    seconds: float = json.loads(done.stdout.strip().splitlines()[-1])["seconds"]
-    return seconds
+    flags = ["--no-network"] if no_network else []
+    return float(child_report("-m", "bench.cold", side, *flags, env=environment)["seconds"])
 
 
-def measure(environment: dict[str, str], *, repeats: int) -> dict[str, float]:
+def measure(environment: Mapping[str, str], *, repeats: int) -> dict[str, float]:
     """Median seconds of each side over `repeats` fresh processes, the sides alternating."""
     import statistics
     import tempfile
@@ -118,25 +113,24 @@ class DeployedStart(NamedTuple):
     first_byte: float
 
 
-def quiet_children() -> Callable[[], None]:
-    """Drop the logs of a function process started from now on; call what this returns to stop.
+@contextlib.contextmanager
+def quiet_children() -> Iterator[None]:
+    """Drop the logs of a function process started inside (and the local gateway's access log, on stderr too).
 
     local.chat_server.FunctionProcess hands the function's stdout (its JSON logs and EMF) to `sys.stderr`:
     that is pointed at /dev/null, and file descriptor 1 too, which a child would otherwise inherit.
     """
     sys.stdout.flush()
     saved = os.dup(1)
-    sink = open(os.devnull, "w")  # noqa: PTH123, SIM115 - a text stream that outlives this call, as stderr does
-    os.dup2(sink.fileno(), 1)
-    previous, sys.stderr = sys.stderr, sink
-
-    def restore() -> None:
-        sys.stderr = previous
-        os.dup2(saved, 1)
-        os.close(saved)
-        sink.close()
-
-    return restore
+    with open(os.devnull, "w") as sink:  # noqa: PTH123 - a text stream, as stderr is
+        os.dup2(sink.fileno(), 1)
+        previous, sys.stderr = sys.stderr, sink
+        try:
+            yield
+        finally:
+            sys.stderr = previous
+            os.dup2(saved, 1)
+            os.close(saved)
 
 
 def deployed_start(deployed: DeployedChat, bedrock_url: str) -> DeployedStart:
@@ -152,30 +146,18 @@ def deployed_start(deployed: DeployedChat, bedrock_url: str) -> DeployedStart:
     """
     import httpx
 
-    from bench.chat import HEADERS, PATH, REQUEST_BODY
+    from bench.chat import PATH, REQUEST_BODY, adapter_headers
     from bench.deployed import UNSET
-    from local.apigw import build_event
     from local.chat_server import FunctionProcess
-    from local.lambda_context import LocalLambdaContext
-    from local.web_adapter import forwarded_headers
 
     process = FunctionProcess({**deployed.environment, "AWS_ENDPOINT_URL_BEDROCK_RUNTIME": bedrock_url}, unset=UNSET)
-    event = build_event("POST", PATH, headers=HEADERS, body=REQUEST_BODY)
-    context = LocalLambdaContext.starting_now(
-        deployed.environment["AWS_LAMBDA_FUNCTION_NAME"],
-        timeout_seconds=deployed.timeout_seconds,
-        memory_mb=deployed.memory_mb,
-    )
-    headers = [(name.encode(), value.encode()) for name, value in forwarded_headers(event, context)]
+    headers = adapter_headers(deployed)
     request = httpx.Request("POST", f"{process.url}{PATH}", headers=headers, content=REQUEST_BODY.encode())
     with httpx.Client(timeout=60) as client:
         started = time.perf_counter()
         try:
-            restore = quiet_children()
-            try:
+            with quiet_children():
                 process.start(RUN_SCRIPT)
-            finally:
-                restore()
             ready = time.perf_counter() - started
             response = client.send(request, stream=True)
             first_byte = time.perf_counter() - started
@@ -187,7 +169,7 @@ def deployed_start(deployed: DeployedChat, bedrock_url: str) -> DeployedStart:
     return DeployedStart(ready=ready, first_byte=first_byte)
 
 
-def floor_process_seconds(environment: dict[str, str]) -> float:
+def floor_process_seconds(environment: Mapping[str, str]) -> float:
     """Wall seconds of a whole `python -c "import boto3; boto3.client('bedrock-runtime')"` process, start to exit."""
     import subprocess
 
@@ -211,24 +193,19 @@ def measure_deployed(deployed: DeployedChat, *, repeats: int) -> tuple[DeployedS
     guardrail = WordGuardrail(guardrail_id=GUARDRAIL["GUARDRAIL_ID"], guardrail_version=GUARDRAIL["GUARDRAIL_VERSION"])
     model_ids = [name.strip() for name in deployed.environment["MODEL_IDS"].split(",") if name.strip()]
     model = build_model("offline", guardrail=guardrail, model_ids=model_ids)
-    environment = child_environment(dict(deployed.environment))
+    environment = child_environment(deployed.environment)
     starts: list[DeployedStart] = []
     floors: list[float] = []
-    try:
-        with serving(BedrockStandIn(model), "bench-bedrock-stand-in") as stand_in:
-            for _ in range(repeats):
-                starts.append(deployed_start(deployed, stand_in.url))
-                floors.append(floor_process_seconds(environment))
-    finally:
-        model.close()
-    median = DeployedStart(
-        ready=statistics.median(start.ready for start in starts),
-        first_byte=statistics.median(start.first_byte for start in starts),
-    )
-    return median, statistics.median(floors)
+    with contextlib.closing(model), serving(BedrockStandIn(model), "bench-bedrock-stand-in") as stand_in:
+        for _ in range(repeats):
+            starts.append(deployed_start(deployed, stand_in.url))
+            floors.append(floor_process_seconds(environment))
+    ready = statistics.median(start.ready for start in starts)
+    first_byte = statistics.median(start.first_byte for start in starts)
+    return DeployedStart(ready=ready, first_byte=first_byte), statistics.median(floors)
 
 
-def child_environment(function_environment: dict[str, str]) -> dict[str, str]:
+def child_environment(function_environment: Mapping[str, str]) -> dict[str, str]:
     """This process's environment with the function's on top (the interpreter and paths stay the same)."""
     from bench.deployed import UNSET
 
@@ -243,7 +220,7 @@ def rows(*, quick: bool) -> list[Row]:
     from bench.timing import ratio
 
     deployed = deployed_chat(quick=quick)
-    medians = measure(child_environment(dict(deployed.environment)), repeats=2 if quick else 7)
+    medians = measure(child_environment(deployed.environment), repeats=2 if quick else 7)
     ours, floor, traced, uncompiled = (medians[side] for side in (APP, FLOOR, TRACED, UNCOMPILED))
     cold = ratio(ours, floor)
     shaped, floor_process = measure_deployed(deployed, repeats=2 if quick else 7)

@@ -93,11 +93,7 @@ def deployed_chat(*, quick: bool) -> DeployedChat:
     template, asset_files = _synthesized()
     function = ChatFunction.from_template(template)
     return DeployedChat(
-        environment={
-            **function.environment,
-            **GUARDRAIL,
-            **_lambda_runtime(function.logical_id, function.memory_mb),
-        },
+        environment={**function.environment, **GUARDRAIL, **_lambda_runtime(function.logical_id, function.memory_mb)},
         timeout_seconds=function.timeout_seconds,
         memory_mb=function.memory_mb,
         asset_files=asset_files,

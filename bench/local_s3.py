@@ -14,8 +14,6 @@ from typing import Any
 
 from botocore.exceptions import ClientError
 
-CHUNK = 1024 * 1024
-
 
 class _Body:
     """The StreamingBody subset storage.iter_chunks uses."""
@@ -23,7 +21,7 @@ class _Body:
     def __init__(self, path: Path) -> None:
         self._file = path.open("rb")
 
-    def iter_chunks(self, chunk_size: int = CHUNK) -> Iterator[bytes]:
+    def iter_chunks(self, chunk_size: int) -> Iterator[bytes]:
         """The file in chunks of `chunk_size` bytes."""
         while chunk := self._file.read(chunk_size):
             yield chunk
@@ -63,8 +61,7 @@ class LocalS3:
 
     def put_object(self, *, Bucket: str, Key: str, Body: bytes, **_: Any) -> dict[str, Any]:
         """Write a whole object."""
-        target = self._target(Bucket, Key)
-        target.write_bytes(Body)
+        self._target(Bucket, Key).write_bytes(Body)
         return {}
 
     def create_multipart_upload(self, *, Bucket: str, Key: str, **_: Any) -> dict[str, Any]:

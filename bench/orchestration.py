@@ -30,17 +30,16 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
-import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from unittest import mock
 
 from bench.table import Row
+from bench.timing import child_report
 from infra.config import BatchConfig
 from local.contexts import small_run_context
 
@@ -140,25 +139,15 @@ def _prompts(number: int) -> str:
     return "".join(json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(number))
 
 
-def bench_template() -> dict[str, Any]:
-    """The batch stack synthesized with BENCH_CONTEXT (small quotas, hourly reconcile interval)."""
+def measure_orchestration() -> Orchestration:
+    """The batch stack synthesized with BENCH_CONTEXT, executed: the two completion runs, and one shard at 0,
+    FEW_LAPS and MANY_LAPS status checks; the counts."""
     from infra.app_builder import cli_context
-    from local.harness import synthesize_batch_stack
+    from local.harness import OfflinePipeline, states_entered, synthesize_batch_stack
 
     with tempfile.TemporaryDirectory(prefix="bench-cdk-") as outdir:
-        return synthesize_batch_stack({**cli_context(), **BENCH_CONTEXT}, Path(outdir))
-
-
-def measure_orchestration(
-    template: Mapping[str, Any] | None = None, *, stage: str = BENCH_CONTEXT["stage"]
-) -> Orchestration:
-    """Execute the two completion runs, and one shard at 0, FEW_LAPS and MANY_LAPS status checks; the counts.
-
-    `template`: the batch stack synthesized with small quotas (default: `bench_template()`).
-    """
-    from local.harness import OfflinePipeline, states_entered
-
-    with OfflinePipeline(template or bench_template(), stage=stage) as pipeline:
+        template = synthesize_batch_stack({**cli_context(), **BENCH_CONTEXT}, Path(outdir))
+    with OfflinePipeline(template, stage=BENCH_CONTEXT["stage"]) as pipeline:
         by_event, lost = measure_completion(pipeline)
         zero, few, many = (pipeline.run_shard(polls) for polls in (0, FEW_LAPS, MANY_LAPS))
     # A status check is a GetJob entry; every check but the one that reads the job's end closes a lap.
@@ -188,37 +177,22 @@ def measure_orchestration(
 def measure_completion(pipeline: OfflinePipeline) -> tuple[Completion, Completion]:
     """Two runs of SHARDS shards on a running pipeline: jobs that end while their shards wait, resumed by their
     events; then the same with every event lost, each job's end read by the reconciler's status check."""
+    from local import moto_patches
     from local.bedrock.batch_jobs import JobScenario
 
     answers = len(pipeline.event_answers)
-    with _reconcile_lasting(EVENT_RUN_RECONCILE_SECONDS):
+    with mock.patch.object(moto_patches, "task_timeout_seconds", EVENT_RUN_RECONCILE_SECONDS):
         pipeline.bedrock.scenario = lambda _request: JobScenario(polls=NEVER)
         by_event = _completion(pipeline, "inbox/bench-event.jsonl", end_waiting_jobs=True)
     resumed = pipeline.event_answers[answers:]
     if resumed != [{"outcome": "resumed"}] * SHARDS:
         raise RuntimeError(f"the jobs' events did not resume every shard: {resumed}")
-    pipeline.bedrock.emit_events = False
-    try:
+    with mock.patch.object(pipeline.bedrock, "emit_events", False):
         pipeline.bedrock.scenario = lambda _request: JobScenario(polls=0)
         lost = _completion(pipeline, "inbox/bench-lost.jsonl")
-    finally:
-        pipeline.bedrock.emit_events = True
     if len(pipeline.event_answers) != answers + SHARDS:
         raise RuntimeError("a lost event reached job_events")
     return by_event, lost
-
-
-@contextmanager
-def _reconcile_lasting(seconds: float) -> Iterator[None]:
-    """AwaitJob's TimeoutSeconds lasts `seconds` of real time offline for the duration."""
-    from local import moto_patches
-
-    before = moto_patches.task_timeout_seconds
-    moto_patches.task_timeout_seconds = seconds
-    try:
-        yield
-    finally:
-        moto_patches.task_timeout_seconds = before
 
 
 def _completion(pipeline: OfflinePipeline, key: str, *, end_waiting_jobs: bool = False) -> Completion:
@@ -292,10 +266,9 @@ def _first_seen(pipeline: OfflinePipeline, key: str) -> float:
     while time.monotonic() < deadline:
         try:
             s3.head_object(Bucket=pipeline.bucket, Key=key)
+            return time.time()
         except s3.exceptions.ClientError:
             time.sleep(SUMMARY_POLL_SECONDS)
-            continue
-        return time.time()
     raise TimeoutError(f"{key} not written after {RUN_TIMEOUT_SECONDS} s")
 
 
@@ -308,12 +281,7 @@ def _last_end(run: Run) -> float:
 
 def measure_in_child() -> Orchestration:
     """measure_orchestration in a fresh interpreter: moto's process-wide state and the handlers' logs stay there."""
-    completed = subprocess.run(
-        [sys.executable, "-m", "bench.orchestration"], capture_output=True, check=False, text=True
-    )
-    if completed.returncode != 0:
-        raise RuntimeError(f"the orchestration bench failed:\n{completed.stderr[-4000:]}")
-    measured = json.loads(completed.stdout.strip().splitlines()[-1])
+    measured = child_report("-m", "bench.orchestration")
     by_event, lost = (Completion(**measured.pop(name)) for name in ("by_event", "lost"))
     return Orchestration(**measured, by_event=by_event, lost=lost)
 

@@ -27,13 +27,13 @@ from __future__ import annotations
 import contextlib
 import os
 import statistics
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.alternatives import LITELLM_MODEL
 from bench.chat import MAX_TOKENS, MODEL_ID, QUESTION, SYSTEM, TEMPERATURE, floor_request
 from bench.deployed import REGION, chat_api_template
 from bench.table import Row
@@ -153,18 +153,10 @@ def openai_streamer(base_url: str) -> Streamer:
     ]
 
     def stream() -> list[float]:
-        received: list[float] = []
         chunks = client.chat.completions.create(
-            model=MODEL_ID,
-            messages=messages,
-            max_tokens=MAX_TOKENS,
-            temperature=TEMPERATURE,
-            stream=True,
+            model=MODEL_ID, messages=messages, max_tokens=MAX_TOKENS, temperature=TEMPERATURE, stream=True
         )
-        for chunk in chunks:
-            if chunk.choices and chunk.choices[0].delta.content:
-                received.append(time.perf_counter())
-        return received
+        return [time.perf_counter() for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
 
     return stream
 
@@ -182,20 +174,13 @@ def floor_streamer(bedrock_url: str, request: Mapping[str, Any]) -> Streamer:
     )
 
     def stream() -> list[float]:
-        received: list[float] = []
-        response = client.converse_stream(**request)
-        for event in response["stream"]:
-            if _text_of(event):
-                received.append(time.perf_counter())
-        return received
+        return [time.perf_counter() for event in client.converse_stream(**request)["stream"] if _text_of(event)]
 
     return stream
 
 
 def litellm_streamer(bedrock_url: str, guardrail_config: Mapping[str, Any]) -> Streamer:
     """LiteLLM's Bedrock Converse provider streaming the bench request from the stand-in."""
-    from bench.alternatives import LITELLM_MODEL
-
     os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
     import litellm
     from litellm.llms.custom_httpx.http_handler import HTTPHandler
@@ -206,7 +191,6 @@ def litellm_streamer(bedrock_url: str, guardrail_config: Mapping[str, Any]) -> S
     client = HTTPHandler(timeout=60)
 
     def stream() -> list[float]:
-        received: list[float] = []
         chunks = litellm.completion(
             model=LITELLM_MODEL,
             messages=[{"role": "system", "content": SYSTEM}, {"role": "user", "content": QUESTION}],
@@ -219,10 +203,7 @@ def litellm_streamer(bedrock_url: str, guardrail_config: Mapping[str, Any]) -> S
             client=client,
             **_LOCAL_KEYS,
         )
-        for chunk in chunks:
-            if chunk.choices and chunk.choices[0].delta.content:
-                received.append(time.perf_counter())
-        return received
+        return [time.perf_counter() for chunk in chunks if chunk.choices and chunk.choices[0].delta.content]
 
     return stream
 
@@ -271,20 +252,9 @@ def interleaved_streams(
     return taken
 
 
-@contextlib.contextmanager
-def _quiet() -> Iterator[None]:
-    """The function process's logs and the local gateway's access log (both on stderr), dropped."""
-    from bench.cold import quiet_children
-
-    restore = quiet_children()
-    try:
-        yield
-    finally:
-        restore()
-
-
 def measure(*, streams: int, warmup: int, with_litellm: bool) -> dict[str, list[StreamTiming]]:
     """Stream timings of every side against one paced stand-in, through the chat API served from the template."""
+    from bench.cold import quiet_children
     from local.bedrock import BedrockStandIn, build_model
     from local.chat_server import ChatApiOptions, chat_guardrail, local_caller, running_chat_api
     from local.services import serving
@@ -296,22 +266,20 @@ def measure(*, streams: int, warmup: int, with_litellm: bool) -> dict[str, list[
     model_ids = ChatFunction.from_template(template).environment["MODEL_IDS"].split(",")
     base = build_model("offline", guardrail=guardrail, model_ids=model_ids, tokens_per_second=TOKENS_PER_SECOND)
     model = TimedModel(base)
-    try:
-        with (
-            serving(BedrockStandIn(model), "bench-bedrock-stand-in") as stand_in,
-            _quiet(),
-            running_chat_api(template, options, bedrock_url=stand_in.url) as api,
-        ):
-            # The principal the local gateway admits the chat API's client as (its API key names it).
-            caller = local_caller({"Authorization": f"Bearer {API_KEY}"})
-            request = floor_stream_request(guardrail, mode=api.settings.GUARDRAIL_STREAM_MODE, caller=caller)
-            streamers = {OURS: openai_streamer(api.url), FLOOR: floor_streamer(stand_in.url, request)}
-            if with_litellm:
-                streamers[LITELLM] = litellm_streamer(stand_in.url, request["guardrailConfig"])
-            check_same_request(model, streamers)
-            return interleaved_streams(model, streamers, streams=streams, warmup=warmup)
-    finally:
-        base.close()
+    with (
+        contextlib.closing(base),
+        serving(BedrockStandIn(model), "bench-bedrock-stand-in") as stand_in,
+        quiet_children(),
+        running_chat_api(template, options, bedrock_url=stand_in.url) as api,
+    ):
+        # The principal the local gateway admits the chat API's client as (its API key names it).
+        caller = local_caller({"Authorization": f"Bearer {API_KEY}"})
+        request = floor_stream_request(guardrail, mode=api.settings.GUARDRAIL_STREAM_MODE, caller=caller)
+        streamers = {OURS: openai_streamer(api.url), FLOOR: floor_streamer(stand_in.url, request)}
+        if with_litellm:
+            streamers[LITELLM] = litellm_streamer(stand_in.url, request["guardrailConfig"])
+        check_same_request(model, streamers)
+        return interleaved_streams(model, streamers, streams=streams, warmup=warmup)
 
 
 def rows(*, quick: bool) -> list[Row]:
@@ -319,45 +287,35 @@ def rows(*, quick: bool) -> list[Row]:
     from bench.alternatives import litellm_installed
 
     streams, warmup = (5, 2) if quick else (100, 10)
-    with_litellm = litellm_installed()
-    timings = measure(streams=streams, warmup=warmup, with_litellm=with_litellm)
-    ours, floor = timings[OURS], timings[FLOOR]
-    pieces = statistics.median(len(timing.sent) for timing in ours)
+    timings = measure(streams=streams, warmup=warmup, with_litellm=litellm_installed())
+    pieces = statistics.median(len(timing.sent) for timing in timings[OURS])
     what = f"{streams} streams x {pieces:.0f} text events at {TOKENS_PER_SECOND:g} tokens/s"
-    ttft = _p50_p99([timing.ttft_overhead_ms for timing in ours])
-    floor_ttft = _p50_p99([timing.ttft_overhead_ms for timing in floor])
-    chunk = statistics.median(timing.per_chunk_overhead_ms for timing in ours)
-    floor_chunk = statistics.median(timing.per_chunk_overhead_ms for timing in floor)
+    ttft, ttft_p99, chunk = _overheads(timings[OURS])
+    floor_ttft, floor_ttft_p99, floor_chunk = _overheads(timings[FLOOR])
     result = [
         Row("stream", f"TTFT overhead p50 (ms; client's first content chunk minus stand-in's first text event), "
             f"{what}, openai SDK via local chat API vs boto3 converse_stream",
-            f"{ttft[0]:.2f}", f"{floor_ttft[0]:.2f}", f"{ratio(ttft[0], floor_ttft[0]):.2f}x",
-            f"<= {TTFT_TARGET_MS:g} ms", ttft[0] <= TTFT_TARGET_MS),
-        Row("stream", "TTFT overhead p99 (ms)", f"{ttft[1]:.2f}", f"{floor_ttft[1]:.2f}",
-            f"{ratio(ttft[1], floor_ttft[1]):.2f}x", "-", None),
+            f"{ttft:.2f}", f"{floor_ttft:.2f}", f"{ratio(ttft, floor_ttft):.2f}x",
+            f"<= {TTFT_TARGET_MS:g} ms", ttft <= TTFT_TARGET_MS),
+        Row("stream", "TTFT overhead p99 (ms)", f"{ttft_p99:.2f}", f"{floor_ttft_p99:.2f}",
+            f"{ratio(ttft_p99, floor_ttft_p99):.2f}x", "-", None),
         Row("stream", "per-chunk overhead p50 (ms; client's mean gap between content chunks minus stand-in's)",
             f"{chunk:.3f}", f"{floor_chunk:.3f}", f"{chunk - floor_chunk:+.3f} ms", f"<= {PER_CHUNK_TARGET_MS:g} ms",
             chunk <= PER_CHUNK_TARGET_MS),
     ]  # fmt: skip
     if LITELLM in timings:
-        theirs = timings[LITELLM]
-        litellm_ttft = _p50_p99([timing.ttft_overhead_ms for timing in theirs])
-        litellm_chunk = statistics.median(timing.per_chunk_overhead_ms for timing in theirs)
+        litellm_ttft, _, litellm_chunk = _overheads(timings[LITELLM])
         result += [
             Row("alternative", "LiteLLM streaming TTFT overhead p50 (ms) vs bare boto3 converse_stream",
-                f"{litellm_ttft[0]:.2f}", f"{floor_ttft[0]:.2f}", f"{ratio(litellm_ttft[0], floor_ttft[0]):.2f}x",
-                "-", None),
+                f"{litellm_ttft:.2f}", f"{floor_ttft:.2f}", f"{ratio(litellm_ttft, floor_ttft):.2f}x", "-", None),
             Row("alternative", "LiteLLM streaming per-chunk overhead p50 (ms) vs bare boto3", f"{litellm_chunk:.3f}",
                 f"{floor_chunk:.3f}", f"{litellm_chunk - floor_chunk:+.3f} ms", "-", None),
         ]  # fmt: skip
     return result
 
 
-def _p50_p99(samples: Sequence[float]) -> tuple[float, float]:
-    return statistics.median(samples), percentile(samples, 99)
-
-
-if __name__ == "__main__":  # a quick look without the rest of the bench
-    from bench.table import render
-
-    print(render(rows(quick="--quick" in sys.argv[1:])))
+def _overheads(timings: Sequence[StreamTiming]) -> tuple[float, float, float]:
+    """The TTFT overhead's p50 and p99 and the per-chunk overhead's p50, over the streams."""
+    ttft = [timing.ttft_overhead_ms for timing in timings]
+    chunk = statistics.median(timing.per_chunk_overhead_ms for timing in timings)
+    return statistics.median(ttft), percentile(ttft, 99), chunk

@@ -1,12 +1,17 @@
-"""Side-by-side timing: interleaved blocks so that the machine's noise falls on every contender alike."""
+"""Side-by-side timing: interleaved calls so that the machine's noise falls on every contender alike, and the
+fresh interpreters that time a step by themselves."""
 
 from __future__ import annotations
 
+import json
 import math
 import statistics
+import subprocess
+import sys
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True)
@@ -36,28 +41,25 @@ def percentile(samples: Sequence[float], q: float) -> float:
 Contender = Callable[[], Callable[[], object]]
 
 
-def interleaved(
-    contenders: Mapping[str, Contender], *, requests: int, block: int = 1, warmup: int = 200
-) -> dict[str, Latencies]:
-    """Time `requests` calls of each contender in alternating blocks (ABAB...), after `warmup` untimed calls each.
+def interleaved(contenders: Mapping[str, Contender], *, requests: int, warmup: int = 200) -> dict[str, Latencies]:
+    """Time `requests` calls of each contender, one call each in turn (ABAB...), after `warmup` untimed calls each.
 
-    One call a block by default: a burst of machine noise then falls on every contender alike, and no contender
-    runs from caches the others never get (in blocks of 50, the bare boto3 call ran ≈ 5 % faster than beside
-    other work, which is how a Lambda function calls it).
+    One call at a time: a burst of machine noise then falls on every contender alike, and no contender runs from
+    caches the others never get (in blocks of 50, the bare boto3 call ran ≈ 5 % faster than beside other work,
+    which is how a Lambda function calls it).
     """
     for prepare in contenders.values():
         for _ in range(warmup):
             prepare()()
     samples: dict[str, list[float]] = {name: [] for name in contenders}
     clock = time.perf_counter_ns
-    while any(len(taken) < requests for taken in samples.values()):
+    for _ in range(requests):
         for name, prepare in contenders.items():
             taken = samples[name]
-            for _ in range(min(block, requests - len(taken))):
-                call = prepare()
-                started = clock()
-                call()
-                taken.append((clock() - started) / 1e6)
+            call = prepare()
+            started = clock()
+            call()
+            taken.append((clock() - started) / 1e6)
     return {name: Latencies(taken) for name, taken in samples.items()}
 
 
@@ -90,3 +92,17 @@ async def interleaved_async(
             await call()
             samples[name].append((clock() - started) / 1e6)
     return {name: Latencies(taken) for name, taken in samples.items()}
+
+
+def child_report(*args: str, env: Mapping[str, str] | None = None) -> Any:
+    """Run `python <args>` in a fresh interpreter; the JSON of the last line it printed.
+
+    Raises:
+        RuntimeError: the child failed (the end of its stderr is in the message).
+    """
+    completed = subprocess.run(  # noqa: S603 - our own interpreter running our own code
+        [sys.executable, *args], capture_output=True, check=False, text=True, env=env
+    )
+    if completed.returncode != 0:
+        raise RuntimeError(f"python {' '.join(args)[:200]} failed:\n{completed.stderr[-4000:]}")
+    return json.loads(completed.stdout.strip().splitlines()[-1])
