@@ -1,4 +1,4 @@
-"""The project's own standards, enforced by the test command: ruff lint, ruff format, strict mypy, explained pins."""
+"""The project's standards, enforced by the test command: ruff, format, strict mypy, explained pins, a small harness."""
 
 from __future__ import annotations
 
@@ -54,3 +54,13 @@ def test_every_exact_pin_says_why() -> None:
         if not any(line == f'"{pin}",' and lines[index - 1].startswith("#") for index, line in enumerate(lines))
     ]
     assert unexplained == []
+
+
+def _python_lines(*folders: str) -> int:
+    return sum(len(path.read_text().splitlines()) for folder in folders for path in (ROOT / folder).rglob("*.py"))
+
+
+def test_the_local_harness_and_the_bench_are_smaller_than_the_product() -> None:
+    # What runs the product offline and measures it should stay easier to read than the product itself.
+    harness, product = _python_lines("local", "bench"), _python_lines("functions")
+    assert harness < product, f"local/ + bench/ hold {harness} lines of Python, functions/ {product}"
