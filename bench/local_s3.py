@@ -90,11 +90,6 @@ class LocalS3:
         shutil.copyfile(self._existing(CopySource["Bucket"], CopySource["Key"]), self._target(Bucket, Key))
         return {}
 
-    def delete_object(self, *, Bucket: str, Key: str) -> dict[str, Any]:
-        """Delete an object (no error when absent)."""
-        self.path(Bucket, Key).unlink(missing_ok=True)
-        return {}
-
     def get_paginator(self, operation: str) -> _Pages:
         """list_objects_v2 in one page."""
         if operation != "list_objects_v2":

@@ -14,15 +14,9 @@ from pathlib import PurePosixPath
 
 from shared.pipeline import shard_number
 
-# Step Functions execution names: 1-80 characters; we use only [A-Za-z0-9-] (a subset of what is allowed).
-MAX_RUN_ID_LENGTH = 80
-# Bedrock CreateModelInvocationJob (botocore model `bedrock`, shapes ModelInvocationJobName and
-# ModelInvocationIdempotencyToken).
-JOB_NAME_PATTERN = re.compile(r"[a-zA-Z0-9]{1,63}(-*[a-zA-Z0-9\+\-\.]){0,63}")
+# Bedrock CreateModelInvocationJob's jobName (botocore model `bedrock`, shape ModelInvocationJobName).
 MAX_JOB_NAME_LENGTH = 63
-CLIENT_REQUEST_TOKEN_PATTERN = re.compile(r"[a-zA-Z0-9]{1,256}(-*[a-zA-Z0-9]){0,256}")
 RUN_ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]{0,54}-[0-9a-f]{24}")
-RECORD_ID_PATTERN = re.compile(r"R[0-9]{11}")
 # A stage's job-name prefix (`<stage>.`): the stage cannot hold a '.', so one stage's prefix never starts
 # another's, and the EventBridge rule of job-state events matches this pipeline's jobs only.
 JOB_NAME_PREFIX_PATTERN = re.compile(r"[a-z][a-z0-9-]{0,19}\.")

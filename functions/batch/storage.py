@@ -122,11 +122,6 @@ def copy(bucket: str, source_key: str, target_key: str) -> None:
     client().copy_object(Bucket=bucket, Key=target_key, CopySource={"Bucket": bucket, "Key": source_key})
 
 
-def delete(bucket: str, key: str) -> None:
-    """Delete an object (no error when it does not exist)."""
-    client().delete_object(Bucket=bucket, Key=key)
-
-
 class JsonlWriter:
     """Streams lines into one object: one PUT if small, else a multipart upload (aborted on failure).
 

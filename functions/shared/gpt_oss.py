@@ -76,11 +76,6 @@ def finish_reason(stop_reason: str) -> FinishReason:
         raise BedrockModelError("the model stopped for an unknown reason", code=stop_reason) from None
 
 
-def is_guardrail_stop(stop_reason: str) -> bool:
-    """Whether the stop reason means a guardrail (or content filter) replaced the answer."""
-    return _FINISH_REASONS.get(stop_reason) == "content_filter"
-
-
 def estimate_tokens(characters: int) -> int:
     """A rough token count for a number of characters of prompt text."""
     return -(-characters // CHARS_PER_TOKEN_ESTIMATE)

@@ -15,7 +15,6 @@ from shared.gpt_oss import (
     estimate_tokens,
     exceeds_context_window,
     finish_reason,
-    is_guardrail_stop,
     split_reasoning,
 )
 
@@ -135,13 +134,6 @@ def test_every_converse_stop_reason_is_decided() -> None:
             finish_reason(stop_reason)
         except BedrockModelError:
             assert stop_reason.startswith("malformed_")
-
-
-def test_guardrail_stops() -> None:
-    assert is_guardrail_stop("guardrail_intervened")
-    assert is_guardrail_stop("content_filtered")
-    assert not is_guardrail_stop("end_turn")
-    assert not is_guardrail_stop("unknown")
 
 
 def test_context_window_estimate() -> None:

@@ -75,9 +75,6 @@ def test_reads_by_version_and_missing_objects(aws: Aws) -> None:
     assert storage.get_json(BUCKET, "results/none.json") is None
     storage.put_json(BUCKET, "results/s.json", {"é": [1]})
     assert storage.get_json(BUCKET, "results/s.json") == {"é": [1]}
-    storage.delete(BUCKET, "results/s.json")
-    storage.delete(BUCKET, "results/s.json")
-    assert storage.get_json(BUCKET, "results/s.json") is None
 
 
 def test_listing_follows_every_page(aws: Aws) -> None:

@@ -11,8 +11,6 @@ from hypothesis import strategies as st
 
 from batch.names import (
     MAX_JOB_NAME_LENGTH,
-    MAX_RUN_ID_LENGTH,
-    RECORD_ID_PATTERN,
     client_request_token,
     job_name,
     record_id,
@@ -30,8 +28,9 @@ TOKEN = _CREATE_JOB["clientRequestToken"].metadata
 _START = botocore.session.get_session().get_service_model("stepfunctions").operation_model("StartExecution")
 assert _START.input_shape is not None
 EXECUTION_NAME_MAX = _START.input_shape.members["name"].metadata["max"]
-# What we promise for run ids (a subset of what Step Functions allows in execution names).
+# What we promise for run ids (a subset of what Step Functions allows in execution names) and record ids.
 RUN_ID_CHARS = re.compile(r"[A-Za-z0-9_-]+")
+RECORD_ID = re.compile(r"R[0-9]{11}")
 
 keys = st.text(min_size=1, max_size=300).filter(lambda key: len(key.encode("utf-8", "surrogatepass")) <= 1024)
 versions = st.none() | st.text(alphabet="abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._", max_size=32)
@@ -39,7 +38,7 @@ buckets = st.from_regex(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", fullmatch=True)
 
 
 def _valid_run_id(value: str) -> bool:
-    return bool(RUN_ID_CHARS.fullmatch(value)) and 1 <= len(value) <= min(MAX_RUN_ID_LENGTH, EXECUTION_NAME_MAX)
+    return bool(RUN_ID_CHARS.fullmatch(value)) and 1 <= len(value) <= EXECUTION_NAME_MAX
 
 
 @given(bucket=buckets, key=keys, version=versions)
@@ -137,7 +136,7 @@ def test_shard_index_and_run_id_are_checked() -> None:
 @given(line=st.integers(min_value=1, max_value=99_999_999_999))
 def test_record_ids_are_alphanumeric_fixed_width_and_ordered(line: int) -> None:
     value = record_id(line)
-    assert RECORD_ID_PATTERN.fullmatch(value)
+    assert RECORD_ID.fullmatch(value)
     assert value.isalnum()
     assert record_id(line + 1) > value if line < 99_999_999_999 else True
 
