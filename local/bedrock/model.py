@@ -127,24 +127,33 @@ class LocalModel:
             ModelError: the model or the guardrail does not exist, the request is invalid, or the backend failed.
         """
         model_id, config = self._checked(request)
-        guardrail = self.guardrail
         if config is None:
             response = converse_response(self.generator.generate(chat_body(request), model_id=model_id))
-        elif (input_verdict := guardrail.check(guarded_input(request))).intervened:
-            # The model never runs: nothing is generated, and nothing is counted.
-            response = _blocked(guardrail.blocked_input_message, Generation(answer=""))
-            output_verdict = None
         else:
-            generation = self.generator.generate(chat_body(request), model_id=model_id)
-            output_verdict = guardrail.check([generation.answer])
-            blocked = _blocked(guardrail.blocked_output_message, generation)
-            response = blocked if output_verdict.intervened else converse_response(generation)
-        if config is not None and config.get("trace") in _TRACE_ON:
-            trace = guardrail.converse_trace(input_verdict=input_verdict, output_verdict=output_verdict)
-            response["trace"] = {"guardrail": trace}
+            response = self._guarded(request, model_id, config)
         tier = service_tier(request)
         if tier is not None:
             response["serviceTier"] = tier
+        return response
+
+    def _guarded(self, request: Mapping[str, Any], model_id: str, config: Mapping[str, Any]) -> dict[str, Any]:
+        """The Converse response behind the guardrail: the input checked first, then the answer."""
+        guardrail = self.guardrail
+        input_verdict = guardrail.check(guarded_input(request))
+        output_verdict = None
+        if input_verdict.intervened:
+            # The model never runs: nothing is generated, and nothing is counted.
+            response = _blocked(guardrail.blocked_input_message, Generation(answer=""))
+        else:
+            generation = self.generator.generate(chat_body(request), model_id=model_id)
+            output_verdict = guardrail.check([generation.answer])
+            if output_verdict.intervened:
+                response = _blocked(guardrail.blocked_output_message, generation)
+            else:
+                response = converse_response(generation)
+        if config.get("trace") in _TRACE_ON:
+            trace = guardrail.converse_trace(input_verdict=input_verdict, output_verdict=output_verdict)
+            response["trace"] = {"guardrail": trace}
         return response
 
     def converse_stream(self, request: Mapping[str, Any]) -> Iterator[dict[str, Any]]:
