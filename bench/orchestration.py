@@ -203,6 +203,7 @@ def _completion(pipeline: OfflinePipeline, key: str, *, end_waiting_jobs: bool =
         RuntimeError: the run did not succeed with SHARDS jobs.
     """
     from local import moto_patches
+    from shared.pipeline import summary_key
 
     timeouts = len(moto_patches.task_timeouts)
     dropped = pipeline.drop(key, _prompts(SHARDS * 15))
@@ -210,7 +211,7 @@ def _completion(pipeline: OfflinePipeline, key: str, *, end_waiting_jobs: bool =
         raise RuntimeError(f"dropping {key} started no run: {dropped.deliveries}")
     if end_waiting_jobs:
         _end_jobs_once_awaited(pipeline, dropped.run_id)
-    summary_at = _first_seen(pipeline, f"results/{dropped.run_id}/summary.json")
+    summary_at = _first_seen(pipeline, summary_key(dropped.run_id))
     run = pipeline.wait(dropped.run_id)
     if run.status != "SUCCEEDED" or len(run.jobs) != SHARDS:
         raise RuntimeError(f"the bench run did not succeed with {SHARDS} jobs: {run.status} {run.error}")

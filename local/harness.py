@@ -46,6 +46,7 @@ from local.bedrock.model import Model
 from local.environment import applied_environment
 from local.services import S3_ENDPOINT_PURPOSE, listening_socket, repeating, serving
 from local.templates import batch_template, synthesize
+from shared import pipeline
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -389,7 +390,7 @@ class OfflinePipeline:
             for page in self.sfn.get_paginator("get_execution_history").paginate(executionArn=arn)
             for event in page["events"]
         ]
-        summary = self._object(f"results/{run_id}/summary.json")
+        summary = self._object(pipeline.summary_key(run_id))
         return Run(
             run_id=run_id,
             status=described["status"],
@@ -398,8 +399,8 @@ class OfflinePipeline:
             cause=described.get("cause"),
             history=history,
             summary=None if summary is None else json.loads(summary),
-            results=self._jsonl(f"results/{run_id}/results.jsonl"),
-            rejected=self._jsonl(f"rejected/{run_id}/rejected.jsonl"),
+            results=self._jsonl(pipeline.results_key(run_id)),
+            rejected=self._jsonl(pipeline.rejected_key(run_id)),
             jobs=self.bedrock.for_run(run_id),
         )
 
@@ -466,7 +467,7 @@ class OfflinePipeline:
             name=f"Shard{polls}", definition=json.dumps(processor), roleArn=f"arn:aws:iam::{ACCOUNT}:role/offline"
         )["stateMachineArn"]
         run = f"probe-{polls}"
-        key = f"work/{run}/shard-00000/records.jsonl"
+        key = pipeline.shard_records_key(run, 0)
         prompts = (json.dumps({"id": f"p{n}", "prompt": f"What is {n} squared?"}) + "\n" for n in range(5))
         self.s3.put_object(Bucket=self.bucket, Key=key, Body="".join(prompts).encode())
         self.bedrock.scenario = lambda _request: JobScenario(polls=polls)
@@ -476,7 +477,7 @@ class OfflinePipeline:
                 "jobName": f"{run}-00000",
                 "clientRequestToken": f"probe{polls}",
                 "inputUri": f"s3://{self.bucket}/{key}",
-                "outputUri": f"s3://{self.bucket}/bedrock-output/{run}/shard-00000/",
+                "outputUri": pipeline.s3_uri(self.bucket, pipeline.shard_output_prefix(run, 0)),
                 "recordCount": 5,
             },
             "runId": run,
